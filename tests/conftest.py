@@ -1,0 +1,42 @@
+"""Shared fixtures: temporary data folders and the real sample data (where present)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _shared_data() -> Path | None:
+    value = os.environ.get("NMNIST_SHARED_DATA")
+    if not value:
+        return None
+    path = Path(value)
+    return path if path.is_dir() else None
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The folder of real reference data (``nmnist-sample/``, ``mnist-sample/``); skips if absent."""
+    path = _shared_data()
+    if path is None:
+        pytest.skip("real sample data not found: set NMNIST_SHARED_DATA to ../shared/data")
+    return path
+
+
+@pytest.fixture(scope="session")
+def real_nmnist_root(shared_data: Path) -> Path:
+    """ROOT of the real N-MNIST sample, holding ``NMNIST/Train`` and ``NMNIST/Test``."""
+    root = shared_data / "nmnist-sample"
+    if not (root / "NMNIST").is_dir():
+        pytest.skip(f"no NMNIST folder in {root}")
+    return root
+
+
+@pytest.fixture(scope="session")
+def real_recordings(real_nmnist_root: Path) -> list[Path]:
+    """Every real ``.bin`` recording of the sample, sorted."""
+    return sorted(real_nmnist_root.glob("NMNIST/*/*/*.bin"))
