@@ -6,14 +6,16 @@ An N-MNIST recording is a flat sequence of 5-byte events:
     byte 2: bit 7 = polarity (1 = ON), bits 6..0 = timestamp bits 22..16
     byte 3: timestamp bits 15..8   byte 4: timestamp bits 7..0
 
-A record with y == 240 is a timestamp-overflow marker, not an event: every
-later timestamp is shifted by 2**13 microseconds (the constant of Orchard's
-original ``Read_Ndataset.m`` and of ``tonic.io.read_mnist_file``).
+A record with y == 240 is a timestamp-overflow marker, not an event: it and every
+later record have their timestamp shifted by 2**13 microseconds (the constant of
+Orchard's original ``Read_Ndataset.m`` and of ``tonic.io.read_mnist_file``).
 """
 
 from __future__ import annotations
 
 import os
+import stat
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -25,11 +27,18 @@ OVERFLOW_Y = 240
 OVERFLOW_INCREMENT_US = 2**13
 MAX_TIMESTAMP_US = 2**23 - 1
 
+# Each record is read as one big-endian 64-bit word whose low 40 bits are the record:
+# the 3 high bytes (the tail of the previous record, or padding) are masked off.
+_PAD = 3
+_WORD = np.dtype(">i8")
+
+PathLike = str | os.PathLike[str]
+
 
 class NMNISTFormatError(ValueError):
-    """A file that is not a valid N-MNIST recording; says which file and why."""
+    """A file (or events) that is not a valid N-MNIST recording; says which file and why."""
 
-    def __init__(self, path: str | os.PathLike[str] | None, problem: str) -> None:
+    def __init__(self, path: PathLike | None, problem: str) -> None:
         self.path = None if path is None else str(path)
         self.problem = problem
         where = self.path if self.path is not None else "<bytes>"
@@ -49,78 +58,126 @@ def make_events(x, y, t, p) -> np.ndarray:
     return events
 
 
-def decode_nmnist(raw: bytes | np.ndarray, path: str | os.PathLike[str] | None = None) -> np.ndarray:
-    """Decode the bytes of an N-MNIST file into events (see the module docstring)."""
-    data = np.frombuffer(raw, dtype=np.uint8) if isinstance(raw, (bytes, bytearray, memoryview)) else raw
-    if data.size == 0:
+def _decode_padded(buf: bytearray, size: int, path: PathLike | None) -> np.ndarray:
+    """Decode ``size`` bytes of records that start at ``buf[_PAD]`` (the first bytes are padding)."""
+    if size == 0:
         raise NMNISTFormatError(path, "empty file (0 bytes)")
-    if data.size % BYTES_PER_EVENT:
+    if size % BYTES_PER_EVENT:
         raise NMNISTFormatError(
             path,
-            f"truncated: {data.size} bytes is not a multiple of {BYTES_PER_EVENT} "
-            f"({data.size % BYTES_PER_EVENT} trailing bytes)",
+            f"truncated: {size} bytes is not a multiple of {BYTES_PER_EVENT} "
+            f"({size % BYTES_PER_EVENT} trailing bytes)",
         )
-    rec = data.reshape(-1, BYTES_PER_EVENT)
-    y = rec[:, 1]
-    is_overflow = y == OVERFLOW_Y
-    t = (
-        (rec[:, 2].astype(np.int64) & 127) << 16
-        | rec[:, 3].astype(np.int64) << 8
-        | rec[:, 4].astype(np.int64)
-    )
-    if is_overflow.any():
-        # Each marker shifts itself and every later record (tonic's in-place loop).
-        t += np.cumsum(is_overflow, dtype=np.int64) * OVERFLOW_INCREMENT_US
-        rec, t = rec[~is_overflow], t[~is_overflow]
-        y = rec[:, 1]
-    x = rec[:, 0]
+    n = size // BYTES_PER_EVENT
+    # One strided 8-byte view (word i = buf[5i : 5i + 8], ending on record i), one
+    # conversion, then contiguous shifts: several times faster than byte-column arithmetic.
+    words = np.ndarray((n,), dtype=_WORD, buffer=buf, strides=(BYTES_PER_EVENT,)).astype(np.int64)
+    cols = np.empty((4, n), dtype=np.int64)
+    x, y, t, p = cols
+    np.right_shift(words, 32, out=x)
+    x &= 0xFF
+    np.right_shift(words, 24, out=y)
+    y &= 0xFF
+    np.right_shift(words, 23, out=p)
+    p &= 1
+    np.bitwise_and(words, MAX_TIMESTAMP_US, out=t)
+
     width, height = SENSOR_SIZE[0], SENSOR_SIZE[1]
-    bad = (x >= width) | (y >= height)
-    if bad.any():
-        i = int(np.argmax(bad))
-        raise NMNISTFormatError(
-            path,
-            f"event {i} at (x={int(x[i])}, y={int(y[i])}) lies outside the "
-            f"{width} x {height} sensor ({int(bad.sum())} such events)",
-        )
-    events = np.empty(len(rec), dtype=EVENT_DTYPE)
+    if n and (x.max() >= width or y.max() >= height):  # rare: overflow markers or a bad file
+        is_overflow = y == OVERFLOW_Y
+        if is_overflow.any():
+            # Each marker shifts itself and every later record (tonic's in-place loop).
+            t += np.cumsum(is_overflow, dtype=np.int64) * OVERFLOW_INCREMENT_US
+            keep = ~is_overflow
+            x, y, t, p = x[keep], y[keep], t[keep], p[keep]
+        bad = (x >= width) | (y >= height)
+        if bad.any():
+            i = int(np.argmax(bad))
+            raise NMNISTFormatError(
+                path,
+                f"event {i} at (x={int(x[i])}, y={int(y[i])}) lies outside the "
+                f"{width} x {height} sensor ({int(bad.sum())} such events)",
+            )
+    events = np.empty(len(x), dtype=EVENT_DTYPE)
     events["x"] = x
     events["y"] = y
     events["t"] = t
-    events["p"] = rec[:, 2] >> 7
+    events["p"] = p
     return events
 
 
-def read_nmnist(path: str | os.PathLike[str]) -> np.ndarray:
-    """Read one N-MNIST ``.bin`` recording; raises :class:`NMNISTFormatError` on a bad file."""
-    p = Path(path)
+def decode_nmnist(raw: bytes | bytearray | memoryview | np.ndarray, path: PathLike | None = None) -> np.ndarray:
+    """Decode the bytes of an N-MNIST file into events (see the module docstring)."""
+    data = raw.tobytes() if isinstance(raw, np.ndarray) else bytes(raw)
+    buf = bytearray(_PAD)
+    buf += data
+    return _decode_padded(buf, len(data), path)
+
+
+def _read_padded(path: PathLike) -> tuple[bytearray, int]:
+    """The bytes of ``path`` after ``_PAD`` zero bytes, and their number; our error on anything but a file."""
     try:
-        raw = np.fromfile(p, dtype=np.uint8)
-    except IsADirectoryError:
-        raise NMNISTFormatError(p, "is a directory, not a file") from None
+        # O_NONBLOCK: a FIFO or device must be refused, not waited on.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
     except FileNotFoundError:
-        raise NMNISTFormatError(p, "no such file") from None
+        raise NMNISTFormatError(path, "no such file") from None
+    except IsADirectoryError:
+        raise NMNISTFormatError(path, "is a directory, not a file") from None
     except PermissionError:
-        raise NMNISTFormatError(p, "permission denied") from None
+        raise NMNISTFormatError(path, "permission denied") from None
     except OSError as exc:
-        raise NMNISTFormatError(p, f"cannot be read ({exc.strerror or exc})") from None
-    return decode_nmnist(raw, p)
+        raise NMNISTFormatError(path, f"cannot be read ({exc.strerror or exc})") from None
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):
+        os.close(fd)
+        what = "is a directory, not a file" if stat.S_ISDIR(info.st_mode) else "is not a regular file"
+        raise NMNISTFormatError(path, what)
+    with open(fd, "rb", buffering=0) as fh:
+        buf = bytearray(_PAD + info.st_size)
+        view = memoryview(buf)[_PAD:]
+        size = 0
+        try:
+            while size < len(view) and (got := fh.readinto(view[size:])):
+                size += got
+        except OSError as exc:
+            raise NMNISTFormatError(path, f"cannot be read ({exc.strerror or exc})") from None
+        finally:
+            view.release()
+    return buf, size
 
 
-def encode_nmnist(events: np.ndarray) -> bytes:
-    """Encode events as N-MNIST bytes; the inverse of :func:`decode_nmnist` without overflow markers."""
+def read_nmnist(path: PathLike) -> np.ndarray:
+    """Read one N-MNIST ``.bin`` recording; raises :class:`NMNISTFormatError` on a bad file.
+
+    Returns exactly what ``tonic.io.read_mnist_file(path, dtype=tonic.datasets.NMNIST.dtype)``
+    returns for a valid file, only faster.
+    """
+    buf, size = _read_padded(path)
+    return _decode_padded(buf, size, path)
+
+
+def encode_nmnist(events: np.ndarray, path: PathLike | None = None) -> bytes:
+    """Encode events as N-MNIST bytes; the inverse of :func:`decode_nmnist` (no overflow markers).
+
+    ``path`` only names the destination in error messages.
+    """
     events = np.asarray(events)
-    missing = [f for f in "xytp" if events.dtype.names is None or f not in events.dtype.names]
+    names = events.dtype.names or ()
+    missing = [f for f in "xytp" if f not in names]
     if missing:
-        raise ValueError(f"events need fields x, y, t, p; missing {missing}")
+        raise NMNISTFormatError(path, f"events need fields x, y, t, p; missing {', '.join(missing)}")
+    if events.ndim != 1:
+        raise NMNISTFormatError(path, f"events must be a 1-D array, got shape {events.shape}")
     x, y, t, p = (events[f].astype(np.int64) for f in "xytp")
     width, height = SENSOR_SIZE[0], SENSOR_SIZE[1]
-    if len(events) and (x.min() < 0 or x.max() >= width or y.min() < 0 or y.max() >= height):
-        raise ValueError(f"events must lie on the {width} x {height} sensor")
-    if len(events) and (t.min() < 0 or t.max() > MAX_TIMESTAMP_US):
-        raise ValueError(f"timestamps must lie in [0, {MAX_TIMESTAMP_US}] microseconds (23 bits)")
-    if len(events) and not np.isin(p, (0, 1)).all():
-        raise ValueError("polarity must be 0 (OFF) or 1 (ON)")
+    if len(events):
+        for name, col, hi in (("x", x, width - 1), ("y", y, height - 1), ("t", t, MAX_TIMESTAMP_US), ("p", p, 1)):
+            lo_v, hi_v = int(col.min()), int(col.max())
+            if lo_v < 0 or hi_v > hi:
+                unit = " microseconds (23 bits)" if name == "t" else ""
+                raise NMNISTFormatError(
+                    path, f"field {name!r} must lie in [0, {hi}]{unit}; got values in [{lo_v}, {hi_v}]"
+                )
     out = np.empty((len(events), BYTES_PER_EVENT), dtype=np.uint8)
     out[:, 0] = x
     out[:, 1] = y
@@ -130,11 +187,11 @@ def encode_nmnist(events: np.ndarray) -> bytes:
     return out.tobytes()
 
 
-def write_nmnist(path: str | os.PathLike[str], events: np.ndarray) -> None:
+def write_nmnist(path: PathLike, events: np.ndarray) -> None:
     """Write events as an N-MNIST ``.bin`` file, atomically (temp file, then rename)."""
     p = Path(path)
-    data = encode_nmnist(events)
+    data = encode_nmnist(events, p)
     p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
+    tmp = p.with_name(f".{p.name}.{os.getpid()}-{threading.get_ident()}.tmp")
     tmp.write_bytes(data)
     os.replace(tmp, p)

@@ -1,0 +1,17 @@
+"""N-MNIST spiking-network dashboard: the table of contents (run with `streamlit run app.py`)."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+st.set_page_config(page_title="N-MNIST SNN dashboard", page_icon="⚡", layout="wide")
+
+st.navigation(
+    [
+        st.Page("pages/home.py", title="Home", icon="🏠", default=True),
+        st.Page("pages/events.py", title="Events", icon="✨"),
+        st.Page("pages/transforms.py", title="Transforms", icon="🔧"),
+        st.Page("pages/training.py", title="Training", icon="🏋️"),
+        st.Page("pages/spike_counter.py", title="Spike counter", icon="📊"),
+    ]
+).run()

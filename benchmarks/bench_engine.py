@@ -1,0 +1,171 @@
+"""One training iteration of the tutorial network: snnTorch's ``forward_pass`` loop vs the fast engine.
+
+Both variants run the same iteration (forward, ``mse_count_loss(0.8, 0.2)``,
+backward, Adam step) on the same frames (Denoise 10000 + ToFrame 1000 of the
+real recordings, batch 128, about 310 time steps) from the same initial
+parameters. Each runs in a fresh subprocess so that its peak memory (VmHWM)
+is its own; the parent prints seconds per iteration, peak memory and ratios.
+
+    .venv/bin/python benchmarks/bench_engine.py [--data DIR] [--batch 128] [--iters 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+
+def real_frames(data: Path, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Frames ``(time, batch, 2, 34, 34)`` and labels from the real recordings, as the tutorial makes them."""
+    import tonic.transforms as transforms
+
+    from core.events import SENSOR_SIZE, read_nmnist
+
+    files = sorted(Path(data).glob("NMNIST/Train/*/*.bin")) or sorted(Path(data).glob("NMNIST/*/*/*.bin"))
+    if not files:
+        raise SystemExit(f"--data {data}: no NMNIST/*/*/*.bin recordings found")
+    transform = transforms.Compose(
+        [transforms.Denoise(filter_time=10000), transforms.ToFrame(sensor_size=SENSOR_SIZE, time_window=1000)]
+    )
+    rng = np.random.default_rng(0)
+    order = rng.permutation(len(files))
+    picked = [files[order[i % len(files)]] for i in range(batch)]  # repeat recordings to fill the batch
+    samples = [torch.from_numpy(transform(read_nmnist(f)).astype(np.float32)) for f in picked]
+    n_steps = max(s.shape[0] for s in samples)
+    frames = torch.zeros((n_steps, batch, *samples[0].shape[1:]), dtype=torch.float32)
+    for b, s in enumerate(samples):
+        frames[: s.shape[0], b] = s  # tonic.collation.PadTensors(batch_first=False)
+    labels = torch.tensor([int(f.parent.name) for f in picked])
+    return frames, labels
+
+
+def _peak_rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_variant(variant: str, inputs: Path, iters: int, threads: int) -> dict[str, float]:
+    """Child process: ``iters`` timed training iterations of one variant; returns timings and peak memory."""
+    from snntorch import functional as SF
+
+    from core.model import ModelConfig, build_model, forward_pass
+
+    torch.set_num_threads(threads)
+    saved = torch.load(inputs, weights_only=True)
+    frames, labels = saved["frames"], saved["labels"]
+    engine = "loop" if variant == "reference" else "fast"
+    model = build_model(ModelConfig(engine=engine))
+    model.load_state_dict(saved["state"])
+    optimizer = torch.optim.Adam(model.parameters(), lr=2e-2, betas=(0.9, 0.999))
+    loss_fn = SF.mse_count_loss(correct_rate=0.8, incorrect_rate=0.2)
+
+    def step(x: torch.Tensor, y: torch.Tensor) -> tuple[float, torch.Tensor]:
+        model.train()
+        if variant == "reference":
+            spk_rec = forward_pass(model.net, x)  # the tutorial's own loop
+        else:
+            spk_rec, _ = model(x)
+        loss_val = loss_fn(spk_rec, y)
+        optimizer.zero_grad()
+        loss_val.backward()
+        optimizer.step()
+        return loss_val.item(), spk_rec.detach()
+
+    # Warm-up on a few time steps (numba cache load, allocator), then restore the parameters.
+    step(frames[:4, :8], labels[:8])
+    model.load_state_dict(saved["state"])
+    optimizer = torch.optim.Adam(model.parameters(), lr=2e-2, betas=(0.9, 0.999))
+    seconds, losses, counts = [], [], None
+    for i in range(iters):
+        t0 = time.perf_counter()
+        loss, spk = step(frames, labels)
+        seconds.append(time.perf_counter() - t0)
+        losses.append(loss)
+        if i == 0:
+            counts = spk.sum(0)
+    torch.save(counts, str(inputs) + f".{variant}.counts")
+    return {
+        "seconds": float(np.median(seconds)),
+        "all_seconds": seconds,
+        "losses": losses,
+        "peak_mb": _peak_rss_mb(),
+        "engine_reason": model.engine_reason,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    default_data = Path(os.environ.get("NMNIST_SHARED_DATA", REPO.parent / "shared" / "data")) / "nmnist-sample"
+    parser.add_argument("--data", type=Path, default=default_data, help="folder holding NMNIST/{Train,Test}")
+    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--iters", type=int, default=1, help="timed iterations of the reference")
+    parser.add_argument("--fast-iters", type=int, default=3, help="timed iterations of the fast engine")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--only", choices=["reference", "fast"], help="run one variant only")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--inputs", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.child:
+        iters = args.iters if args.child == "reference" else args.fast_iters
+        print(json.dumps(run_variant(args.child, args.inputs, iters, args.threads)))
+        return
+
+    from core.model import build_model
+
+    torch.set_num_threads(args.threads)
+    frames, labels = real_frames(args.data, args.batch)
+    nonzero = float((frames != 0).float().mean())
+    print(f"frames {tuple(frames.shape)} from {args.data}, {100 * nonzero:.2f}% nonzero, {args.threads} threads")
+    torch.manual_seed(0)
+    state = build_model().state_dict()
+    results: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        inputs = Path(tmp) / "inputs.pt"
+        torch.save({"frames": frames, "labels": labels, "state": state}, inputs)
+        del frames
+        for variant in ("reference", "fast"):
+            if args.only and variant != args.only:
+                continue
+            cmd = [sys.executable, __file__, "--child", variant, "--inputs", str(inputs), "--threads", str(args.threads),
+                   "--iters", str(args.iters), "--fast-iters", str(args.fast_iters)]
+            out = subprocess.run(cmd, capture_output=True, text=True, check=False)
+            if out.returncode != 0:
+                raise SystemExit(f"{variant} failed:\n{out.stderr}")
+            results[variant] = json.loads(out.stdout.strip().splitlines()[-1])
+            r = results[variant]
+            print(
+                f"{variant:9s}: {r['seconds']:7.2f} s/iteration  (runs {', '.join(f'{s:.2f}' for s in r['all_seconds'])}), "
+                f"peak memory {r['peak_mb'] / 1024:5.2f} GB, loss {r['losses'][0]:.4f}"
+                + (f", engine note: {r['engine_reason']}" if variant == "fast" and r["engine_reason"] else "")
+            )
+        if len(results) == 2:
+            ref, fast = results["reference"], results["fast"]
+            c_ref = torch.load(str(inputs) + ".reference.counts", weights_only=True)
+            c_fast = torch.load(str(inputs) + ".fast.counts", weights_only=True)
+            agree = float((c_ref == c_fast).float().mean())
+            print(f"output spike counts agree on {100 * agree:.2f}% of (sample, class); "
+                  f"loss {ref['losses'][0]:.6f} vs {fast['losses'][0]:.6f}")
+            print(f"speed-up  : {ref['seconds'] / fast['seconds']:.1f}x   (target >= 5x)")
+            print(f"memory    : {fast['peak_mb'] / ref['peak_mb']:.2f} of the reference's peak   (target <= 0.5)")
+
+
+if __name__ == "__main__":
+    main()

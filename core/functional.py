@@ -1,0 +1,361 @@
+"""Exact fast versions of tonic 1.7's event functions (Denoise, ToFrame, RefractoryPeriod).
+
+Each function returns exactly what the tonic call it replaces returns: the same
+events kept in the same order, identical frames, the same dtype and shape. The
+per-event Python loops of tonic become small numba kernels (compiled on first
+use, cached on disk); the slicing arithmetic is tonic's, line for line.
+
+Inputs the kernels cannot index safely (negative or float coordinates, no
+``y`` field, ...) are handed to tonic's own function, so the answer stays
+tonic's. Deliberate differences, each tested in tests/test_functional.py:
+
+- ``denoise`` / ``refractory_period`` on an empty array return an empty copy;
+  tonic raises ``ValueError`` (``max()`` of an empty array). ``tonic.transforms.Compose``
+  never calls a transform on empty events, so pipelines agree.
+- ``to_frame`` with ``sensor_size[2] == 1`` does not overwrite the caller's
+  ``events["p"]`` with zeros, as tonic does in place; the frames are the same.
+- ``to_frame`` rejects a slicing parameter of 0 with ``ValueError``; tonic passes
+  its "exactly one" check and then fails with ``UnboundLocalError``. A stride
+  (window - overlap) <= 0 is a ``ValueError`` here, an ``AssertionError`` or a
+  bare ``Exception`` in tonic.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+TONIC_SINGLE_POLARITY_ERROR = "Single polarity sensor, but events contain both polarities."
+
+
+# The per-event loops, written as plain Python that numba compiles (see _kernels). They stay at
+# module level, free of closures, so numba's disk cache finds them again in the next process.
+
+
+def _grid(x, y):  # pragma: no cover - compiled by numba
+    """tonic's grid, ``max(x) + 1`` by ``max(y) + 1``; (0, 0) flags a negative coordinate."""
+    xmin, xmax, ymin, ymax = x[0], x[0], y[0], y[0]
+    for i in range(x.shape[0]):
+        xmin = min(xmin, x[i])
+        xmax = max(xmax, x[i])
+        ymin = min(ymin, y[i])
+        ymax = max(ymax, y[i])
+    if xmin < 0 or ymin < 0:
+        return 0, 0
+    return xmax + 1, ymax + 1
+
+
+def _denoise_mask(x, y, t, filter_time):  # pragma: no cover - compiled by numba
+    """Which events tonic's ``denoise_numpy`` keeps (its loop, unchanged); ok=False: use tonic's."""
+    width, height = _grid_jit(x, y)
+    keep = np.zeros(x.shape[0], dtype=np.bool_)
+    if width == 0:
+        return False, keep
+    # tonic: timestamp_memory = np.zeros((width, height)) + filter_time, float64
+    memory = np.empty((width, height), dtype=np.float64)
+    memory[:, :] = filter_time
+    for i in range(x.shape[0]):
+        xi = x[i]
+        yi = y[i]
+        ti = t[i]
+        memory[xi, yi] = ti + filter_time
+        if (
+            (xi > 0 and memory[xi - 1, yi] > ti)
+            or (xi < width - 1 and memory[xi + 1, yi] > ti)
+            or (yi > 0 and memory[xi, yi - 1] > ti)
+            or (yi < height - 1 and memory[xi, yi + 1] > ti)
+        ):
+            keep[i] = True
+    return True, keep
+
+
+def _refractory_mask(x, y, t, refractory_period):  # pragma: no cover - compiled by numba
+    """Which events tonic's ``refractory_period_numpy`` keeps; ok=False: use tonic's."""
+    width, height = _grid_jit(x, y)
+    keep = np.zeros(x.shape[0], dtype=np.bool_)
+    if width == 0:
+        return False, keep
+    memory = np.empty((width, height), dtype=np.float64)
+    memory[:, :] = -refractory_period
+    for i in range(x.shape[0]):
+        if t[i] - memory[x[i], y[i]] > refractory_period:
+            keep[i] = True
+        memory[x[i], y[i]] = t[i]
+    return True, keep
+
+
+def _accumulate(frames, x, y, p, starts, ends):  # pragma: no cover - compiled by numba
+    """``np.add.at(frames, (i, p, y, x), 1)`` for each slice ``events[start:end]`` (Python slice
+    bounds, as tonic's slicers index); False if an index is off the sensor."""
+    n_p, height, width = frames.shape[1], frames.shape[2], frames.shape[3]
+    n = x.shape[0]
+    for i in range(starts.shape[0]):
+        start, end = starts[i], ends[i]
+        if start < 0:
+            start += n
+        if end < 0:
+            end += n
+        start = min(max(start, 0), n)
+        end = min(max(end, 0), n)
+        for k in range(start, end):
+            xk, yk, pk = x[k], y[k], p[k]
+            if xk < 0 or xk >= width or yk < 0 or yk >= height or pk < 0 or pk >= n_p:
+                return False
+            frames[i, pk, yk, xk] += 1
+    return True
+
+
+_grid_jit: Any = None
+
+
+@functools.cache
+def _kernels() -> Any:
+    """Compile the loops above (or load them from numba's disk cache), on first use.
+
+    Importing numba costs about a second, so ``import core.functional`` stays light
+    and only the first call pays it; each new argument type compiles once (a few
+    seconds) and is then cached on disk for every later process. The kernels
+    take the structured array's int64 field views as they are (strided, no
+    copies); other integer dtypes are converted to int64 first.
+    """
+    global _grid_jit
+    import numba
+
+    jit = numba.njit(cache=True, nogil=True)
+    _grid_jit = jit(_grid)
+    return jit(_denoise_mask), jit(_refractory_mask), jit(_accumulate)
+
+
+def warm_up() -> None:
+    """Compile the kernels now (a few seconds the first time, then loaded from numba's disk cache)."""
+    from core.events import make_events
+
+    events = make_events([0, 1], [0, 0], [0, 5], [0, 1])
+    denoise(events, 10)
+    denoise(events, 10.0)
+    refractory_period(events, 1)
+    to_frame(events, (2, 1, 2), time_window=3)
+
+
+def _has_fields(events: np.ndarray, names: str) -> bool:
+    return events.dtype.names is not None and all(n in events.dtype.names for n in names)
+
+
+def _kernel_ready(events: np.ndarray) -> bool:
+    """Whether the kernels reproduce tonic's loop on these events (else tonic's own function runs)."""
+    if not _has_fields(events, "xyt") or events.ndim != 1:
+        return False
+    fields = events.dtype.fields
+    return (
+        fields["x"][0].kind in "iu"
+        and fields["y"][0].kind in "iu"
+        and fields["t"][0] in (np.dtype(np.int64), np.dtype(np.float64))
+    )
+
+
+def _int64(values: np.ndarray) -> np.ndarray:
+    """A field as the kernels' int64 (a view when it already is)."""
+    return values if values.dtype == np.int64 else values.astype(np.int64)
+
+
+def _take(events: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """``events[keep]`` for a structured array, copied as opaque records (faster than field by field)."""
+    try:
+        return events.view(f"V{events.dtype.itemsize}")[keep].view(events.dtype)
+    except (TypeError, ValueError):
+        return events[keep]
+
+
+def _scalar(value: float) -> int | float:
+    """An int stays int64 in the kernel (tonic adds it to int64 timestamps); anything else is float64."""
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        return int(value)
+    return float(value)
+
+
+def denoise(events: np.ndarray, filter_time: float = 10000) -> np.ndarray:
+    """Exactly ``tonic.functional.denoise_numpy``: keep events with a 4-neighbour active within ``filter_time``.
+
+    Tonic's quirks are kept: the sensor is ``max(x) + 1`` by ``max(y) + 1`` of
+    this recording, and every pixel's memory starts at ``filter_time``, so an
+    event earlier than ``filter_time`` with any neighbour on that grid is kept.
+    """
+    if len(events) == 0:
+        return events.copy()
+    if _kernel_ready(events):
+        ok, keep = _kernels()[0](_int64(events["x"]), _int64(events["y"]), events["t"], _scalar(filter_time))
+        if ok:
+            return _take(events, keep)
+    from tonic.functional import denoise_numpy
+
+    return denoise_numpy(events, filter_time)
+
+
+def refractory_period(events: np.ndarray, refractory_period: float) -> np.ndarray:
+    """Exactly ``tonic.functional.refractory_period_numpy``: drop events within the period of the pixel's last one."""
+    if len(events) == 0:
+        return events.copy()
+    if _kernel_ready(events):
+        ok, keep = _kernels()[1](_int64(events["x"]), _int64(events["y"]), events["t"], _scalar(refractory_period))
+        if ok:
+            return _take(events, keep)
+    from tonic.functional import refractory_period_numpy
+
+    return refractory_period_numpy(events, refractory_period)
+
+
+# --- ToFrame ---------------------------------------------------------------------------------
+
+
+def _python_slices(starts: np.ndarray, ends: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Normalise ``data[start:end]`` bounds as Python slicing does (negatives count from the end)."""
+    starts = np.asarray(starts, dtype=np.int64)
+    ends = np.asarray(ends, dtype=np.int64)
+    if starts.size and (starts.min() < 0 or ends.min() < 0 or starts.max() > n or ends.max() > n):
+        starts, ends = starts.copy(), ends.copy()
+        for bound in (starts, ends):
+            bound[bound < 0] += n
+            np.clip(bound, 0, n, out=bound)
+    return starts, np.maximum(ends, starts)
+
+
+def slice_bounds(events: np.ndarray, **params: Any) -> tuple[np.ndarray, np.ndarray]:
+    """(start, end) event indices of each frame of ``to_frame(events, ..., **params)``, clipped as Python slices."""
+    starts, ends = _raw_slice_bounds(events, **params)
+    return _python_slices(starts, ends, len(events))
+
+
+def _raw_slice_bounds(
+    events: np.ndarray,
+    time_window: float | None = None,
+    event_count: int | None = None,
+    n_time_bins: int | None = None,
+    n_event_bins: int | None = None,
+    overlap: float = 0.0,
+    include_incomplete: bool = False,
+    start_time: float | None = None,
+    end_time: float | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(start, end) of each frame as ``tonic.slicers`` computes them (same arithmetic), before clipping."""
+    n = len(events)
+    if time_window:
+        t = events["t"]
+        stride = time_window - overlap
+        if not stride > 0:
+            raise ValueError(f"time_window - overlap must be > 0, got {time_window} - {overlap}")
+        start = t[0] if start_time is None else start_time
+        end = t[-1] if end_time is None else end_time
+        duration = end - start
+        rounding = math.ceil if include_incomplete else math.floor
+        n_slices = max(rounding((duration - time_window) / stride) + 1, 1)
+        window_start_times = np.arange(n_slices) * stride + start
+        window_end_times = window_start_times + time_window
+        bounds = np.searchsorted(t, np.concatenate([window_start_times, window_end_times]))
+        starts, ends = bounds[:n_slices], bounds[n_slices:]
+    elif event_count:
+        count = min(event_count, n)
+        stride = event_count - overlap
+        if stride <= 0:
+            raise ValueError(f"event_count - overlap must be > 0, got {event_count} - {overlap}")
+        if include_incomplete:
+            n_slices = int(np.ceil((n - count) / stride) + 1)
+        else:
+            n_slices = int(np.floor((n - count) / stride) + 1)
+        starts = (np.arange(n_slices) * stride).astype(int)
+        ends = starts + count
+    elif n_time_bins:
+        if not overlap < 1:
+            raise ValueError(f"overlap must be < 1 with n_time_bins, got {overlap}")
+        times = events["t"]
+        window = (times[-1] - times[0]) // n_time_bins * (1 + overlap)
+        stride = window * (1 - overlap)
+        window_start_times = np.arange(n_time_bins) * stride + times[0]
+        bounds = np.searchsorted(times, np.concatenate([window_start_times, window_start_times + window]))
+        starts, ends = bounds[:n_time_bins], bounds[n_time_bins:]
+    elif n_event_bins:
+        spike_count = int(n // n_event_bins * (1 + overlap))
+        stride = int(spike_count * (1 - overlap))
+        starts = np.arange(n_event_bins) * stride
+        ends = starts + spike_count
+    else:
+        raise ValueError(
+            "one of time_window, event_count, n_time_bins, n_event_bins must be a positive number"
+        )
+    return np.asarray(starts, dtype=np.int64), np.asarray(ends, dtype=np.int64)
+
+
+def _infer_sensor_size(events: np.ndarray) -> tuple[int, int, int]:
+    """tonic's guess when no sensor size is given: max x + 1, max y + 1, number of distinct polarities."""
+    width = int(events["x"].max() + 1)
+    polarities = len(np.unique(events["p"]))
+    height = int(events["y"].max() + 1) if "y" in events.dtype.names else 1
+    return width, height, polarities
+
+
+def to_frame(
+    events: np.ndarray,
+    sensor_size: Sequence[int] | None,
+    time_window: float | None = None,
+    event_count: int | None = None,
+    n_time_bins: int | None = None,
+    n_event_bins: int | None = None,
+    overlap: float = 0.0,
+    include_incomplete: bool = False,
+    start_time: float | None = None,
+    end_time: float | None = None,
+) -> np.ndarray:
+    """Exactly ``tonic.transforms.ToFrame(sensor_size, ...)(events)``: int16 frames (T, P, H, W).
+
+    Tonic's empty-input answer is kept too: float64 zeros of shape (1 or
+    n_bins, P, W, H) -- note W before H there, unlike the non-empty case.
+    """
+    if len(events) == 0:
+        if sensor_size is None:
+            raise ValueError("to_frame needs a sensor_size for empty events")
+        n = 1 if (time_window is not None or event_count is not None) else (n_event_bins or n_time_bins)
+        if n is None:
+            raise ValueError("No slicing method specified.")
+        return np.zeros((n, sensor_size[2], sensor_size[0], sensor_size[1]))
+    chosen = [time_window, event_count, n_time_bins, n_event_bins]
+    if sum(v is not None for v in chosen) != 1:
+        raise ValueError(
+            "Please assign a value to exactly one of the parameters time_window,"
+            " event_count, n_time_bins or n_event_bins."
+        )
+    fallback = (events, sensor_size, chosen, overlap, include_incomplete, start_time, end_time)
+    if not _has_fields(events, "xytp") or events.ndim != 1:
+        return _tonic_to_frame(*fallback)
+    if not sensor_size:
+        sensor_size = _infer_sensor_size(events)
+    width, height, polarities = (int(v) for v in sensor_size)
+    x, y, p = events["x"], events["y"], events["p"]
+    if polarities == 1:
+        if np.unique(p).size > 1:
+            raise ValueError(TONIC_SINGLE_POLARITY_ERROR)
+        p = np.zeros(len(events), dtype=np.int64)
+    if x.dtype.kind not in "iu" or y.dtype.kind not in "iu" or p.dtype.kind not in "iufb":
+        return _tonic_to_frame(*fallback)
+    p = _int64(p)  # tonic indexes with events["p"].astype(int)
+    starts, ends = _raw_slice_bounds(
+        events, time_window, event_count, n_time_bins, n_event_bins,
+        overlap, include_incomplete, start_time, end_time,
+    )
+    frames = np.zeros((len(starts), polarities, height, width), dtype=np.int16)
+    if _kernels()[2](frames, _int64(x), _int64(y), p, starts, ends):
+        return frames
+    return _tonic_to_frame(*fallback)  # an index off the sensor: tonic wraps or raises
+
+
+def _tonic_to_frame(events, sensor_size, chosen, overlap, include_incomplete, start_time, end_time) -> np.ndarray:
+    from tonic.functional import to_frame_numpy
+
+    time_window, event_count, n_time_bins, n_event_bins = chosen
+    return to_frame_numpy(
+        events.copy(), sensor_size, time_window=time_window, event_count=event_count,
+        n_time_bins=n_time_bins, n_event_bins=n_event_bins, overlap=overlap,
+        include_incomplete=include_incomplete, start_time=start_time, end_time=end_time,
+    )

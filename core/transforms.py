@@ -1,0 +1,784 @@
+"""Declarative event transforms: frozen, validated specs of tonic's transforms and the pipeline they make.
+
+A spec is data (a frozen dataclass per tonic transform, hashable, with a JSON
+form); a :class:`Pipeline` is the ordered steps plus the data source's sensor
+size. The pipeline
+
+- runs (``pipeline(events)``) with our exact fast functions where we have them
+  (:mod:`core.functional`) and tonic's code otherwise, returning what
+  ``pipeline.to_tonic()(events)`` returns;
+- renders as the ``tonic.transforms.Compose([...])`` code a user can paste
+  into a notebook (``to_code()``);
+- names itself with a stable ``key`` for caches: any parameter change, or a
+  different sensor size, gives a different key.
+
+The sensor size is not a parameter of the steps: it comes from the data source
+and is carried through ``Downsample`` and ``CenterCrop``, which change it.
+Random steps draw from a ``numpy.random.RandomState``: the same draws, in the
+same order, as tonic's calls on the global ``numpy.random`` state, so a seed
+makes a preview reproducible and ``np.random.seed(s)`` + tonic gives the same
+events as ``pipeline(events, seed=s)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import numpy as np
+
+from core import functional
+from core.events import SENSOR_SIZE
+
+SensorSize = tuple[int, int, int]
+SPEC_FORMAT = 1  # bump when a step's output changes for the same parameters (invalidates cache keys)
+
+TUTORIAL_JSON: list[dict[str, Any]] = [
+    {"name": "Denoise", "filter_time": 10000},
+    {"name": "ToFrame", "time_window": 1000},
+]
+
+
+class TransformSpecError(ValueError):
+    """An invalid transform parameter or combination; ``field`` names it (``"ToFrame.time_window"``)."""
+
+    def __init__(self, field: str, problem: str) -> None:
+        self.field = field
+        self.problem = problem
+        super().__init__(f"{field} {problem}")
+
+
+# --- parameter checks ------------------------------------------------------------------------
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars to Python ones, lists to tuples (hashable, JSON-able, tonic-friendly)."""
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return float(value)
+    if isinstance(value, (list, tuple)):
+        return tuple(_plain(v) for v in value)
+    return value
+
+
+def _number(field: str, value: Any, *, minimum: float | None = None, exclusive: bool = False,
+            maximum: float | None = None, integer: bool = False) -> int | float:
+    kind = "an integer" if integer else "a number"
+    if not _is_number(value) or (integer and not float(value).is_integer()):
+        raise TransformSpecError(field, f"must be {kind}, got {value!r}")
+    if not math.isfinite(float(value)):
+        raise TransformSpecError(field, f"must be finite, got {value!r}")
+    if minimum is not None and (value <= minimum if exclusive else value < minimum):
+        raise TransformSpecError(field, f"must be {'>' if exclusive else '>='} {minimum}, got {value!r}")
+    if maximum is not None and value > maximum:
+        raise TransformSpecError(field, f"must be <= {maximum}, got {value!r}")
+    return int(value) if integer else value
+
+
+def _flag(field: str, value: Any) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TransformSpecError(field, f"must be true or false, got {value!r}")
+    return bool(value)
+
+
+def _number_or_range(field: str, value: Any, *, minimum: float, maximum: float | None = None) -> Any:
+    """A number, or a ``(low, high)`` pair tonic samples from uniformly."""
+    if isinstance(value, tuple):
+        if len(value) != 2:
+            raise TransformSpecError(field, f"must be a number or a (low, high) pair, got {value!r}")
+        low = _number(f"{field}[0]", value[0], minimum=minimum, maximum=maximum)
+        high = _number(f"{field}[1]", value[1], minimum=minimum, maximum=maximum)
+        if low > high:
+            raise TransformSpecError(field, f"must have low <= high, got {value!r}")
+        return value
+    return _number(field, value, minimum=minimum, maximum=maximum)
+
+
+def _check_sensor_size(field: str, value: Any) -> SensorSize:
+    value = _plain(value)
+    if not isinstance(value, tuple) or len(value) != 3:
+        raise TransformSpecError(field, f"must be (width, height, polarities), got {value!r}")
+    for i, v in enumerate(value):
+        _number(f"{field}[{i}]", v, minimum=1, integer=True)
+    return tuple(int(v) for v in value)  # type: ignore[return-value]
+
+
+# --- the steps ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TransformSpec:
+    """One step: parameters of a tonic transform, checked when made."""
+
+    name: ClassVar[str] = ""
+    produces_frames: ClassVar[bool] = False  # a frame-producing step must be last
+    needs_sensor_size: ClassVar[bool] = False  # tonic's constructor takes sensor_size
+    tonic_required: ClassVar[tuple[str, ...]] = ()  # always written out in tonic code
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            object.__setattr__(self, f.name, _plain(getattr(self, f.name)))
+        self.check()
+
+    def check(self) -> None:
+        """Validate the parameters; raise :class:`TransformSpecError` naming the field."""
+
+    def field(self, name: str) -> str:
+        return f"{self.name}.{name}"
+
+    def _set(self, name: str, value: Any) -> None:
+        """Store a normalised value (e.g. 3.0 -> 3 for a count) in this frozen spec."""
+        object.__setattr__(self, name, value)
+
+    @property
+    def is_random(self) -> bool:
+        return False
+
+    def sensor_size_after(self, sensor_size: SensorSize) -> SensorSize:
+        """The sensor size of this step's output, given its input's."""
+        return sensor_size
+
+    def check_input(self, sensor_size: SensorSize) -> None:
+        """Validate against the input sensor size (raises :class:`TransformSpecError`)."""
+
+    def params(self) -> dict[str, Any]:
+        """Parameters that are set (not ``None``), in field order."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if getattr(self, f.name) is not None}
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, **{k: list(v) if isinstance(v, tuple) else v for k, v in self.params().items()}}
+
+    def tonic_kwargs(self, sensor_size: SensorSize) -> dict[str, Any]:
+        """Keyword arguments of the equivalent tonic transform (defaults left out)."""
+        kwargs: dict[str, Any] = {"sensor_size": sensor_size} if self.needs_sensor_size else {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if value is None or (f.name not in self.tonic_required and value == f.default):
+                continue
+            kwargs[f.name] = value
+        return kwargs
+
+    def to_tonic(self, sensor_size: SensorSize = SENSOR_SIZE) -> Callable[[np.ndarray], Any]:
+        import tonic.transforms
+
+        return getattr(tonic.transforms, self.name)(**self.tonic_kwargs(sensor_size))
+
+    def apply(self, events: np.ndarray, sensor_size: SensorSize, rng: np.random.RandomState) -> Any:
+        """Run the step (ours where we have it, else tonic's code)."""
+        return self.to_tonic(sensor_size)(events)
+
+
+@dataclass(frozen=True)
+class Denoise(TransformSpec):
+    """Drop events with no 4-neighbour active within ``filter_time`` (exact fast version of tonic's)."""
+
+    name: ClassVar[str] = "Denoise"
+    tonic_required: ClassVar[tuple[str, ...]] = ("filter_time",)
+    filter_time: float = 10000  # microseconds; the tutorial's value
+
+    def check(self) -> None:
+        _number(self.field("filter_time"), self.filter_time, minimum=0, exclusive=True)
+
+    def apply(self, events: np.ndarray, sensor_size: SensorSize, rng: np.random.RandomState) -> Any:
+        return functional.denoise(events, self.filter_time)
+
+
+_SLICING = ("time_window", "event_count", "n_time_bins", "n_event_bins")
+
+
+@dataclass(frozen=True)
+class ToFrame(TransformSpec):
+    """Sum events into frames (T, P, H, W), sliced by exactly one of the four slicing parameters."""
+
+    name: ClassVar[str] = "ToFrame"
+    produces_frames: ClassVar[bool] = True
+    needs_sensor_size: ClassVar[bool] = True
+    time_window: float | None = None  # microseconds per frame (the tutorial: 1000)
+    event_count: int | None = None  # events per frame
+    n_time_bins: int | None = None  # fixed number of frames, equal in time
+    n_event_bins: int | None = None  # fixed number of frames, equal in events
+    overlap: float = 0  # us for time_window, events for event_count, fraction of a bin for bins
+    include_incomplete: bool = False  # keep the last, shorter slice (time_window / event_count)
+    start_time: float | None = None  # time_window only: slice from here, not the first event
+    end_time: float | None = None  # time_window only: slice up to here, not the last event
+
+    def check(self) -> None:
+        chosen = [name for name in _SLICING if getattr(self, name) is not None]
+        if len(chosen) != 1:
+            got = ", ".join(chosen) if chosen else "none"
+            raise TransformSpecError(
+                "ToFrame", f"needs exactly one of time_window, event_count, n_time_bins, n_event_bins (got {got})"
+            )
+        method = chosen[0]
+        if method == "time_window":
+            _number(self.field("time_window"), self.time_window, minimum=0, exclusive=True)
+            _number(self.field("overlap"), self.overlap, minimum=0)
+            if self.overlap >= self.time_window:
+                raise TransformSpecError(self.field("overlap"), f"must be < time_window ({self.time_window}), got {self.overlap}")
+        elif method == "event_count":
+            self._set("event_count", _number(self.field("event_count"), self.event_count, minimum=1, integer=True))
+            self._set("overlap", _number(self.field("overlap"), self.overlap, minimum=0, integer=True))
+            if self.overlap >= self.event_count:
+                raise TransformSpecError(self.field("overlap"), f"must be < event_count ({self.event_count}), got {self.overlap}")
+        else:
+            self._set(method, _number(self.field(method), getattr(self, method), minimum=1, integer=True))
+            _number(self.field("overlap"), self.overlap, minimum=0)
+            if self.overlap >= 1:
+                raise TransformSpecError(self.field("overlap"), f"is a fraction of a bin with {method}: must be < 1, got {self.overlap}")
+        _flag(self.field("include_incomplete"), self.include_incomplete)
+        if self.include_incomplete and method not in ("time_window", "event_count"):
+            raise TransformSpecError(self.field("include_incomplete"), f"only applies to time_window or event_count, not {method}")
+        for name in ("start_time", "end_time"):
+            if getattr(self, name) is not None:
+                if method != "time_window":
+                    raise TransformSpecError(self.field(name), f"only applies to time_window, not {method}")
+                _number(self.field(name), getattr(self, name))
+        if self.start_time is not None and self.end_time is not None and self.end_time <= self.start_time:
+            raise TransformSpecError(self.field("end_time"), f"must be > start_time ({self.start_time}), got {self.end_time}")
+
+    @property
+    def method(self) -> str:
+        return next(name for name in _SLICING if getattr(self, name) is not None)
+
+    def apply(self, events: np.ndarray, sensor_size: SensorSize, rng: np.random.RandomState) -> Any:
+        return functional.to_frame(
+            events, sensor_size, time_window=self.time_window, event_count=self.event_count,
+            n_time_bins=self.n_time_bins, n_event_bins=self.n_event_bins, overlap=self.overlap,
+            include_incomplete=self.include_incomplete, start_time=self.start_time, end_time=self.end_time,
+        )
+
+
+@dataclass(frozen=True)
+class Downsample(TransformSpec):
+    """Multiply timestamps and coordinates by factors (or scale to ``target_size``); shrinks the sensor."""
+
+    name: ClassVar[str] = "Downsample"
+    time_factor: float = 1  # timestamps are multiplied by it (and truncated to integers)
+    spatial_factor: float | tuple[float, float] = 1  # x (and y) multiplied by it, truncated
+    target_size: tuple[int, int] | None = None  # (width, height) to scale to, instead of spatial_factor
+
+    def check(self) -> None:
+        _number(self.field("time_factor"), self.time_factor, minimum=0, exclusive=True)
+        factors = self.spatial_factor if isinstance(self.spatial_factor, tuple) else (self.spatial_factor,)
+        if len(factors) not in (1, 2):
+            raise TransformSpecError(self.field("spatial_factor"), f"must be a number or an (x, y) pair, got {self.spatial_factor!r}")
+        for i, f in enumerate(factors):
+            _number(self.field("spatial_factor") + (f"[{i}]" if len(factors) == 2 else ""), f, minimum=0, exclusive=True)
+        if self.target_size is not None:
+            if not isinstance(self.target_size, tuple) or len(self.target_size) != 2:
+                raise TransformSpecError(self.field("target_size"), f"must be (width, height), got {self.target_size!r}")
+            self._set("target_size", tuple(
+                _number(self.field(f"target_size[{i}]"), v, minimum=1, integer=True) for i, v in enumerate(self.target_size)
+            ))
+            if self.spatial_factor != 1:
+                raise TransformSpecError(self.field("spatial_factor"), "must stay 1 when target_size is set (tonic ignores it then)")
+
+    @property
+    def factors(self) -> tuple[float, float]:
+        f = self.spatial_factor
+        return (f[0], f[1]) if isinstance(f, tuple) else (f, f)
+
+    def sensor_size_after(self, sensor_size: SensorSize) -> SensorSize:
+        if self.target_size is not None:
+            return (int(self.target_size[0]), int(self.target_size[1]), sensor_size[2])
+        fx, fy = self.factors
+        # tonic truncates x * f to an integer: the largest x becomes int((width - 1) * f)
+        return (int((sensor_size[0] - 1) * fx) + 1, int((sensor_size[1] - 1) * fy) + 1, sensor_size[2])
+
+    def tonic_kwargs(self, sensor_size: SensorSize) -> dict[str, Any]:
+        kwargs = super().tonic_kwargs(sensor_size)
+        if self.target_size is not None:
+            kwargs = {"sensor_size": sensor_size, **kwargs}
+        return kwargs
+
+
+@dataclass(frozen=True)
+class _Flip(TransformSpec):
+    needs_sensor_size: ClassVar[bool] = True
+    tonic_required: ClassVar[tuple[str, ...]] = ("p",)
+    axis: ClassVar[str] = "x"
+    p: float = 0.5  # probability that a sample is flipped
+
+    def check(self) -> None:
+        _number(self.field("p"), self.p, minimum=0, maximum=1)
+
+    @property
+    def is_random(self) -> bool:
+        return 0 < self.p < 1
+
+    def apply(self, events: np.ndarray, sensor_size: SensorSize, rng: np.random.RandomState) -> Any:
+        events = events.copy()
+        if rng.rand() <= self.p:  # tonic: np.random.rand() <= self.p
+            size = sensor_size[0] if self.axis == "x" else sensor_size[1]
+            events[self.axis] = size - 1 - events[self.axis]
+        return events
+
+
+@dataclass(frozen=True)
+class RandomFlipLR(_Flip):
+    """Mirror x (x' = width - 1 - x) with probability ``p``."""
+
+    name: ClassVar[str] = "RandomFlipLR"
+
+
+@dataclass(frozen=True)
+class RandomFlipUD(_Flip):
+    """Mirror y (y' = height - 1 - y) with probability ``p``."""
+
+    name: ClassVar[str] = "RandomFlipUD"
+    axis: ClassVar[str] = "y"
+
+
+@dataclass(frozen=True)
+class TimeJitter(TransformSpec):
+    """Add Gaussian noise of ``std`` microseconds to every timestamp."""
+
+    name: ClassVar[str] = "TimeJitter"
+    tonic_required: ClassVar[tuple[str, ...]] = ("std",)
+    std: float = 100  # microseconds
+    clip_negative: bool = True  # drop events pushed before t = 0
+    sort_timestamps: bool = False  # re-sort by time; needed before time slicing (checked by Pipeline)
+
+    def check(self) -> None:
+        _number(self.field("std"), self.std, minimum=0)
+        _flag(self.field("clip_negative"), self.clip_negative)
+        _flag(self.field("sort_timestamps"), self.sort_timestamps)
+
+    @property
+    def is_random(self) -> bool:
+        return self.std > 0
+
+    def apply(self, events: np.ndarray, sensor_size: SensorSize, rng: np.random.RandomState) -> Any:
+        events = events.copy()
+        shifts = rng.normal(0, self.std, len(events))
+        events["t"] = events["t"] + shifts
+        if self.clip_negative:
+            events = np.delete(events, (np.where(events["t"] < 0)), axis=0)
+        if self.sort_timestamps:
+            events = events[np.argsort(events["t"])]
+        return events
+
+
+@dataclass(frozen=True)
+class SpatialJitter(TransformSpec):
+    """Add 2-D Gaussian noise (covariance [[var_x, sigma_xy], [sigma_xy, var_y]]) to x and y."""
+
+    name: ClassVar[str] = "SpatialJitter"
+    needs_sensor_size: ClassVar[bool] = True
+    var_x: float = 1  # pixels squared
+    var_y: float = 1
+    sigma_xy: float = 0
+    clip_outliers: bool = True  # drop events jittered off the sensor (tonic's default is False)
+
+    def check(self) -> None:
+        _number(self.field("var_x"), self.var_x, minimum=0)
+        _number(self.field("var_y"), self.var_y, minimum=0)
+        _number(self.field("sigma_xy"), self.sigma_xy)
+        if self.sigma_xy**2 > self.var_x * self.var_y:
+            raise TransformSpecError(self.field("sigma_xy"), "must satisfy sigma_xy**2 <= var_x * var_y (a covariance)")
+        _flag(self.field("clip_outliers"), self.clip_outliers)
+
+    @property
+    def is_random(self) -> bool:
+        return self.var_x > 0 or self.var_y > 0
+
+    def tonic_kwargs(self, sensor_size: SensorSize) -> dict[str, Any]:
+        kwargs = super().tonic_kwargs(sensor_size)
+        kwargs.setdefault("clip_outliers", self.clip_outliers)  # our default differs from tonic's
+        return kwargs
+
+    def apply(self, events: np.ndarray, sensor_size: SensorSize, rng: np.random.RandomState) -> Any:
+        events = events.copy()
+        shifts = rng.multivariate_normal(
+            [0, 0], [[self.var_x, self.sigma_xy], [self.sigma_xy, self.var_y]], len(events)
+        )
+        events["x"] = events["x"] + shifts[:, 0]
+        events["y"] = events["y"] + shifts[:, 1]
+        if self.clip_outliers:
+            off = (events["x"] < 0) | (events["x"] >= sensor_size[0]) | (events["y"] < 0) | (events["y"] >= sensor_size[1])
+            events = np.delete(events, np.where(off), axis=0)
+        return events
+
+
+@dataclass(frozen=True)
+class DropEvent(TransformSpec):
+    """Drop a fraction ``p`` of the events at random (``p`` may be a (low, high) range)."""
+
+    name: ClassVar[str] = "DropEvent"
+    tonic_required: ClassVar[tuple[str, ...]] = ("p",)
+    p: float | tuple[float, float] = 0.1
+
+    def check(self) -> None:
+        _number_or_range(self.field("p"), self.p, minimum=0, maximum=1)
+
+    @property
+    def is_random(self) -> bool:
+        return self.p != 0 and self.p != (0, 0)
+
+    def apply(self, events: np.ndarray, sensor_size: SensorSize, rng: np.random.RandomState) -> Any:
+        p = self.p
+        if isinstance(p, tuple):
+            p = (p[1] - p[0]) * rng.random_sample() + p[0]
+        n_events = events.shape[0]
+        dropped = rng.choice(n_events, int(p * n_events + 0.5), replace=False)
+        return np.delete(events, dropped, axis=0)
+
+
+@dataclass(frozen=True)
+class RefractoryPeriod(TransformSpec):
+    """Drop events that come within ``delta`` of the pixel's previous event (exact fast version)."""
+
+    name: ClassVar[str] = "RefractoryPeriod"
+    tonic_required: ClassVar[tuple[str, ...]] = ("delta",)
+    delta: float | tuple[float, float] = 1000  # microseconds, or a (low, high) range
+
+    def check(self) -> None:
+        _number_or_range(self.field("delta"), self.delta, minimum=0)
+
+    @property
+    def is_random(self) -> bool:
+        return isinstance(self.delta, tuple) and self.delta[0] != self.delta[1]
+
+    def apply(self, events: np.ndarray, sensor_size: SensorSize, rng: np.random.RandomState) -> Any:
+        delta = self.delta
+        if isinstance(delta, tuple):
+            delta = int((delta[1] - delta[0]) * rng.random_sample() + delta[0])
+        return functional.refractory_period(events, delta)
+
+
+@dataclass(frozen=True)
+class CenterCrop(TransformSpec):
+    """Keep the central ``size`` (width, height) window; the sensor becomes that size."""
+
+    name: ClassVar[str] = "CenterCrop"
+    needs_sensor_size: ClassVar[bool] = True
+    tonic_required: ClassVar[tuple[str, ...]] = ("size",)
+    size: int | tuple[int, int] = 32
+
+    def check(self) -> None:
+        sizes = self.size if isinstance(self.size, tuple) else (self.size,)
+        if len(sizes) not in (1, 2):
+            raise TransformSpecError(self.field("size"), f"must be an integer or a (width, height) pair, got {self.size!r}")
+        sizes = tuple(
+            _number(self.field("size") + (f"[{i}]" if len(sizes) == 2 else ""), s, minimum=1, integer=True)
+            for i, s in enumerate(sizes)
+        )
+        self._set("size", sizes if len(sizes) == 2 else sizes[0])
+
+    def sensor_size_after(self, sensor_size: SensorSize) -> SensorSize:
+        w, h = self.size if isinstance(self.size, tuple) else (self.size, self.size)
+        return (int(w), int(h), sensor_size[2])
+
+    def to_tonic(self, sensor_size: SensorSize = SENSOR_SIZE) -> Callable[[np.ndarray], Any]:
+        import tonic.transforms
+
+        kwargs = self.tonic_kwargs(sensor_size)
+        if isinstance(kwargs["size"], tuple):
+            kwargs["size"] = list(kwargs["size"])  # tonic's CenterCrop is mutable and wants a list
+        return tonic.transforms.CenterCrop(**kwargs)
+
+
+@dataclass(frozen=True)
+class ToVoxelGrid(TransformSpec):
+    """Event volume with bilinear time interpolation: float frames (T, 1, H, W); needs two polarities."""
+
+    name: ClassVar[str] = "ToVoxelGrid"
+    produces_frames: ClassVar[bool] = True
+    needs_sensor_size: ClassVar[bool] = True
+    tonic_required: ClassVar[tuple[str, ...]] = ("n_time_bins",)
+    n_time_bins: int = 10
+
+    def check(self) -> None:
+        self._set("n_time_bins", _number(self.field("n_time_bins"), self.n_time_bins, minimum=1, integer=True))
+
+    def check_input(self, sensor_size: SensorSize) -> None:
+        if sensor_size[2] != 2:
+            raise TransformSpecError("ToVoxelGrid", f"needs a sensor with 2 polarities, got {sensor_size}")
+
+
+@dataclass(frozen=True)
+class ToTimesurface(TransformSpec):
+    """Global time surfaces every ``dt``, decaying with ``tau``: float frames (T, P, H, W)."""
+
+    name: ClassVar[str] = "ToTimesurface"
+    produces_frames: ClassVar[bool] = True
+    needs_sensor_size: ClassVar[bool] = True
+    tonic_required: ClassVar[tuple[str, ...]] = ("dt", "tau")
+    dt: float = 1000  # microseconds between surfaces
+    tau: float = 5000  # decay time constant, microseconds
+
+    def check(self) -> None:
+        _number(self.field("dt"), self.dt, minimum=0, exclusive=True)
+        _number(self.field("tau"), self.tau, minimum=0, exclusive=True)
+
+
+TRANSFORMS: dict[str, type[TransformSpec]] = {
+    cls.name: cls
+    for cls in (
+        Denoise, ToFrame, Downsample, RandomFlipLR, RandomFlipUD, TimeJitter, SpatialJitter,
+        DropEvent, RefractoryPeriod, CenterCrop, ToVoxelGrid, ToTimesurface,
+    )
+}
+
+_NEEDS_SORTED_TIME = "needs time-sorted events"
+
+
+def _slices_by_time(step: TransformSpec) -> bool:
+    if isinstance(step, ToFrame):
+        return step.method in ("time_window", "n_time_bins")
+    return isinstance(step, (ToVoxelGrid, ToTimesurface))
+
+
+# --- the pipeline ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """Transform steps applied in order to one recording, on a sensor of ``sensor_size``.
+
+    Behaves as ``tonic.transforms.Compose``: stops (and returns the events) as
+    soon as a step leaves no events.
+    """
+
+    steps: tuple[TransformSpec, ...]
+    sensor_size: SensorSize = SENSOR_SIZE  # (width, height, polarities) of the data source
+
+    def __post_init__(self) -> None:
+        steps = tuple(self.steps)
+        object.__setattr__(self, "steps", steps)
+        object.__setattr__(self, "sensor_size", _check_sensor_size("Pipeline.sensor_size", self.sensor_size))
+        size = self.sensor_size
+        for i, step in enumerate(steps):
+            if not isinstance(step, TransformSpec):
+                raise TransformSpecError(f"Pipeline.steps[{i}]", f"must be a transform spec, got {step!r}")
+            if step.produces_frames and i != len(steps) - 1:
+                raise TransformSpecError(step.name, f"makes frames, so it must be the last step (it is step {i + 1} of {len(steps)})")
+            step.check_input(size)
+            if isinstance(step, SpatialJitter) and not step.clip_outliers and i != len(steps) - 1:
+                raise TransformSpecError(
+                    step.field("clip_outliers"),
+                    "must be true unless SpatialJitter is the last step: events jittered off the sensor break the steps after it",
+                )
+            if isinstance(step, TimeJitter) and not step.sort_timestamps:
+                later = next((s for s in steps[i + 1:] if _slices_by_time(s)), None)
+                if later is not None:
+                    raise TransformSpecError(
+                        step.field("sort_timestamps"),
+                        f"must be true when {later.name} follows: it slices by time and {_NEEDS_SORTED_TIME}",
+                    )
+            size = step.sensor_size_after(size)
+            if isinstance(step, (Downsample, CenterCrop)) and min(size[:2]) < 1:
+                raise TransformSpecError(step.name, f"leaves no sensor ({size})")
+
+    # -- descriptions
+
+    @property
+    def sensor_sizes(self) -> list[SensorSize]:
+        """Sensor size at the input of each step, then at the output."""
+        sizes = [self.sensor_size]
+        for step in self.steps:
+            sizes.append(step.sensor_size_after(sizes[-1]))
+        return sizes
+
+    @property
+    def output_sensor_size(self) -> SensorSize:
+        return self.sensor_sizes[-1]
+
+    @property
+    def is_frame(self) -> bool:
+        """Whether the output is frames (T, C, H, W) rather than events."""
+        return bool(self.steps) and self.steps[-1].produces_frames
+
+    @property
+    def is_random(self) -> bool:
+        """Whether two runs on the same events may differ (then cached output would freeze one draw)."""
+        return any(step.is_random for step in self.steps)
+
+    @property
+    def frame_dtype(self) -> np.dtype | None:
+        """dtype of the frames tonic returns: int16 counts for ToFrame, float64 otherwise."""
+        if not self.is_frame:
+            return None
+        return np.dtype(np.int16) if isinstance(self.steps[-1], ToFrame) else np.dtype(np.float64)
+
+    def output_shape(self, duration: float | None = None, n_events: int | None = None) -> tuple[int | None, int, int, int] | None:
+        """(T, C, H, W) of the frames, or None for events; T is None where it needs the unknown duration/count.
+
+        ``duration`` is the recording's length (last minus first timestamp, in the
+        input's units) and ``n_events`` its event count, as they reach the last step.
+        """
+        if not self.is_frame:
+            return None
+        width, height, polarities = self.sensor_sizes[-2]
+        for step in self.steps:
+            if isinstance(step, Downsample) and duration is not None:
+                duration = duration * step.time_factor
+        last = self.steps[-1]
+        n_frames: int | None = None
+        if isinstance(last, ToVoxelGrid):
+            return (last.n_time_bins, 1, height, width)
+        if isinstance(last, ToTimesurface):
+            if duration is not None:
+                n_frames = max(math.floor((duration - last.dt) / last.dt) + 1, 1)
+            return (n_frames, polarities, height, width)
+        assert isinstance(last, ToFrame)
+        if last.n_time_bins is not None or last.n_event_bins is not None:
+            n_frames = last.n_time_bins or last.n_event_bins
+        elif last.time_window is not None:
+            if last.start_time is not None and last.end_time is not None:
+                duration = last.end_time - last.start_time
+            if duration is not None:
+                rounding = math.ceil if last.include_incomplete else math.floor
+                stride = last.time_window - last.overlap
+                n_frames = max(rounding((duration - last.time_window) / stride) + 1, 1)
+        elif n_events is not None:
+            count = min(last.event_count, n_events)
+            stride = last.event_count - last.overlap
+            rounding = math.ceil if last.include_incomplete else math.floor
+            n_frames = rounding((n_events - count) / stride) + 1
+        return (n_frames, polarities, height, width)
+
+    def to_json(self) -> list[dict[str, Any]]:
+        """The steps as ``[{"name": ..., <parameter>: <value>, ...}]`` (read back by :func:`from_json`)."""
+        return [step.to_json() for step in self.steps]
+
+    @property
+    def key(self) -> str:
+        """Stable hash of the spec (steps, parameters, sensor size): the cache key."""
+        text = json.dumps(
+            {"format": SPEC_FORMAT, "sensor_size": list(self.sensor_size), "steps": self.to_json()},
+            sort_keys=True, separators=(",", ":"),
+        )
+        return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+    def to_code(self) -> str:
+        """The equivalent ``tonic.transforms.Compose([...])``, as code to paste into a notebook."""
+        lines = [
+            "import tonic.transforms as transforms",
+            "",
+            f"sensor_size = {tuple(self.sensor_size)!r}  # width, height, polarities of the data source",
+            "transform = transforms.Compose([",
+        ]
+        for step, size in zip(self.steps, self.sensor_sizes, strict=False):
+            args = []
+            for name, value in step.tonic_kwargs(size).items():
+                if name == "sensor_size":
+                    text = "sensor_size" if tuple(value) == self.sensor_size else repr(tuple(value))
+                else:
+                    text = repr(value)
+                args.append(f"{name}={text}")
+            lines.append(f"    transforms.{step.name}({', '.join(args)}),")
+        lines.append("])")
+        return "\n".join(lines) + "\n"
+
+    def to_tonic(self) -> Any:
+        """The real ``tonic.transforms.Compose`` of these steps (the oracle)."""
+        import tonic.transforms
+
+        return tonic.transforms.Compose(
+            [step.to_tonic(size) for step, size in zip(self.steps, self.sensor_sizes, strict=False)]
+        )
+
+    # -- running
+
+    def __call__(self, events: np.ndarray, seed: int | None = None, rng: np.random.RandomState | None = None) -> Any:
+        """Apply the steps (as tonic's Compose would); ``seed`` or ``rng`` makes random steps reproducible."""
+        if rng is None:
+            rng = np.random.RandomState(seed)
+        for step, size in zip(self.steps, self.sensor_sizes, strict=False):
+            if len(events) == 0:  # tonic's Compose stops at empty events
+                break
+            events = step.apply(events, size, rng)
+        return events
+
+    def build(self, seed: int | None = None) -> Callable[[np.ndarray], Any]:
+        """A callable ``events -> output`` with its own random state (advancing call by call, as tonic's)."""
+        rng = np.random.RandomState(seed)
+
+        def run(events: np.ndarray) -> Any:
+            return self(events, rng=rng)
+
+        return run
+
+    def frames(self, events: np.ndarray, seed: int | None = None, rng: np.random.RandomState | None = None) -> np.ndarray:
+        """Frames (T, C, H, W) of one recording, also where the steps leave no events.
+
+        Tonic's Compose returns the (empty) events then; here that becomes the
+        frames ToFrame gives for no events: one empty frame (n for the bin
+        methods), in (T, C, H, W) order.
+        """
+        if not self.is_frame:
+            raise TransformSpecError("Pipeline", "does not end in a frame-producing step (ToFrame, ToVoxelGrid, ToTimesurface)")
+        out = self(events, seed=seed, rng=rng)
+        if isinstance(out, np.ndarray) and out.dtype.names is None:
+            return out
+        shape = self.output_shape()
+        assert shape is not None
+        return np.zeros((shape[0] or 1, *shape[1:]), dtype=self.frame_dtype)
+
+
+# --- JSON --------------------------------------------------------------------------------------
+
+
+def spec_from_dict(item: Any, index: int = 0) -> TransformSpec:
+    """One step from ``{"name": <tonic transform name>, <parameter>: <value>, ...}``."""
+    where = f"transforms[{index}]"
+    if not isinstance(item, dict):
+        raise TransformSpecError(where, f'must be an object like {{"name": "Denoise", "filter_time": 10000}}, got {item!r}')
+    if "name" not in item:
+        raise TransformSpecError(where, f"has no \"name\" (one of {', '.join(TRANSFORMS)})")
+    name = item["name"]
+    cls = TRANSFORMS.get(name) if isinstance(name, str) else None
+    if cls is None:
+        raise TransformSpecError(f"{where}.name", f"{name!r} is not a supported transform; choose one of {', '.join(TRANSFORMS)}")
+    allowed = [f.name for f in dataclasses.fields(cls)]
+    params = {k: v for k, v in item.items() if k not in ("name", "sensor_size")}
+    unknown = [k for k in params if k not in allowed]
+    if unknown:
+        raise TransformSpecError(f"{name}.{unknown[0]}", f"is not a parameter of {name}; it takes {', '.join(allowed) or 'none'}")
+    try:
+        return cls(**params)
+    except TypeError as exc:  # pragma: no cover - all fields have defaults
+        raise TransformSpecError(name, str(exc)) from None
+
+
+def from_json(obj: Any, sensor_size: Sequence[int] = SENSOR_SIZE) -> Pipeline:
+    """A :class:`Pipeline` from a list of step objects (or its JSON text) on a sensor of ``sensor_size``.
+
+    A step may carry ``"sensor_size"`` (as in tonic's code); it must then equal
+    the sensor size at that point of the pipeline.
+    """
+    if isinstance(obj, (str, bytes)):
+        try:
+            obj = json.loads(obj)
+        except json.JSONDecodeError as exc:
+            raise TransformSpecError("transforms", f"is not valid JSON ({exc})") from None
+    if isinstance(obj, dict) and "steps" in obj:
+        sensor_size = obj.get("sensor_size", sensor_size)
+        obj = obj["steps"]
+    if not isinstance(obj, (list, tuple)):
+        raise TransformSpecError("transforms", f"must be a list of steps, got {type(obj).__name__}")
+    steps = tuple(spec_from_dict(item, i) for i, item in enumerate(obj))
+    pipeline = Pipeline(steps, _check_sensor_size("sensor_size", sensor_size))
+    for step, item, size in zip(steps, obj, pipeline.sensor_sizes, strict=False):
+        if "sensor_size" in item and _plain(item["sensor_size"]) != tuple(size):
+            raise TransformSpecError(
+                f"{step.name}.sensor_size",
+                f"is {tuple(_plain(item['sensor_size']))} but the data reaching it is {size}; leave it out, it comes from the data source",
+            )
+    return pipeline
+
+
+def tutorial_pipeline(sensor_size: Sequence[int] = SENSOR_SIZE) -> Pipeline:
+    """Tutorial 7's transform: Denoise(filter_time=10000), then ToFrame(time_window=1000)."""
+    return from_json(TUTORIAL_JSON, sensor_size)

@@ -1,0 +1,208 @@
+"""core.figures: plotly views checked against the arrays they show, the MP4 against snntorch's own spike_count."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from core import figures
+from core.events import SENSOR_SIZE, make_events, read_nmnist
+
+
+def random_events(n: int = 3000, seed: int = 0, duration_us: int = 315_000) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return make_events(
+        rng.integers(0, 34, n), rng.integers(0, 34, n), np.sort(rng.integers(0, duration_us, n)), rng.integers(0, 2, n)
+    )
+
+
+def random_spikes(steps: int = 20, seed: int = 1) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return (rng.random((steps, 10)) < rng.uniform(0.05, 0.5, 10)).astype(np.float32)
+
+
+# ------------------------------------------------------------------ events
+
+
+def test_accumulate_matches_tonic_toframe() -> None:
+    import tonic.transforms
+
+    events = random_events()
+    ours = figures.accumulate(events)
+    theirs = tonic.transforms.ToFrame(sensor_size=SENSOR_SIZE, n_event_bins=1)(events)[0]  # every event in one frame
+    np.testing.assert_array_equal(ours, theirs)
+    fig = figures.event_image_figure(events)
+    on, off, diff = (np.asarray(t.z) for t in fig.data)
+    np.testing.assert_array_equal(on, theirs[1])
+    np.testing.assert_array_equal(off, theirs[0])
+    np.testing.assert_array_equal(diff, theirs[1].astype(int) - theirs[0])
+
+
+@pytest.mark.parametrize("n_time_bins", [1, 3, 7])
+def test_event_grid_frames_are_tonics_on_the_true_sensor(n_time_bins: int) -> None:
+    import tonic.transforms
+
+    events = random_events(seed=n_time_bins)
+    events = events[(events["x"] < 30) & (events["y"] < 31)]  # plot_event_grid would shrink the sensor here
+    ours = figures.event_grid_frames(events, n_time_bins=n_time_bins)
+    theirs = tonic.transforms.ToFrame(sensor_size=SENSOR_SIZE, n_time_bins=n_time_bins)(events)
+    assert ours.shape == (n_time_bins, 2, 34, 34)
+    np.testing.assert_array_equal(ours, theirs)
+    fig = figures.event_grid_figure(ours)
+    assert len(fig.data) == n_time_bins
+    np.testing.assert_array_equal(np.asarray(fig.data[-1].z), theirs[-1][1].astype(int) - theirs[-1][0])
+
+
+def test_event_grid_on_real_recordings(real_recordings) -> None:
+    import tonic.transforms
+
+    for path in real_recordings[::25]:
+        events = read_nmnist(path)
+        np.testing.assert_array_equal(
+            figures.event_grid_frames(events), tonic.transforms.ToFrame(sensor_size=SENSOR_SIZE, n_time_bins=3)(events)
+        )
+
+
+def test_bin_frames_counts_every_event_in_its_window() -> None:
+    events = random_events(seed=4)
+    frames, starts = figures.bin_frames(events, 10_000)
+    assert frames.sum() == len(events)
+    assert frames.shape[1:] == (2, 34, 34)
+    t0 = events["t"].min()
+    for k in (0, len(frames) // 2, len(frames) - 1):
+        inside = (events["t"] >= t0 + k * 10_000) & (events["t"] < t0 + (k + 1) * 10_000)
+        np.testing.assert_array_equal(frames[k], figures.accumulate(events[inside]))
+        assert starts[k] == t0 + k * 10_000
+    fig = figures.frames_figure(frames)
+    assert len(fig.frames) == len(frames) and len(fig.layout.sliders[0].steps) == len(frames)
+    with pytest.raises(ValueError, match="window_us"):
+        figures.bin_frames(events, 0)
+
+
+def test_event_cloud_subsamples_and_splits_polarity() -> None:
+    events = random_events(n=5000)
+    fig = figures.event_cloud_figure(events, max_points=1000)
+    on, off = fig.data
+    assert len(on.x) + len(off.x) == 1000
+    assert "1,000 of 5,000" in fig.layout.title.text
+    full = figures.event_cloud_figure(events)
+    assert len(full.data[0].x) == int(events["p"].sum()) and len(full.data[1].x) == int((events["p"] == 0).sum())
+
+
+def test_event_rate_sums_to_the_events() -> None:
+    events = random_events(seed=7)
+    fig = figures.event_rate_figure(events, bin_us=1000, boundaries_us=[105_000, 210_000])
+    total = sum(np.asarray(trace.y).sum() for trace in fig.data)  # events per ms in 1 ms bins
+    assert total == pytest.approx(len(events))
+    assert len(fig.layout.shapes) == 2
+
+
+def test_saccade_boundaries_on_real_recordings(real_recordings) -> None:
+    """The rate dips between saccades: the boundaries found lie near 105 and 210 ms and are quiet."""
+    for path in real_recordings[::10]:
+        events = read_nmnist(path)
+        bounds = figures.estimate_saccade_boundaries(events)
+        assert len(bounds) == 2
+        t = np.sort(events["t"])
+        for k, b in enumerate(bounds, start=1):
+            assert abs(b - t[0] - k * figures.SACCADE_US) <= 20_000
+            near = np.searchsorted(t, b + 2500) - np.searchsorted(t, b - 2500)
+            assert near <= len(t) * 5_000 / (t[-1] - t[0])  # quieter than the average 5 ms
+
+
+# ------------------------------------------------------------------ training and output views
+
+
+def test_training_curves_and_confusion() -> None:
+    fig = figures.training_curves_figure({
+        "a": dict(iteration=[0, 1, 2], loss=[3.0, 2.0, 1.0], accuracy=[0.1, 0.2, 0.3], test_iteration=[3], test_accuracy=[0.5]),
+        "b": dict(iteration=[0, 1], loss=[2.5, 2.0], accuracy=[0.1, 0.4]),
+    })
+    names = [t.name for t in fig.data]
+    assert names.count("a") == 2 and names.count("b") == 2 and "a (test)" in names
+    cm = np.arange(100).reshape(10, 10)
+    np.testing.assert_array_equal(np.asarray(figures.confusion_matrix_figure(cm).data[0].z), cm)
+
+
+def test_spike_count_figure_counts() -> None:
+    spk = random_spikes(30)
+    fig = figures.spike_count_figure(spk, target=3)
+    np.testing.assert_array_equal(np.asarray(fig.data[0].x), spk.sum(axis=0))
+    assert len(fig.frames) == 31
+    np.testing.assert_array_equal(np.asarray(fig.frames[10].data[0].x), spk[:10].sum(axis=0))
+    assert list(fig.frames[10].data[2].x) == [10, 10]
+    raster = figures.spike_raster_figure(spk)
+    assert len(raster.data[0].x) == int(spk.sum())
+    mem = figures.membrane_figure(torch.randn(30, 10))
+    assert len(mem.data) == 10
+    with pytest.raises(ValueError, match="time, neurons"):
+        figures.spike_count_figure(np.zeros((5, 2, 10)))
+
+
+# ------------------------------------------------------------------ the MP4 against snntorch
+
+
+def _snntorch_frames(spk: np.ndarray, interpolate: int) -> list[np.ndarray]:
+    """Every frame of snntorch.spikeplot.spike_count(animate=True), rendered on the Agg canvas."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import snntorch.spikeplot as splt
+
+    with matplotlib.rc_context():  # spike_count writes plt.rcParams
+        fig, ax = plt.subplots(facecolor="w", figsize=(12, 7))
+        anim = splt.spike_count(torch.from_numpy(spk), fig, ax, labels=list(figures.DIGITS), animate=True,
+                                interpolate=interpolate)
+        fig.canvas.draw()  # the first draw lays the figure out
+        out = []
+        for k in range(len(anim._framedata)):
+            for i, artists in enumerate(anim._framedata):
+                for artist in artists:
+                    artist.set_visible(i == k)
+            fig.canvas.draw()
+            out.append(np.asarray(fig.canvas.buffer_rgba())[:, :, :3].copy())
+        plt.close(fig)
+    return out
+
+
+@pytest.mark.parametrize("interpolate", [1, 2])
+def test_spike_count_frames_match_snntorch(interpolate: int) -> None:
+    spk = random_spikes(5, seed=interpolate)
+    config = figures.SpikeVideoConfig(interpolate=interpolate)
+    ours = [f[:, :, :3].copy() for f in figures.spike_count_frames(spk, config=config)]
+    theirs = _snntorch_frames(spk, interpolate)
+    assert len(ours) == len(theirs) == 5 * interpolate
+    for k, (a, b) in enumerate(zip(ours, theirs)):
+        assert a.shape == b.shape == (700, 1200, 3)
+        differing = (np.abs(a.astype(int) - b.astype(int)).max(axis=2) > 30).mean()
+        assert differing < 1e-3, f"frame {k}: {differing:.2%} of pixels differ from snntorch's"
+
+
+def test_spike_count_video_is_a_playable_mp4() -> None:
+    import imageio_ffmpeg
+
+    spk = random_spikes(12)
+    seen = []
+    data = figures.spike_count_video(spk, progress=lambda done, total: seen.append((done, total)))
+    assert data[4:8] == b"ftyp"
+    assert seen and seen[0] == (0, 12)
+    import tempfile
+
+    with tempfile.NamedTemporaryFile(suffix=".mp4") as f:
+        f.write(data)
+        f.flush()
+        reader = imageio_ffmpeg.read_frames(f.name)
+        meta = next(reader)
+        frames = list(reader)
+    assert tuple(meta["size"]) == (1200, 700)
+    assert meta["fps"] == pytest.approx(40)
+    assert len(frames) == 12
+    last = np.frombuffer(frames[-1], np.uint8).reshape(700, 1200, 3).astype(int)
+    ours = next(f for i, f in enumerate(figures.spike_count_frames(spk)) if i == 11)[:, :, :3].astype(int)
+    assert np.abs(last - ours).mean() < 3  # only H.264's loss
+    with pytest.raises(ValueError, match="no time steps"):
+        figures.spike_count_video(np.zeros((0, 10)))
+    with pytest.raises(ValueError, match="interpolate"):
+        figures.SpikeVideoConfig(interpolate=0)

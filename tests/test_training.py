@@ -1,0 +1,321 @@
+"""Training jobs, the registry, the CLI and every bad-input case, on tiny recordings the tests write."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import core.training as training
+from core.events import make_events, write_nmnist
+from core.model import ModelConfig, ModelConfigError
+from core.runs import RunStore, load_checkpoint, load_model
+from core.train import main as train_main
+from core.training import (
+    PRESETS,
+    ConfigError,
+    JobBusyError,
+    JobRegistry,
+    TrainConfig,
+    TrainingJob,
+    check_config,
+    estimate_iteration_seconds,
+)
+
+WINDOW = 10_000  # 10 ms frames: 5 time steps for the 50 ms recordings below
+
+
+def _recording(label: int, rng: np.random.Generator, n: int = 300, duration: int = 50_000) -> np.ndarray:
+    """Events clustered on a 4 x 4 patch whose place depends on the label: easy to tell apart."""
+    cx, cy = 4 + 3 * (label % 5), 8 + 12 * (label // 5)
+    x = np.clip(cx + rng.integers(-2, 3, n), 0, 33)
+    y = np.clip(cy + rng.integers(-2, 3, n), 0, 33)
+    t = np.sort(rng.integers(0, duration, n))
+    t[0], t[-1] = 0, duration
+    p = rng.integers(0, 2, n)
+    return make_events(x, y, t, p)
+
+
+@pytest.fixture(scope="module")
+def tiny_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """ROOT/NMNIST/{Train,Test}/<digit>/*.bin: 3 train and 1 test recordings per digit."""
+    root = tmp_path_factory.mktemp("tiny")
+    rng = np.random.default_rng(0)
+    for split, per_class in (("Train", 3), ("Test", 1)):
+        for label in range(10):
+            for k in range(per_class):
+                write_nmnist(root / "NMNIST" / split / str(label) / f"{k:05d}.bin", _recording(label, rng))
+    return root
+
+
+@pytest.fixture()
+def tiny_config(tiny_root: Path) -> TrainConfig:
+    return TrainConfig(
+        preset="test",
+        data_root=str(tiny_root),
+        transform=json.dumps([{"name": "Denoise", "filter_time": 10000}, {"name": "ToFrame", "time_window": WINDOW}]),
+        batch_size=8,
+        max_iters=3,
+        eval_every=2,
+        augment_rotation=10.0,
+        num_threads=None,
+    )
+
+
+def _wait(condition, timeout: float = 30.0) -> None:
+    end = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > end:
+            raise AssertionError("timed out waiting")
+        time.sleep(0.01)
+
+
+def test_presets_hold_the_tutorials_settings() -> None:
+    t = PRESETS["tutorial"]
+    assert json.loads(t.transform) == [{"name": "Denoise", "filter_time": 10000}, {"name": "ToFrame", "time_window": 1000}]
+    assert (t.batch_size, t.lr, t.betas, t.loss, t.correct_rate, t.incorrect_rate) == (128, 2e-2, (0.9, 0.999), "mse_count", 0.8, 0.2)
+    assert (t.model.beta, t.model.surrogate, t.augment_rotation) == (0.5, "atan", 10.0)
+    assert t.max_iters == 51  # the tutorial prints iterations 0..50
+    assert t.model == ModelConfig()
+    q = PRESETS["quick"]
+    assert q.max_seconds is not None and q.max_seconds <= 60
+    for config in PRESETS.values():
+        assert TrainConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+
+
+def test_one_real_training_step_writes_a_complete_run(tiny_config: TrainConfig, tmp_path: Path) -> None:
+    store = RunStore(tmp_path / "runs")
+    job = JobRegistry(store).submit(tiny_config)
+    assert job.join(timeout=60), "the job should end"
+    snap = job.snapshot()
+    assert snap.status == "finished", snap.log
+    assert snap.reason == "max_iters=3 reached"
+    assert [r.iteration for r in snap.iterations] == [0, 1, 2]
+    for r in snap.iterations:
+        assert math.isfinite(r.loss) and 0.0 <= r.accuracy <= 1.0 and r.seconds > 0 and r.samples_per_second > 0
+        assert r.batch_size in (8, 6) and r.time_steps == 5  # 30 recordings in batches of 8, 8, 8, 6
+    assert [e.iteration for e in snap.evals] == [2, 3]  # every 2 iterations and at the end
+    last = snap.evals[-1]
+    assert last.samples == 10 and sum(map(sum, last.confusion)) == 10
+    assert last.accuracy == pytest.approx(sum(last.confusion[i][i] for i in range(10)) / 10)
+    assert all(a in (0.0, 1.0) for a in last.per_class_accuracy)  # one test sample a class
+    assert snap.eta_seconds == 0.0 and snap.done and snap.progress == 1.0
+    assert any("engine:" in line for line in snap.log) and any("device cpu" in line for line in snap.log)
+
+    run = Path(snap.run_dir)
+    assert {"config.json", "metrics.jsonl", "log.txt", "final.pt", "best.pt", "results.json"} <= {p.name for p in run.iterdir()}
+    assert not (run / "RUNNING").exists()
+    assert TrainConfig.from_dict(json.loads((run / "config.json").read_text())) == tiny_config
+    results = json.loads((run / "results.json").read_text())
+    assert results["status"] == "finished" and results["iterations"] == 3 and results["test_accuracy"] == last.accuracy
+    record = store.load_run(snap.run_id)
+    assert [r["loss"] for r in record.iterations] == [r.loss for r in snap.iterations]
+    assert len(record.evals) == 2
+    # the step really trained: the final weights differ from the seeded initial ones
+    torch.manual_seed(tiny_config.seed)
+    initial = training.build_model(tiny_config.model).state_dict()
+    final = load_checkpoint(run / "final.pt")
+    assert final["iteration"] == 3
+    assert any(not torch.equal(initial[k], final["state_dict"][k]) for k in initial)
+    model = load_model(run / "final.pt", config=tiny_config.model)
+    assert not model.training
+
+
+def test_snapshot_is_an_immutable_copy(tiny_config: TrainConfig, tmp_path: Path) -> None:
+    job = TrainingJob(dataclasses.replace(tiny_config, max_iters=2, eval_every=0), RunStore(tmp_path).create_run("test"))
+    before = job.snapshot()
+    assert before.status == "queued" and before.iterations == () and before.eta_seconds is None
+    job.start()
+    job.join(60)
+    after = job.snapshot()
+    assert before.iterations == () and len(after.iterations) == 2
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        after.status = "running"  # type: ignore[misc]
+    assert isinstance(after.iterations, tuple) and isinstance(after.evals[0].confusion, tuple)
+
+
+@pytest.mark.parametrize("moment", ["at once", "after one iteration"])
+def test_stop_at_any_moment_keeps_what_it_has(tiny_config: TrainConfig, tmp_path: Path, moment: str) -> None:
+    config = dataclasses.replace(tiny_config, max_iters=100_000, eval_every=0)
+    job = JobRegistry(RunStore(tmp_path)).submit(config)
+    if moment == "after one iteration":
+        _wait(lambda: len(job.snapshot().iterations) >= 1)
+    job.stop()
+    assert job.join(timeout=60)
+    snap = job.snapshot()
+    assert snap.status == "stopped" and snap.reason == "stopped by the user"
+    assert snap.iteration < 100_000
+    results = json.loads((Path(snap.run_dir) / "results.json").read_text())
+    assert results["status"] == "stopped" and results["iterations"] == snap.iteration
+    if moment == "after one iteration":
+        assert snap.iteration >= 1 and (Path(snap.run_dir) / "final.pt").is_file()
+        assert snap.evals and snap.evals[-1].iteration == snap.iteration  # evaluated what it had
+    job.stop()  # stopping a finished job is harmless
+    assert job.status == "stopped"
+
+
+def test_nan_loss_stops_with_a_reason(tiny_config: TrainConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = training._loss_fn
+
+    def poisoned(config: TrainConfig):
+        loss = real(config)
+        calls = []
+
+        def fn(spk: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+            calls.append(1)
+            value = loss(spk, targets)
+            return value * float("nan") if len(calls) >= 2 else value
+
+        return fn
+
+    monkeypatch.setattr(training, "_loss_fn", poisoned)
+    job = JobRegistry(RunStore(tmp_path)).submit(dataclasses.replace(tiny_config, max_iters=50, eval_every=0))
+    assert job.join(timeout=60)
+    snap = job.snapshot()
+    assert snap.status == "failed"
+    assert "loss became nan at iteration 1" in snap.reason and "learning rate" in snap.reason
+    assert snap.iteration == 1  # the poisoned step is not applied or recorded
+    ckpt = load_checkpoint(Path(snap.run_dir) / "final.pt")
+    assert all(torch.isfinite(v).all() for v in ckpt["state_dict"].values())
+
+
+def test_max_seconds_bounds_the_run(tiny_config: TrainConfig, tmp_path: Path) -> None:
+    job = JobRegistry(RunStore(tmp_path)).submit(dataclasses.replace(tiny_config, max_iters=100_000, max_seconds=1e-6, eval_every=0))
+    assert job.join(timeout=60)
+    snap = job.snapshot()
+    assert snap.status == "finished" and snap.iteration == 1 and snap.reason.startswith("max_seconds")
+
+
+def test_registry_refuses_a_second_training(tiny_config: TrainConfig, tmp_path: Path) -> None:
+    registry = JobRegistry(RunStore(tmp_path))
+    first = registry.submit(dataclasses.replace(tiny_config, max_iters=100_000, eval_every=0))
+    try:
+        with pytest.raises(JobBusyError, match=f"already running \\(run {first.run_id}"):
+            registry.submit(tiny_config)
+        assert registry.current() is first and registry.active() is first
+        assert registry.get(first.run_id) is first and registry.get("nope") is None
+    finally:
+        first.stop()
+        first.join(60)
+    second = registry.submit(dataclasses.replace(tiny_config, max_iters=1, eval_every=0))
+    second.join(60)
+    assert registry.current() is second and registry.active() is None
+    assert [j.run_id for j in registry.jobs()] == [first.run_id, second.run_id]
+    assert JobRegistry.default() is JobRegistry.default()
+
+
+def test_estimate_is_quick_and_positive(tiny_config: TrainConfig) -> None:
+    t0 = time.perf_counter()
+    seconds = estimate_iteration_seconds(tiny_config)
+    assert 0 < seconds < 30 and time.perf_counter() - t0 < 30
+    # without data it still answers (random frames of the expected length)
+    assert estimate_iteration_seconds(dataclasses.replace(tiny_config, data_root="/nonexistent")) > 0
+
+
+# ---------------------------------------------------------------- bad input
+
+
+@pytest.mark.parametrize(
+    ("changes", "field"),
+    [
+        ({"lr": -1e-3}, "lr"),
+        ({"lr": 0.0}, "lr"),
+        ({"lr": float("nan")}, "lr"),
+        ({"batch_size": 0}, "batch_size"),
+        ({"batch_size": 2.5}, "batch_size"),
+        ({"betas": (0.9, 1.0)}, "betas[1]"),
+        ({"betas": (0.9,)}, "betas"),
+        ({"loss": "hinge"}, "loss"),
+        ({"correct_rate": 1.5}, "correct_rate"),
+        ({"max_iters": 0}, "max_iters"),
+        ({"max_seconds": -1.0}, "max_seconds"),
+        ({"eval_every": -1}, "eval_every"),
+        ({"eval_samples": 0}, "eval_samples"),
+        ({"augment_rotation": -5.0}, "augment_rotation"),
+        ({"device": "tpu"}, "device"),
+        ({"num_threads": 0}, "num_threads"),
+        ({"data_kind": "mp3"}, "data_kind"),
+        ({"transform": "not json"}, "transform"),
+        ({"transform": '[{"name": "Denoise", "filter_time": 10000}]'}, "transform"),
+        ({"transform": '[{"name": "ToFrame", "time_window": -5}]'}, "ToFrame.time_window"),
+    ],
+)
+def test_bad_training_settings_are_refused_by_name(changes: dict, field: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        dataclasses.replace(TrainConfig(), **changes)
+    assert field in str(info.value)
+
+
+@pytest.mark.parametrize("beta", [-0.1, 1.5])
+def test_beta_outside_unit_interval_is_refused(beta: float) -> None:
+    with pytest.raises(ModelConfigError, match="beta"):
+        TrainConfig().with_overrides(beta=beta)
+
+
+def test_time_window_longer_than_every_recording_is_refused(tiny_config: TrainConfig) -> None:
+    config = dataclasses.replace(tiny_config, transform='[{"name": "ToFrame", "time_window": 60000}]')
+    with pytest.raises(ConfigError, match=r"transform: ToFrame time_window=60000 us is longer than every recording \(the longest lasts 50000 us\)"):
+        check_config(config)
+    check_config(dataclasses.replace(tiny_config, transform='[{"name": "ToFrame", "time_window": 50000}]'))
+
+
+def test_folders_without_recordings_are_refused(tmp_path: Path, tiny_root: Path) -> None:
+    (tmp_path / "NMNIST" / "Train" / "3").mkdir(parents=True)
+    with pytest.raises(ConfigError, match="data_root: no recordings in .*Train"):
+        check_config(TrainConfig(data_root=str(tmp_path)))
+    with pytest.raises(ConfigError, match="data_root: .* does not exist"):
+        check_config(TrainConfig(data_root=str(tmp_path / "nowhere")))
+    with pytest.raises(ConfigError, match="data_root"):
+        JobRegistry(RunStore(tmp_path / "runs")).submit(TrainConfig(data_root=str(tmp_path)))
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir()), "no run folder for a refused config"
+
+
+# ---------------------------------------------------------------- command line
+
+
+def test_cli_json_last_line(tiny_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = train_main(
+        ["--preset", "quick", "--data", str(tiny_root), "--runs", str(tmp_path), "--max-iters", "2",
+         "--batch-size", "8", "--eval-every", "0", "--beta", "0.6", "--json"]
+    )
+    out = capsys.readouterr()
+    assert code == 0, out.err
+    result = json.loads(out.out.strip().splitlines()[-1])
+    assert result["iterations"] == 2 and result["seconds"] > 0 and 0 <= result["test_accuracy"] <= 1
+    run = Path(result["run_dir"])
+    config = TrainConfig.from_dict(json.loads((run / "config.json").read_text()))
+    assert config.model.beta == 0.6 and config.batch_size == 8 and config.preset == "quick"
+    assert "iteration    1/2" in out.err and "estimated" in out.err
+
+
+@pytest.mark.parametrize(
+    ("argv", "field"),
+    [
+        (["--lr", "-0.1"], "lr"),
+        (["--lr", "abc"], "--lr"),
+        (["--batch-size", "0"], "batch_size"),
+        (["--beta", "2"], "beta"),
+        (["--surrogate", "nope"], "surrogate"),
+        (["--preset", "nope"], "--preset"),
+        (["--betas", "0.9"], "--betas"),
+        (["--transform", '[{"name": "ToFrame", "time_window": 900000}]'], "time_window"),
+        (["--data", "/nonexistent/folder"], "data_root"),
+    ],
+)
+def test_cli_bad_values_exit_2_naming_the_field(
+    argv: list[str], field: str, tiny_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    if "--data" not in argv:
+        argv = [*argv, "--data", str(tiny_root)]
+    with pytest.raises(SystemExit) as info:
+        raise SystemExit(train_main([*argv, "--runs", str(tmp_path), "--no-estimate"]))
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert field in err and "Traceback" not in err
+    assert not any(tmp_path.iterdir()), "nothing may be written for a refused config"
