@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import streamlit as st
 
-st.set_page_config(page_title="N-MNIST SNN dashboard", page_icon="⚡", layout="wide")
+st.set_page_config(page_title="N-MNIST SNN dashboard", page_icon=":material/bolt:", layout="wide")
 
 st.navigation(
     [
-        st.Page("pages/home.py", title="Home", icon="🏠", default=True),
-        st.Page("pages/events.py", title="Events", icon="✨"),
-        st.Page("pages/transforms.py", title="Transforms", icon="🔧"),
-        st.Page("pages/training.py", title="Training", icon="🏋️"),
-        st.Page("pages/spike_counter.py", title="Spike counter", icon="📊"),
+        st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
+        st.Page("pages/events.py", title="Events", icon=":material/scatter_plot:"),
+        st.Page("pages/transforms.py", title="Transforms", icon=":material/tune:"),
+        st.Page("pages/training.py", title="Training", icon=":material/model_training:"),
+        st.Page("pages/spike_counter.py", title="Spike counter", icon=":material/bar_chart:"),
     ]
 ).run()

@@ -19,6 +19,7 @@ from core.saccade import SimulationConfig, simulate
 
 COUNT_RATIO_TARGET = (0.8, 1.25)  # median simulated/real event count
 CORRELATION_TARGET = 0.7  # median correlation of per-saccade ON / OFF count images
+RATE_BIN_US = 5_000  # time bins of the event-rate comparison
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,7 @@ class PairReport:
     real_fractions: tuple[float, ...]
     corr_on: tuple[float, ...]  # per saccade: correlation of the ON count images
     corr_off: tuple[float, ...]  # per saccade: correlation of the OFF count images
+    rate_corr: float  # correlation of the event rates over time (5 ms bins)
 
     @property
     def count_ratio(self) -> float:
@@ -71,6 +73,11 @@ class CalibrationReport:
         return tuple(float(v) for v in np.median([p.corr_off for p in self.pairs], axis=0))
 
     @property
+    def median_rate_corr(self) -> float:
+        """Median correlation of simulated and real event rates over time: the saccades' timing."""
+        return float(np.median([p.rate_corr for p in self.pairs]))
+
+    @property
     def median_sim_fractions(self) -> tuple[float, ...]:
         return tuple(float(v) for v in np.median([p.sim_fractions for p in self.pairs], axis=0))
 
@@ -88,14 +95,14 @@ class CalibrationReport:
         head = (f"{'id':>5} {'digit':>5} {'sim':>6} {'real':>6} {'ratio':>6}  "
                 + " ".join(f"{'frac' + str(s + 1) + ' s/r':>11}" for s in range(n)) + "  "
                 + " ".join(f"{'on' + str(s + 1):>5}" for s in range(n)) + " "
-                + " ".join(f"{'off' + str(s + 1):>5}" for s in range(n)))
+                + " ".join(f"{'off' + str(s + 1):>5}" for s in range(n)) + f" {'rate':>5}")
         rows = [head]
         for p in self.pairs:
             rows.append(
                 f"{p.index + 1:>5} {p.label:>5} {p.sim_events:>6} {p.real_events:>6} {p.count_ratio:>6.2f}  "
                 + " ".join(f"{s:>5.2f}/{r:<5.2f}" for s, r in zip(p.sim_fractions, p.real_fractions)) + "  "
                 + " ".join(f"{c:>5.2f}" for c in p.corr_on) + " "
-                + " ".join(f"{c:>5.2f}" for c in p.corr_off)
+                + " ".join(f"{c:>5.2f}" for c in p.corr_off) + f" {p.rate_corr:>5.2f}"
             )
         low, high = COUNT_RATIO_TARGET
         rows += [
@@ -107,6 +114,7 @@ class CalibrationReport:
             "median ON  image correlation per saccade: " + " ".join(f"{v:.3f}" for v in self.median_corr_on),
             "median OFF image correlation per saccade: " + " ".join(f"{v:.3f}" for v in self.median_corr_off),
             f"median per-saccade image correlation: {self.median_correlation:.3f}  (target >= {CORRELATION_TARGET})",
+            f"median event-rate correlation over time (5 ms bins): {self.median_rate_corr:.3f}",
             f"targets met: {self.meets_targets()}",
         ]
         return "\n".join(rows)
@@ -133,6 +141,12 @@ def _correlation(a: np.ndarray, b: np.ndarray) -> float:
     return float((a * b).sum() / denominator) if denominator > 0 else 0.0
 
 
+def _rate(events: np.ndarray, config: SimulationConfig, bin_us: int = RATE_BIN_US) -> np.ndarray:
+    """Events per time bin, over the recording plus a margin for late ends."""
+    n_bins = (config.duration_us + 30_000) // bin_us + 1
+    return np.bincount(np.minimum(events["t"] // bin_us, n_bins - 1), minlength=n_bins)
+
+
 def compare(simulated: np.ndarray, real: np.ndarray, config: SimulationConfig) -> dict:
     """The figures of one pair: counts, saccade fractions and per-saccade ON / OFF correlations."""
     sim_images = saccade_count_images(simulated, config)
@@ -147,6 +161,7 @@ def compare(simulated: np.ndarray, real: np.ndarray, config: SimulationConfig) -
         "real_fractions": tuple(float(real_images[s].sum() / real_total) for s in range(n)),
         "corr_on": tuple(_correlation(sim_images[s, 1], real_images[s, 1]) for s in range(n)),
         "corr_off": tuple(_correlation(sim_images[s, 0], real_images[s, 0]) for s in range(n)),
+        "rate_corr": _correlation(_rate(simulated, config), _rate(real, config)),
     }
 
 

@@ -109,7 +109,35 @@ def _accumulate(frames, x, y, p, starts, ends):  # pragma: no cover - compiled b
     return True
 
 
+def _search_left(t, value):  # pragma: no cover - compiled by numba
+    """``np.searchsorted(t, value)`` (side left) on sorted ``t``: the first index with t >= value."""
+    lo, hi = 0, t.shape[0]
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if t[mid] < value:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo
+
+
+def _time_bounds(t, n_slices, stride, start, time_window):  # pragma: no cover - compiled by numba
+    """tonic's SliceByTime bounds, ``searchsorted(t, arange(n) * stride + start [+ time_window])``,
+    with numpy's arithmetic types; ok=False where t is unsorted (numpy's own search then runs)."""
+    starts = np.empty(n_slices, dtype=np.int64)
+    ends = np.empty(n_slices, dtype=np.int64)
+    for k in range(t.shape[0]):
+        if t[k] != t[k] or (k > 0 and t[k] < t[k - 1]):
+            return False, starts, ends
+    for i in range(n_slices):
+        window_start = i * stride + start
+        starts[i] = _search_left_jit(t, window_start)
+        ends[i] = _search_left_jit(t, window_start + time_window)
+    return True, starts, ends
+
+
 _grid_jit: Any = None
+_search_left_jit: Any = None
 
 
 @functools.cache
@@ -122,12 +150,13 @@ def _kernels() -> Any:
     take the structured array's int64 field views as they are (strided, no
     copies); other integer dtypes are converted to int64 first.
     """
-    global _grid_jit
+    global _grid_jit, _search_left_jit
     import numba
 
     jit = numba.njit(cache=True, nogil=True)
     _grid_jit = jit(_grid)
-    return jit(_denoise_mask), jit(_refractory_mask), jit(_accumulate)
+    _search_left_jit = jit(_search_left)
+    return jit(_denoise_mask), jit(_refractory_mask), jit(_accumulate), jit(_time_bounds)
 
 
 def warm_up() -> None:
@@ -168,6 +197,10 @@ def _take(events: np.ndarray, keep: np.ndarray) -> np.ndarray:
         return events.view(f"V{events.dtype.itemsize}")[keep].view(events.dtype)
     except (TypeError, ValueError):
         return events[keep]
+
+
+def _is_plain_number(value: Any) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
 
 
 def _scalar(value: float) -> int | float:
@@ -252,6 +285,10 @@ def _raw_slice_bounds(
         duration = end - start
         rounding = math.ceil if include_incomplete else math.floor
         n_slices = max(rounding((duration - time_window) / stride) + 1, 1)
+        if t.dtype in (np.int64, np.float64) and all(_is_plain_number(v) for v in (stride, start, time_window)):
+            ok, starts, ends = _kernels()[3](t, n_slices, _scalar(stride), _scalar(start), _scalar(time_window))
+            if ok:
+                return starts, ends
         window_start_times = np.arange(n_slices) * stride + start
         window_end_times = window_start_times + time_window
         bounds = np.searchsorted(t, np.concatenate([window_start_times, window_end_times]))

@@ -47,6 +47,12 @@ class SimulationConfig:
     velocity_shape: tuple[float, float] = (2.0, 2.0)
     # Where the image's top-left pixel lies on the sensor (x, y) before the first saccade.
     image_offset: tuple[float, float] = (-1.25, -0.375)
+    # Realised displacement per commanded pixel on the x (pan) and y (tilt) axes: the real
+    # recordings move less than the commanded triangle.
+    path_scale: tuple[float, float] = (1.0, 1.0)
+    # The pan-tilt unit follows its command with a lag: first-order low-pass time constants of
+    # the x and y axes (0 = none). A lagging axis ends its move in the next slot, as real ones do.
+    axis_lag_us: tuple[float, float] = (0.0, 0.0)
 
     # --- the optics and the monitor --------------------------------------------------------------
     blur_sigma_px: float = 0.6  # Gaussian blur of the lens and the monitor's pixel grid, in pixels
@@ -74,7 +80,7 @@ class SimulationConfig:
         if not path or not all(math.isfinite(v) for step in path for v in step):
             fail("path", "needs at least one saccade of finite (dx, dy) displacements")
         object.__setattr__(self, "path", path)
-        for name in ("velocity_shape", "image_offset"):
+        for name in ("velocity_shape", "image_offset", "path_scale", "axis_lag_us"):
             value = getattr(self, name)
             try:
                 pair = (float(value[0]), float(value[1]))
@@ -86,6 +92,10 @@ class SimulationConfig:
             object.__setattr__(self, name, pair)
         if not all(math.isfinite(v) for v in self.image_offset):
             fail("image_offset", "must be finite")
+        if not all(0.0 <= v <= 10.0 and math.isfinite(v) for v in self.path_scale):
+            fail("path_scale", "must lie in [0, 10]")
+        if not all(0.0 <= v <= self.saccade_duration_us and math.isfinite(v) for v in self.axis_lag_us):
+            fail("axis_lag_us", "must lie in [0, saccade_duration_us]")
         if not all(0.0 <= v <= 20.0 for v in self.velocity_shape):
             fail("velocity_shape", "exponents must lie in [0, 20]")
         positive = ("saccade_duration_us", "motion_duration_us", "time_step_us", "contrast_threshold", "log_eps")
@@ -128,25 +138,39 @@ class SimulationConfig:
         values = dict(values)
         if "path" in values:
             values["path"] = tuple(tuple(step) for step in values["path"])
-        for name in ("velocity_shape", "image_offset"):
+        for name in ("velocity_shape", "image_offset", "path_scale", "axis_lag_us"):
             if name in values:
                 values[name] = tuple(values[name])
         return cls(**values)
 
 
 def image_positions(config: SimulationConfig, times_us: np.ndarray) -> np.ndarray:
-    """Position (x, y) of the image's top-left pixel on the sensor at each time, shape (T, 2)."""
+    """Position (x, y) of the image's top-left pixel on the sensor at each time, shape (T, 2).
+
+    The commanded move of each saccade follows the velocity profile; each axis then follows its
+    command through its first-order lag, from rest at the start of the recording.
+    """
+    from scipy.signal import lfilter
     from scipy.special import betainc
 
     times_us = np.asarray(times_us, dtype=np.float64)
-    steps = np.asarray(config.path, dtype=np.float64)
-    starts = np.vstack([np.zeros(2), np.cumsum(steps, axis=0)[:-1]]) + np.asarray(config.image_offset)
-    slot = np.clip((times_us // config.saccade_duration_us).astype(np.int64), 0, len(steps) - 1)
-    local = times_us - slot * config.saccade_duration_us
+    steps = np.asarray(config.path, dtype=np.float64) * np.asarray(config.path_scale)
+    n = len(steps)
+    lag_step = 50.0  # microseconds: the grid the lag filter runs on
+    grid = np.arange(0.0, max(config.duration_us, float(times_us.max(initial=0.0))) + 2 * lag_step, lag_step)
+    starts = np.vstack([np.zeros(2), np.cumsum(steps, axis=0)[:-1]])
+    slot = np.clip((grid // config.saccade_duration_us).astype(np.int64), 0, n - 1)
+    local = grid - slot * config.saccade_duration_us
     u = np.clip((local - config.motion_onset_us) / config.motion_duration_us, 0.0, 1.0)
     a, b = config.velocity_shape
     covered = betainc(a + 1.0, b + 1.0, u)  # the velocity profile's normalised integral
-    return starts[slot] + covered[:, None] * steps[slot]
+    command = starts[slot] + covered[:, None] * steps[slot]
+    for axis, lag in enumerate(config.axis_lag_us):
+        if lag > 0:
+            alpha = -math.expm1(-lag_step / lag)
+            command[:, axis] = lfilter([alpha], [1.0, alpha - 1.0], command[:, axis], zi=[(1.0 - alpha) * command[0, axis]])[0]
+    offset = np.asarray(config.image_offset)
+    return offset + np.stack([np.interp(times_us, grid, command[:, axis]) for axis in range(2)], axis=1)
 
 
 def _display(image: np.ndarray, config: SimulationConfig, positions: np.ndarray, height: int, width: int):

@@ -14,7 +14,6 @@ import argparse
 import dataclasses
 import json
 import sys
-import time
 import types
 import typing
 from collections.abc import Sequence
@@ -47,20 +46,22 @@ def _none_or(kind: type) -> Any:
     return parse
 
 
-def _add_field(group: argparse._ArgumentGroup, f: dataclasses.Field, hint: Any, dest: str, flags: list[str]) -> None:
+def _add_field(
+    group: argparse._ArgumentGroup, f: dataclasses.Field, hint: Any, dest: str, flags: list[str], default: Any
+) -> None:
     """One flag for one dataclass field, typed from its annotation."""
     origin = typing.get_origin(hint)
     args = typing.get_args(hint)
     optional = origin in (typing.Union, types.UnionType) and type(None) in args
     base = next((a for a in args if a is not type(None)), hint) if optional else hint
-    doc = f"(default: preset's; {f.name})"
+    doc = f"{f.name} (quick preset: {default!r})"
     kwargs: dict[str, Any] = {"dest": dest, "default": argparse.SUPPRESS, "help": doc}
     if base is bool:
         group.add_argument(*flags, action=argparse.BooleanOptionalAction, **kwargs)
         return
     if typing.get_origin(base) is tuple:
         inner = typing.get_args(base)
-        group.add_argument(*flags, nargs=len(inner), type=inner[0], metavar=f.name.upper(), **kwargs)
+        group.add_argument(*flags, nargs=len(inner), type=inner[0], metavar=inner[0].__name__.upper(), **kwargs)
         return
     kind = base if base in (int, float, str) else str
     group.add_argument(*flags, type=_none_or(kind) if optional else kind, metavar=kind.__name__.upper(), **kwargs)
@@ -81,13 +82,14 @@ def build_parser() -> argparse.ArgumentParser:
     hints = typing.get_type_hints(TrainConfig)
     for f in dataclasses.fields(TrainConfig):
         if f.name not in SKIPPED:
-            _add_field(train, f, hints[f.name], f"train.{f.name}", [_flag(f.name), *ALIASES.get(f.name, [])])
+            flags = [_flag(f.name), *ALIASES.get(f.name, [])]
+            _add_field(train, f, hints[f.name], f"train.{f.name}", flags, getattr(PRESETS["quick"], f.name))
     model = parser.add_argument_group("model (ModelConfig)")
     hints = typing.get_type_hints(ModelConfig)
     train_names = {f.name for f in dataclasses.fields(TrainConfig)}
     for f in dataclasses.fields(ModelConfig):
         flag = _flag(f"model_{f.name}" if f.name in train_names else f.name)
-        _add_field(model, f, hints[f.name], f"model.{f.name}", [flag])
+        _add_field(model, f, hints[f.name], f"model.{f.name}", [flag], getattr(PRESETS["quick"].model, f.name))
     return parser
 
 

@@ -23,6 +23,7 @@ events as ``pipeline(events, seed=s)``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -124,6 +125,7 @@ class TransformSpec:
     produces_frames: ClassVar[bool] = False  # a frame-producing step must be last
     needs_sensor_size: ClassVar[bool] = False  # tonic's constructor takes sensor_size
     tonic_required: ClassVar[tuple[str, ...]] = ()  # always written out in tonic code
+    draws_random: ClassVar[bool] = False  # may call the random state (as tonic calls np.random)
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -173,7 +175,7 @@ class TransformSpec:
 
         return getattr(tonic.transforms, self.name)(**self.tonic_kwargs(sensor_size))
 
-    def apply(self, events: np.ndarray, sensor_size: SensorSize, rng: np.random.RandomState) -> Any:
+    def apply(self, events: np.ndarray, sensor_size: SensorSize, rng: np.random.RandomState | None) -> Any:
         """Run the step (ours where we have it, else tonic's code)."""
         return self.to_tonic(sensor_size)(events)
 
@@ -189,7 +191,7 @@ class Denoise(TransformSpec):
     def check(self) -> None:
         _number(self.field("filter_time"), self.filter_time, minimum=0, exclusive=True)
 
-    def apply(self, events: np.ndarray, sensor_size: SensorSize, rng: np.random.RandomState) -> Any:
+    def apply(self, events: np.ndarray, sensor_size: SensorSize, rng: np.random.RandomState | None) -> Any:
         return functional.denoise(events, self.filter_time)
 
 
@@ -250,7 +252,7 @@ class ToFrame(TransformSpec):
     def method(self) -> str:
         return next(name for name in _SLICING if getattr(self, name) is not None)
 
-    def apply(self, events: np.ndarray, sensor_size: SensorSize, rng: np.random.RandomState) -> Any:
+    def apply(self, events: np.ndarray, sensor_size: SensorSize, rng: np.random.RandomState | None) -> Any:
         return functional.to_frame(
             events, sensor_size, time_window=self.time_window, event_count=self.event_count,
             n_time_bins=self.n_time_bins, n_event_bins=self.n_event_bins, overlap=self.overlap,
@@ -305,6 +307,7 @@ class Downsample(TransformSpec):
 @dataclass(frozen=True)
 class _Flip(TransformSpec):
     needs_sensor_size: ClassVar[bool] = True
+    draws_random: ClassVar[bool] = True
     tonic_required: ClassVar[tuple[str, ...]] = ("p",)
     axis: ClassVar[str] = "x"
     p: float = 0.5  # probability that a sample is flipped
@@ -316,7 +319,7 @@ class _Flip(TransformSpec):
     def is_random(self) -> bool:
         return 0 < self.p < 1
 
-    def apply(self, events: np.ndarray, sensor_size: SensorSize, rng: np.random.RandomState) -> Any:
+    def apply(self, events: np.ndarray, sensor_size: SensorSize, rng: np.random.RandomState | None) -> Any:
         events = events.copy()
         if rng.rand() <= self.p:  # tonic: np.random.rand() <= self.p
             size = sensor_size[0] if self.axis == "x" else sensor_size[1]
@@ -343,6 +346,7 @@ class RandomFlipUD(_Flip):
 class TimeJitter(TransformSpec):
     """Add Gaussian noise of ``std`` microseconds to every timestamp."""
 
+    draws_random: ClassVar[bool] = True
     name: ClassVar[str] = "TimeJitter"
     tonic_required: ClassVar[tuple[str, ...]] = ("std",)
     std: float = 100  # microseconds
@@ -358,7 +362,7 @@ class TimeJitter(TransformSpec):
     def is_random(self) -> bool:
         return self.std > 0
 
-    def apply(self, events: np.ndarray, sensor_size: SensorSize, rng: np.random.RandomState) -> Any:
+    def apply(self, events: np.ndarray, sensor_size: SensorSize, rng: np.random.RandomState | None) -> Any:
         events = events.copy()
         shifts = rng.normal(0, self.std, len(events))
         events["t"] = events["t"] + shifts
@@ -373,6 +377,7 @@ class TimeJitter(TransformSpec):
 class SpatialJitter(TransformSpec):
     """Add 2-D Gaussian noise (covariance [[var_x, sigma_xy], [sigma_xy, var_y]]) to x and y."""
 
+    draws_random: ClassVar[bool] = True
     name: ClassVar[str] = "SpatialJitter"
     needs_sensor_size: ClassVar[bool] = True
     var_x: float = 1  # pixels squared
@@ -397,7 +402,7 @@ class SpatialJitter(TransformSpec):
         kwargs.setdefault("clip_outliers", self.clip_outliers)  # our default differs from tonic's
         return kwargs
 
-    def apply(self, events: np.ndarray, sensor_size: SensorSize, rng: np.random.RandomState) -> Any:
+    def apply(self, events: np.ndarray, sensor_size: SensorSize, rng: np.random.RandomState | None) -> Any:
         events = events.copy()
         shifts = rng.multivariate_normal(
             [0, 0], [[self.var_x, self.sigma_xy], [self.sigma_xy, self.var_y]], len(events)
@@ -414,6 +419,7 @@ class SpatialJitter(TransformSpec):
 class DropEvent(TransformSpec):
     """Drop a fraction ``p`` of the events at random (``p`` may be a (low, high) range)."""
 
+    draws_random: ClassVar[bool] = True
     name: ClassVar[str] = "DropEvent"
     tonic_required: ClassVar[tuple[str, ...]] = ("p",)
     p: float | tuple[float, float] = 0.1
@@ -425,7 +431,7 @@ class DropEvent(TransformSpec):
     def is_random(self) -> bool:
         return self.p != 0 and self.p != (0, 0)
 
-    def apply(self, events: np.ndarray, sensor_size: SensorSize, rng: np.random.RandomState) -> Any:
+    def apply(self, events: np.ndarray, sensor_size: SensorSize, rng: np.random.RandomState | None) -> Any:
         p = self.p
         if isinstance(p, tuple):
             p = (p[1] - p[0]) * rng.random_sample() + p[0]
@@ -438,6 +444,7 @@ class DropEvent(TransformSpec):
 class RefractoryPeriod(TransformSpec):
     """Drop events that come within ``delta`` of the pixel's previous event (exact fast version)."""
 
+    draws_random: ClassVar[bool] = True
     name: ClassVar[str] = "RefractoryPeriod"
     tonic_required: ClassVar[tuple[str, ...]] = ("delta",)
     delta: float | tuple[float, float] = 1000  # microseconds, or a (low, high) range
@@ -449,7 +456,7 @@ class RefractoryPeriod(TransformSpec):
     def is_random(self) -> bool:
         return isinstance(self.delta, tuple) and self.delta[0] != self.delta[1]
 
-    def apply(self, events: np.ndarray, sensor_size: SensorSize, rng: np.random.RandomState) -> Any:
+    def apply(self, events: np.ndarray, sensor_size: SensorSize, rng: np.random.RandomState | None) -> Any:
         delta = self.delta
         if isinstance(delta, tuple):
             delta = int((delta[1] - delta[0]) * rng.random_sample() + delta[0])
@@ -585,10 +592,18 @@ class Pipeline:
     @property
     def sensor_sizes(self) -> list[SensorSize]:
         """Sensor size at the input of each step, then at the output."""
+        return list(self._sizes)
+
+    @functools.cached_property
+    def _sizes(self) -> tuple[SensorSize, ...]:
         sizes = [self.sensor_size]
         for step in self.steps:
             sizes.append(step.sensor_size_after(sizes[-1]))
-        return sizes
+        return tuple(sizes)
+
+    @functools.cached_property
+    def _draws_random(self) -> bool:
+        return any(step.draws_random for step in self.steps)
 
     @property
     def output_sensor_size(self) -> SensorSize:
@@ -652,7 +667,7 @@ class Pipeline:
         """The steps as ``[{"name": ..., <parameter>: <value>, ...}]`` (read back by :func:`from_json`)."""
         return [step.to_json() for step in self.steps]
 
-    @property
+    @functools.cached_property
     def key(self) -> str:
         """Stable hash of the spec (steps, parameters, sensor size): the cache key."""
         text = json.dumps(
@@ -693,9 +708,9 @@ class Pipeline:
 
     def __call__(self, events: np.ndarray, seed: int | None = None, rng: np.random.RandomState | None = None) -> Any:
         """Apply the steps (as tonic's Compose would); ``seed`` or ``rng`` makes random steps reproducible."""
-        if rng is None:
-            rng = np.random.RandomState(seed)
-        for step, size in zip(self.steps, self.sensor_sizes, strict=False):
+        if rng is None and self._draws_random:
+            rng = np.random.RandomState(seed)  # about 0.5 ms to make: only where a step draws
+        for step, size in zip(self.steps, self._sizes, strict=False):
             if len(events) == 0:  # tonic's Compose stops at empty events
                 break
             events = step.apply(events, size, rng)
@@ -703,7 +718,7 @@ class Pipeline:
 
     def build(self, seed: int | None = None) -> Callable[[np.ndarray], Any]:
         """A callable ``events -> output`` with its own random state (advancing call by call, as tonic's)."""
-        rng = np.random.RandomState(seed)
+        rng = np.random.RandomState(seed) if self._draws_random else None
 
         def run(events: np.ndarray) -> Any:
             return self(events, rng=rng)

@@ -33,7 +33,7 @@ from core.data import (
     ensure_default_dataset,
     layout_hint,
 )
-from core.events import SENSOR_SIZE, NMNISTFormatError, read_nmnist
+from core.events import NMNISTFormatError, read_nmnist
 
 DEFAULT_DATA = "simulated"  # the `data` query parameter's value for the default simulated set
 
@@ -85,6 +85,11 @@ class SourceCheck:
     problem: str | None
 
 
+def markdown_safe(text: str) -> str:
+    """Text with paths in it, safe for Markdown (``*.bin`` must not turn into italics)."""
+    return text.replace("\\", "\\\\").replace("*", "\\*").replace("_", "\\_")
+
+
 def check_folder(text: str) -> SourceCheck:
     """Whether ``text`` names a usable N-MNIST folder, and if not, where the files must go."""
     text = text.strip()
@@ -92,10 +97,10 @@ def check_folder(text: str) -> SourceCheck:
         return SourceCheck(None, "Type the folder that holds NMNIST/Train and NMNIST/Test.")
     root = Path(text).expanduser()
     if not root.is_dir():
-        return SourceCheck(None, f"{root} is not a folder. The {layout_hint(root)}.")
+        return SourceCheck(None, markdown_safe(f"{root} is not a folder. The {layout_hint(root)}."))
     source = DataSource.detect(root)
     if not source.is_complete:
-        return SourceCheck(None, f"No N-MNIST recordings found in {root}. The {layout_hint(root)}.")
+        return SourceCheck(None, markdown_safe(f"No N-MNIST recordings found in {root}. The {layout_hint(root)}."))
     return SourceCheck(source, None)
 
 
@@ -214,7 +219,7 @@ def sample_ui(source: DataSource, where: Any = st.sidebar) -> tuple[str, int, np
     with where:
         available = [s for s in SPLITS if dataset(source, s) is not None]
         if not available:
-            st.error(f"No recordings in {source.root}. The {layout_hint(source.root)}.")
+            st.error(markdown_safe(f"No recordings in {source.root}. The {layout_hint(source.root)}."))
             return None
         if st.session_state["sel_split"] not in available:
             st.session_state["sel_split"] = available[0]
@@ -236,7 +241,7 @@ def sample_ui(source: DataSource, where: Any = st.sidebar) -> tuple[str, int, np
         index = left.number_input(
             f"Sample (index in {split}, 0–{len(ds) - 1})", min_value=0, max_value=len(ds) - 1, step=1, key="sel_sample"
         )
-        right.button("🎲 Random", key="random_sample", on_click=pick_random, width="stretch")
+        right.button("Random", key="random_sample", icon=":material/casino:", on_click=pick_random, width="stretch")
         index = int(index)
         if digit != "any" and int(ds.targets[index]) != int(digit):
             st.caption(f"Sample {index} is a {int(ds.targets[index])}, not a {digit}.")
@@ -266,8 +271,3 @@ def sample_table(source_key: str, root: str, split: str) -> pd.DataFrame:
         rows.append((int(label), n, (int(ev["t"].max()) - int(ev["t"].min())) / 1000.0 if n else 0.0,
                      float(ev["p"].mean()) if n else 0.0, path.name))
     return pd.DataFrame(rows, columns=["label", "events", "duration_ms", "on_fraction", "file"])
-
-
-def sensor_size() -> tuple[int, int, int]:
-    """The data contract's sensor size (width, height, polarities)."""
-    return SENSOR_SIZE

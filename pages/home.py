@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from core.data import SPLITS, DataSource, default_source, layout_hint
-from pages.common import DEFAULT_DATA, check_folder, current_source, init_selection, require_data, sample_table
+from pages.common import DEFAULT_DATA, markdown_safe, check_folder, current_source, init_selection, require_data, sample_table, write_query_params
 
 init_selection()
 st.session_state.setdefault("home_folder", "" if st.session_state["sel_data"] == DEFAULT_DATA else st.session_state["sel_data"])
@@ -43,16 +43,16 @@ if kind == DEFAULT_DATA:
 elif folder.strip():
     check = check_folder(folder)
     if check.problem is not None:
-        st.error(check.problem, icon="📁")
+        st.error(check.problem, icon=":material/folder_open:")
         st.caption(f"Still showing: {current_source().label}")
     else:
         st.session_state["sel_data"] = str(check.source.root)
 else:
-    st.info(f"Type a folder. The {layout_hint(default_source().root.parent / 'nmnist')}.", icon="📁")
-st.query_params["data"] = str(st.session_state["sel_data"])
+    st.info(markdown_safe(f"Type a folder. The {layout_hint(default_source().root.parent / 'nmnist')}."), icon=":material/folder_open:")
+write_query_params("sel_data")
 
 source: DataSource = require_data()
-st.success(f"In use: **{source.label}**", icon="✅")
+st.success(f"In use: **{source.label}**", icon=":material/check_circle:")
 
 st.subheader("Statistics")
 columns = st.columns(len(SPLITS))

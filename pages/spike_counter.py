@@ -93,7 +93,7 @@ def run_ui(store: RunStore) -> tuple[str, float]:
     options = [r.run_id for r in runs] + [UNTRAINED]
     if not runs:
         st.info("No trained network yet: train one on the **Training** page. Meanwhile this page shows an "
-                "untrained network, whose output neurons vote at random.", icon="🏋️")
+                "untrained network, whose output neurons vote at random.", icon=":material/model_training:")
     if st.session_state.get("sc_run") not in options:
         st.session_state["sc_run"] = options[0]
     described = {r.run_id: f"{r.run_id} ({r.preset}, {r.status}"

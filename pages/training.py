@@ -9,7 +9,7 @@ from typing import Any
 import streamlit as st
 
 from core import figures
-from core.model import RESET_MECHANISMS, SURROGATES, ModelConfig
+from core.model import RESET_MECHANISMS, SURROGATES
 from core.runs import RunStore, default_runs_root
 from core.training import (
     LOSSES,
@@ -57,7 +57,7 @@ def config_ui(base: TrainConfig) -> tuple[dict[str, Any], bool, bool]:
 
     def note(field: str) -> None:
         if field in errors:
-            st.error(errors[field], icon="⚠️")
+            st.error(errors[field], icon=":material/error:")
 
     m = base.model
     with st.form(key=f"train_form_{p}"):
@@ -119,14 +119,15 @@ def config_ui(base: TrainConfig) -> tuple[dict[str, Any], bool, bool]:
         with c[2]:
             seed = st.number_input("seed", value=base.seed, step=1, key=f"f_{p}_seed")
             note("seed")
+        st.session_state.setdefault(f"f_{p}_transform", json.dumps(json.loads(base.transform)))
         transform = st.text_area("transform (JSON, ending in ToFrame; the Transforms page builds one)",
-                                 value=json.dumps(json.loads(base.transform)), key=f"f_{p}_transform", height=68)
+                                 key=f"f_{p}_transform", height=68)
         note("transform")
         note("data_root")
         note("model")
-        b = st.columns([1, 1, 3])
-        do_estimate = b[0].form_submit_button("⏱ Estimate time per iteration")
-        do_start = b[1].form_submit_button("▶ Start training", type="primary")
+        b = st.columns([2, 2, 3])
+        do_estimate = b[0].form_submit_button("Estimate time per iteration", icon=":material/timer:")
+        do_start = b[1].form_submit_button("Start training", icon=":material/play_arrow:", type="primary")
     fields = dict(
         model=dict(beta=beta, threshold=threshold, surrogate=surrogate, reset_mechanism=reset,
                    learn_beta=learn_beta, learn_threshold=learn_threshold),
@@ -168,10 +169,8 @@ def draw_job(job: TrainingJob) -> None:
     """The job's progress, live charts and stop button; polls while the job runs, then draws results."""
     snap = job.snapshot()
     st.subheader(f"Run {snap.run_id}")
-    status = {"queued": "⏳", "preparing": "🧰", "running": "🏃", "stopping": "✋", "finished": "✅", "stopped": "⏹",
-              "failed": "❌"}.get(snap.status, "")
     c = st.columns(5)
-    c[0].metric("status", f"{status} {snap.status}")
+    c[0].metric("status", snap.status)
     c[1].metric("iteration", f"{snap.iteration} / {snap.max_iters}")
     c[2].metric("loss", f"{snap.iterations[-1].loss:.4f}" if snap.iterations else "–")
     c[3].metric("minibatch accuracy", f"{snap.iterations[-1].accuracy:.1%}" if snap.iterations else "–")
@@ -183,7 +182,7 @@ def draw_job(job: TrainingJob) -> None:
     else:
         st.progress(snap.progress, text=f"{snap.progress:.0%} · {snap.train_seconds:.0f} s of training")
     if not snap.done:
-        st.button("⏹ Stop training", key="train_stop", on_click=job.stop, type="secondary")
+        st.button("Stop training", key="train_stop", icon=":material/stop_circle:", on_click=job.stop, type="secondary")
     if snap.iterations:
         st.plotly_chart(figures.training_curves_figure(histories_of(snap)), width="stretch", key="train_live")
     if snap.error:
@@ -230,6 +229,13 @@ preset_name = left.selectbox("Preset", list(PRESETS), key="train_preset",
                              help="tutorial: the tutorial's exact settings; quick: learns within a minute on a CPU")
 right.caption(f"Data: {source.label} (change it on Home). One training at a time runs on this machine.")
 base = PRESETS[preset_name]
+built = st.session_state.get("tf_pipeline_json")
+if built and json.loads(built) and json.loads(built)[-1].get("name") == "ToFrame":
+    def use_built() -> None:
+        st.session_state[f"f_{preset_name}_transform"] = built
+
+    st.button("Use the pipeline from the Transforms page", key="train_use_pipeline", on_click=use_built,
+              icon=":material/input:", help=built)
 fields, do_estimate, do_start = config_ui(base)
 if do_estimate or do_start:
     config = make_config(base, fields)
@@ -253,9 +259,9 @@ if do_estimate or do_start:
             st.rerun()
 if st.session_state["train_estimate"] is not None:
     seconds, batch = st.session_state["train_estimate"]
-    st.info(f"Estimated time per iteration: **{seconds:.2f} s** (batch {batch}, measured on this machine)", icon="⏱")
+    st.info(f"Estimated time per iteration: **{seconds:.2f} s** (batch {batch}, measured on this machine)", icon=":material/timer:")
 if st.session_state["train_message"]:
-    st.warning(st.session_state["train_message"], icon="🚦")
+    st.warning(st.session_state["train_message"], icon=":material/traffic:")
 
 job = reg.current()
 if job is not None:

@@ -11,6 +11,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core import figures
+from core.events import SENSOR_SIZE
 from core.transforms import TRANSFORMS, TUTORIAL_JSON, Pipeline, TransformSpecError, from_json, spec_from_dict
 from pages.common import init_selection, require_data, sample_ui
 
@@ -106,13 +107,13 @@ def step_ui(i: int, step: dict[str, Any], n: int) -> str | None:
     cls = TRANSFORMS.get(step["name"])
     head, up, down, remove = st.columns([6, 1, 1, 1], vertical_alignment="center")
     head.markdown(f"**{i + 1}. {step['name']}**" + (f" — {cls.__doc__.splitlines()[0]}" if cls and cls.__doc__ else ""))
-    up.button("↑", key=f"tf_up_{step['id']}", on_click=_move, args=(i, -1), disabled=i == 0, help="move up")
-    down.button("↓", key=f"tf_down_{step['id']}", on_click=_move, args=(i, 1), disabled=i == n - 1, help="move down")
-    remove.button("✕", key=f"tf_rm_{step['id']}", on_click=_remove, args=(i,), help="remove this step")
+    up.button("", icon=":material/arrow_upward:", key=f"tf_up_{step['id']}", on_click=_move, args=(i, -1), disabled=i == 0, help="move up")
+    down.button("", icon=":material/arrow_downward:", key=f"tf_down_{step['id']}", on_click=_move, args=(i, 1), disabled=i == n - 1, help="move down")
+    remove.button("", icon=":material/delete:", key=f"tf_rm_{step['id']}", on_click=_remove, args=(i,), help="remove this step")
     if cls is None:
         return f"{step['name']} is not a supported transform"
     fields = dataclasses.fields(cls)
-    columns = st.columns(max(1, min(4, len(fields))))
+    columns = st.columns(max(1, min(2, len(fields))))
     errors: dict[str, Any] = {}
     for k, field in enumerate(fields):
         with columns[k % len(columns)]:
@@ -130,7 +131,7 @@ def step_ui(i: int, step: dict[str, Any], n: int) -> str | None:
     except TransformSpecError as exc:
         name = exc.field.split(".", 1)[1] if "." in exc.field else None
         target = errors.get(name) if name else None
-        (target if target is not None else st).error(str(exc), icon="⚠️")
+        (target if target is not None else st).error(str(exc), icon=":material/error:")
         return str(exc)
     return None
 
@@ -146,7 +147,7 @@ def pipeline_ui() -> tuple[Pipeline | None, int]:
             problems.append(error)
     left, mid, right, seed_col = st.columns([3, 1, 1, 2], vertical_alignment="bottom")
     left.selectbox("Add a step", list(TRANSFORMS), key="tf_add_name")
-    mid.button("＋ Add", key="tf_add", on_click=_add)
+    mid.button("Add", key="tf_add", icon=":material/add:", on_click=_add)
     right.button("Tutorial", key="tf_reset", on_click=_reset, help="reset to the tutorial's Denoise + ToFrame")
     seed = seed_col.number_input("seed (random steps)", min_value=0, step=1, key="tf_seed")
     st.query_params["pipeline"] = json.dumps(plain_steps(), separators=(",", ":"))
@@ -154,16 +155,10 @@ def pipeline_ui() -> tuple[Pipeline | None, int]:
     if problems:
         return None, int(seed)
     try:
-        return from_json(plain_steps(), source_sensor_size()), int(seed)
+        return from_json(plain_steps(), SENSOR_SIZE), int(seed)  # every N-MNIST source has the 34 x 34 sensor
     except TransformSpecError as exc:
-        st.error(f"The steps do not fit together: {exc}", icon="⚠️")
+        st.error(f"The steps do not fit together: {exc}", icon=":material/error:")
         return None, int(seed)
-
-
-def source_sensor_size() -> tuple[int, int, int]:
-    from core.events import SENSOR_SIZE
-
-    return SENSOR_SIZE
 
 
 # ------------------------------------------------------------------ results (cached)
@@ -208,7 +203,7 @@ if picked is None:
 split, index, events, label = picked
 sample_key = f"{source.key}:{split}/{index}"
 
-editor, results = st.columns([1, 1], gap="large")
+editor, results = st.columns([5, 6], gap="large")
 with editor:
     st.subheader("Pipeline")
     pipeline, seed = pipeline_ui()

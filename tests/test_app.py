@@ -153,3 +153,123 @@ def test_transforms_page_edits_the_pipeline(app: AppTest) -> None:
     at.button(key="tf_up_1").click().run()
     assert not at.exception
     assert any("must be the last step" in e.value for e in at.error)
+
+
+def _metrics(at: AppTest) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+def _submit(at: AppTest, label: str) -> AppTest:
+    button = next(b for b in at.button if b.label == label)
+    return button.click().run()
+
+
+def _tick_until(at: AppTest, done, timeout: float = 90.0) -> AppTest:
+    """Rerun (as the fragment's run_every would) until ``done(at)`` or the timeout."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        at.run()
+        assert not at.exception, [e.value for e in at.exception]
+        if done(at):
+            return at
+    raise AssertionError(f"timed out; metrics {_metrics(at)}")
+
+
+def test_training_estimate_start_finish_and_compare(app: AppTest) -> None:
+    at = run_page(app, "pages/training.py")
+    assert at.selectbox(key="train_preset").value == "quick"
+    # a bad value: a message next to the field, not a stack trace
+    at.number_input(key="f_quick_lr").set_value(-1.0)
+    _submit(at, "Start training")
+    assert not at.exception
+    assert any(e.value.startswith("lr:") for e in at.error)
+    at.number_input(key="f_quick_lr").set_value(0.01)
+    at.number_input(key="f_quick_iters").set_value(3)
+    at.number_input(key="f_quick_eval_samples").set_value(10)
+    _submit(at, "Estimate time per iteration")
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("Estimated time per iteration" in i.value for i in at.info)
+    _submit(at, "Start training")
+    assert not at.exception, [e.value for e in at.exception]
+    run_id = at.session_state["train_run"]
+    _tick_until(at, lambda a: _metrics(a).get("status") == "finished")
+    metrics = _metrics(at)
+    assert metrics["iteration"] == "3 / 3"
+    assert float(metrics["loss"]) > 0
+    assert any("Test accuracy" in m.value for m in at.markdown)
+    assert at.dataframe  # the past runs table
+    assert run_id in at.multiselect(key="train_compare").value
+    # leaving and coming back shows the same (finished) job
+    run_page(at, "pages/events.py")
+    run_page(at, "pages/training.py")
+    assert any(run_id in h.value for h in at.subheader)
+
+
+def test_training_stop_and_one_job_at_a_time(app: AppTest, home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    at = run_page(app, "pages/training.py")
+    at.number_input(key="f_quick_iters").set_value(100000)
+    at.number_input(key="f_quick_seconds").set_value(600.0)
+    _submit(at, "Start training")
+    assert not at.exception, [e.value for e in at.exception]
+    _tick_until(at, lambda a: _metrics(a).get("status") == "running")
+    # a second session cannot start another training while this one runs
+    other = AppTest.from_file(str(REPO / "app.py"), default_timeout=TIMEOUT)
+    run_page(other, "pages/training.py")
+    assert any(h.value.startswith("Run ") for h in other.subheader)  # it sees the running job
+    _submit(other, "Start training")
+    assert not other.exception
+    assert any("already running" in w.value for w in other.warning)
+    # stop it from the first session
+    at.button(key="train_stop").click().run()
+    _tick_until(at, lambda a: _metrics(a).get("status") == "stopped")
+    done, total = _metrics(at)["iteration"].split(" / ")
+    assert int(done) < int(total) == 100000
+
+
+def test_spike_counter_runs_the_latest_network(app: AppTest) -> None:
+    at = run_page(app, "pages/spike_counter.py")
+    run = at.selectbox(key="sc_run").value
+    metrics = _metrics(at)
+    assert metrics["true label"] == "0"
+    steps = int(metrics["time steps"])
+    assert 20 <= steps <= 40 if run != "untrained network (random weights)" else steps > 300
+    assert len(at.get("plotly_chart")) == 3
+    # the MP4 renders in the background; the fragment's ticks pick it up
+    _tick_until(at, lambda a: len(a.get("video")) == 1, timeout=60)
+    assert at.get("download_button")
+    # another sample, then the untrained network
+    at.selectbox(key="sel_digit").select("4").run()
+    assert _metrics(at)["true label"] == "4"
+    at.selectbox(key="sc_run").select("untrained network (random weights)").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert int(_metrics(at)["time steps"]) > 300  # the tutorial's 1 ms frames
+
+
+def test_first_start_generates_the_default_set_with_progress(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No data yet: the page generates the default set by itself, showing progress, then carries on."""
+    import threading
+
+    import pages.common as common
+    from core.data import default_source
+
+    monkeypatch.setenv("NMNIST_DASHBOARD_HOME", str(tmp_path))
+    release = threading.Event()
+
+    def fake_generation(progress):  # stands in for core.data.ensure_default_dataset (minutes of simulation)
+        progress(5, 20)
+        release.wait(30)
+        progress(20, 20)
+        return common.DataSource(write_tiny_dataset(default_source().root, {"Train": 1, "Test": 1}), "simulated")
+
+    monkeypatch.setattr(common, "ensure_default_dataset", fake_generation)
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=TIMEOUT).run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("First start" in i.value for i in at.info)
+    _tick_until(at, lambda a: bool(a.get("progress")) and a.get("progress")[0].proto.value == 25, timeout=10)  # 5 of 20
+    assert any("First start" in i.value for i in at.info)
+    release.set()
+    _tick_until(at, lambda a: any("In use" in s.value for s in a.success), timeout=30)
+    assert _metrics(at)["samples"] == "10"

@@ -41,6 +41,7 @@ def find_chromium() -> str | None:
 CHROMIUM = find_chromium()
 sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no Chromium found (apt-get install chromium, or set CHROMIUM)")
+sync_api.expect.set_options(timeout=30_000)  # reruns on a busy 2-core machine take seconds
 
 
 def free_port() -> int:
@@ -123,7 +124,11 @@ def open_page(page, server: str, path: str) -> None:
 
 
 def shoot(page, name: str) -> None:
+    """Screenshot of the whole page: Streamlit scrolls inside its main block, so grow the viewport to fit it."""
     ARTIFACTS.mkdir(exist_ok=True)
+    height = page.evaluate("document.querySelector(\"[data-testid='stMain']\").scrollHeight")
+    page.set_viewport_size({"width": 1400, "height": max(1000, min(int(height) + 50, 8000))})
+    page.wait_for_timeout(800)  # plotly charts resize
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
 
 
@@ -154,7 +159,7 @@ def test_events(page, server: str) -> None:
     expect = sync_api.expect
     expect(page.locator("[data-testid='stMetricValue']").first).to_have_text("1")  # Test sample 3 is a 1
     expect(page.locator(".js-plotly-plot").first).to_be_visible(timeout=30_000)
-    page.get_by_role("button", name="🎲 Random").click()
+    page.get_by_role("button", name="Random").click()
     settle(page)
     assert "sample=" in page.url and "split=Test" in page.url
     page.get_by_role("tab", name="Event image").click()
@@ -185,11 +190,11 @@ def test_transforms(page, server: str) -> None:
 def test_training(page, server: str) -> None:
     open_page(page, server, "training")
     expect = sync_api.expect
-    expect(page.get_by_role("button", name="▶ Start training")).to_be_visible()
-    iterations = page.get_by_label("iterations")
+    expect(page.get_by_role("button", name="Start training")).to_be_visible()
+    iterations = page.get_by_label("iterations", exact=True)
     iterations.fill("3")
     page.get_by_label("test samples (0 = all)").fill("10")
-    page.get_by_role("button", name="▶ Start training").click()
+    page.get_by_role("button", name="Start training").click()
     settle(page)
     expect(page.get_by_text("Run ").first).to_be_visible(timeout=30_000)
     # the live view polls until the job ends, then the results appear

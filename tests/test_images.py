@@ -49,7 +49,9 @@ def test_sklearn_digits_look_like_mnist() -> None:
     np.testing.assert_allclose(np.median(centres, axis=0), [14, 14], atol=0.6)
     off = np.abs(centres - 14).max(axis=1)
     assert np.mean(off <= 0.5 + 1e-9) > 0.95 and off.max() < 2.5  # only digits too wide to shift further
-    assert images[:, :2].max() == 0 and images[:, :, :2].max() == 0  # a blank frame, as MNIST
+    frame = np.concatenate([images[:, :2].max(axis=(1, 2)), images[:, -2:].max(axis=(1, 2)),
+                            images[:, :, :2].max(axis=(1, 2)), images[:, :, -2:].max(axis=(1, 2))])
+    assert np.mean(frame == 0) > 0.95  # a mostly blank frame (MNIST: 0.96 on its first 50 test images)
     assert 20 < images.mean() < 40 and np.median(images.max(axis=(1, 2))) == 255  # MNIST: mean 33
     # smooth: many intermediate grey levels, not blocky 8 x 8 steps
     assert len(np.unique(images[0])) > 40

@@ -42,6 +42,12 @@ def _recording(label: int, rng: np.random.Generator, n: int = 300, duration: int
     return make_events(x, y, t, p)
 
 
+@pytest.fixture(autouse=True)
+def _data_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Frame cache and default runs under tmp_path, never in the repository's data home."""
+    monkeypatch.setenv("NMNIST_DASHBOARD_HOME", str(tmp_path / "home"))
+
+
 @pytest.fixture(scope="module")
 def tiny_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """ROOT/NMNIST/{Train,Test}/<digit>/*.bin: 3 train and 1 test recordings per digit."""
@@ -244,6 +250,7 @@ def test_estimate_is_quick_and_positive(tiny_config: TrainConfig) -> None:
         ({"transform": "not json"}, "transform"),
         ({"transform": '[{"name": "Denoise", "filter_time": 10000}]'}, "transform"),
         ({"transform": '[{"name": "ToFrame", "time_window": -5}]'}, "ToFrame.time_window"),
+        ({"transform": '[{"name": "RandomFlipLR", "p": 0.5}, {"name": "ToFrame", "time_window": 1000}]'}, "transform: random steps"),
     ],
 )
 def test_bad_training_settings_are_refused_by_name(changes: dict, field: str) -> None:
@@ -269,6 +276,8 @@ def test_folders_without_recordings_are_refused(tmp_path: Path, tiny_root: Path)
     (tmp_path / "NMNIST" / "Train" / "3").mkdir(parents=True)
     with pytest.raises(ConfigError, match="data_root: no recordings in .*Train"):
         check_config(TrainConfig(data_root=str(tmp_path)))
+    with pytest.raises(ConfigError, match="data_kind: 'simulated' asked for"):
+        check_config(TrainConfig(data_root=str(tiny_root), data_kind="simulated"))
     with pytest.raises(ConfigError, match="data_root: .* does not exist"):
         check_config(TrainConfig(data_root=str(tmp_path / "nowhere")))
     with pytest.raises(ConfigError, match="data_root"):
@@ -314,8 +323,8 @@ def test_cli_bad_values_exit_2_naming_the_field(
     if "--data" not in argv:
         argv = [*argv, "--data", str(tiny_root)]
     with pytest.raises(SystemExit) as info:
-        raise SystemExit(train_main([*argv, "--runs", str(tmp_path), "--no-estimate"]))
+        raise SystemExit(train_main([*argv, "--runs", str(tmp_path / "runs"), "--no-estimate"]))
     assert info.value.code == 2
     err = capsys.readouterr().err
     assert field in err and "Traceback" not in err
-    assert not any(tmp_path.iterdir()), "nothing may be written for a refused config"
+    assert not (tmp_path / "runs").exists(), "nothing may be written for a refused config"

@@ -1,0 +1,321 @@
+"""The fast engine against the tutorial's own loop (snnTorch): same spikes, same membranes, same gradients.
+
+snnTorch's surrogates return float32 spikes whatever the membrane's dtype, so
+the float64 oracle casts each layer's input to float64 (exact for 0/1
+spikes); the gradient arriving at those spikes is float32 too, which is why
+gradients are compared to rtol 1e-4 rather than float64 precision. Float64 keeps rounding from flipping a spike that sits on the
+threshold; float32 agreement is checked separately on most entries.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import snntorch as snn
+import torch
+from snntorch import functional as SF
+
+from core import engine
+from core.model import SURROGATES, ModelConfig, SpikingCNN, build_model, forward_pass
+
+T, B = 10, 3
+
+
+def active_model(config: ModelConfig, dtype: torch.dtype = torch.float64, seed: int = 0) -> SpikingCNN:
+    """A model whose hidden layers spike often on sparse input (default init is almost silent)."""
+    torch.manual_seed(seed)
+    model = build_model(config).to(dtype)
+    with torch.no_grad():
+        model.net[0].weight.mul_(5.0)
+        model.net[3].weight.mul_(2.5)
+        model.net[7].weight.mul_(2.0)
+    return model
+
+
+def sparse_frames(t: int = T, b: int = B, density: float = 0.03, seed: int = 1, dtype=torch.float64) -> torch.Tensor:
+    """Random event-count frames: about ``density`` of the pixels hold 1 or 2 events."""
+    g = torch.Generator().manual_seed(seed)
+    shape = (t, b, 2, 34, 34)
+    mask = torch.rand(shape, generator=g) < density
+    return (mask * torch.randint(1, 3, shape, generator=g)).to(dtype)
+
+
+def oracle(model: SpikingCNN, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, list[float]]:
+    """The tutorial's loop on the model's own layers: output spikes, output membranes and hidden spike rates."""
+    rates: dict[int, list[float]] = {2: [], 5: []}
+    hooks = [
+        model.net[i].register_forward_pre_hook(lambda mod, inp: (inp[0].to(mod.weight.dtype),)) for i in (3, 7)
+    ]
+    hooks += [
+        model.net[i].register_forward_hook(lambda mod, inp, out, i=i: rates[i].append(float(out.detach().float().mean())))
+        for i in (2, 5)
+    ]
+    mem_rec: list[torch.Tensor] = []
+    hooks.append(model.net[8].register_forward_hook(lambda mod, inp, out: mem_rec.append(out[1])))
+    try:
+        spk = forward_pass(model.net, frames)
+    finally:
+        for h in hooks:
+            h.remove()
+    return spk, torch.stack(mem_rec), [float(np.mean(rates[2])), float(np.mean(rates[5]))]
+
+
+def loss_of(spk: torch.Tensor, mem: torch.Tensor, seed: int = 2) -> torch.Tensor:
+    """A loss that weighs every output spike and membrane differently, so no gradient cancels by symmetry."""
+    g = torch.Generator().manual_seed(seed)
+    a = torch.randn(spk.shape, generator=g, dtype=torch.float64).to(mem.dtype)
+    c = torch.randn(mem.shape, generator=g, dtype=torch.float64).to(mem.dtype)
+    return (spk.to(mem.dtype) * a).sum() + (mem * c).sum() * 0.1
+
+
+def grads(model: SpikingCNN) -> dict[str, torch.Tensor]:
+    out = {name: p.grad.detach().clone() for name, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad(set_to_none=True)
+    return out
+
+
+def assert_same_gradients(fast: dict[str, torch.Tensor], ref: dict[str, torch.Tensor], rtol: float = 1e-4) -> None:
+    assert fast.keys() == ref.keys()
+    for name in ref:
+        scale = float(ref[name].abs().max()) or 1.0
+        torch.testing.assert_close(fast[name], ref[name], rtol=rtol, atol=1e-5 * scale, msg=lambda m: f"{name}: {m}")
+
+
+def compare(config: ModelConfig, frames: torch.Tensor, model: SpikingCNN | None = None) -> list[float]:
+    """Run fast engine and oracle on the same parameters; assert equal spikes, membranes and gradients."""
+    model = model if model is not None else active_model(config)
+    spk, mem = model(frames)
+    assert model.engine_reason is None
+    loss_of(spk, mem).backward()
+    fast = grads(model)
+    ref_spk, ref_mem, rates = oracle(model, frames)
+    loss_of(ref_spk, ref_mem).backward()
+    ref = grads(model)
+    assert torch.equal(spk, ref_spk.to(spk.dtype))
+    torch.testing.assert_close(mem, ref_mem, rtol=1e-9, atol=1e-9)
+    assert_same_gradients(fast, ref)
+    return rates
+
+
+@pytest.mark.parametrize("surrogate", sorted(SURROGATES))
+@pytest.mark.parametrize("reset", ["subtract", "zero", "none"])
+def test_every_surrogate_and_reset_matches_the_tutorial_loop(surrogate: str, reset: str) -> None:
+    rates = compare(ModelConfig(surrogate=surrogate, reset_mechanism=reset), sparse_frames())
+    assert all(0.0 < r < 1.0 for r in rates), rates  # the hidden layers really spike
+
+
+@pytest.mark.parametrize("learn_beta", [False, True])
+@pytest.mark.parametrize("learn_threshold", [False, True])
+@pytest.mark.parametrize("reset", ["subtract", "zero"])
+def test_learnable_beta_and_threshold_get_the_same_gradients(learn_beta: bool, learn_threshold: bool, reset: str) -> None:
+    config = ModelConfig(learn_beta=learn_beta, learn_threshold=learn_threshold, reset_mechanism=reset, beta=0.7,
+                         threshold=0.8)
+    compare(config, sparse_frames(seed=3))
+
+
+@pytest.mark.parametrize("beta", [0.0, 1.0, -0.2, 1.3])
+def test_beta_at_and_beyond_the_clamp_edges(beta: float) -> None:
+    """beta is clamped to [0, 1] in forward; the clamp passes no gradient at or beyond its edges."""
+    model = active_model(ModelConfig(learn_beta=True, learn_threshold=True))
+    with torch.no_grad():
+        for i in (2, 5, 8):
+            model.net[i].beta.fill_(beta)
+    compare(model.config, sparse_frames(seed=4), model)
+
+
+@pytest.mark.parametrize("surrogate, slope", [("atan", 5.0), ("fast_sigmoid", 3.0), ("sigmoid", 2.0),
+                                              ("triangular", 0.5), ("spike_rate_escape", 4.0), ("SFS", 10.0)])
+def test_surrogate_shape_parameters(surrogate: str, slope: float) -> None:
+    compare(ModelConfig(surrogate=surrogate, surrogate_slope=slope, learn_threshold=True), sparse_frames(seed=5))
+
+
+def test_tutorial_loss_on_default_initialisation() -> None:
+    """The tutorial's own loss and an unscaled network: identical loss and gradients."""
+    torch.manual_seed(0)
+    model = build_model().double()
+    frames = sparse_frames(t=15, b=4, density=0.05, seed=6)
+    targets = torch.tensor([0, 3, 7, 9])
+    loss_fn = SF.mse_count_loss(correct_rate=0.8, incorrect_rate=0.2)
+    spk, _ = model(frames)
+    loss = loss_fn(spk, targets)
+    loss.backward()
+    fast = grads(model)
+    ref_spk, _, _ = oracle(model, frames)
+    ref_loss = loss_fn(ref_spk, targets)
+    ref_loss.backward()
+    assert float(loss) == pytest.approx(float(ref_loss), rel=1e-12)
+    assert_same_gradients(fast, grads(model))
+
+
+# ----------------------------------------------------------------------------- real recordings
+
+
+def real_frames(files: list[Path], dtype: torch.dtype) -> torch.Tensor:
+    """Denoise(10000) + ToFrame(time_window=1000) of each file, padded as tonic.collation.PadTensors does."""
+    import tonic.transforms as transforms
+
+    from core.events import SENSOR_SIZE, read_nmnist
+
+    transform = transforms.Compose(
+        [transforms.Denoise(filter_time=10000), transforms.ToFrame(sensor_size=SENSOR_SIZE, time_window=1000)]
+    )
+    samples = [torch.from_numpy(transform(read_nmnist(f)).astype(np.float32)) for f in files]
+    n_steps = max(s.shape[0] for s in samples)
+    frames = torch.zeros((n_steps, len(samples), *samples[0].shape[1:]))
+    for b, s in enumerate(samples):
+        frames[: s.shape[0], b] = s
+    return frames.to(dtype)
+
+
+@pytest.fixture(scope="module")
+def recordings(real_recordings: list[Path]) -> list[Path]:
+    """Three real recordings of different digits."""
+    by_digit: dict[str, Path] = {}
+    for f in real_recordings:
+        by_digit.setdefault(f.parent.name, f)
+    return [by_digit[d] for d in sorted(by_digit)[:3]]
+
+
+def test_real_recordings_float64(recordings: list[Path]) -> None:
+    frames = real_frames(recordings, torch.float64)
+    assert frames.shape[0] > 250 and float((frames != 0).double().mean()) < 0.01
+    rates = compare(ModelConfig(learn_beta=True, learn_threshold=True), frames)
+    assert all(r > 0.0 for r in rates), rates
+
+
+def test_real_recordings_float32_agree_on_most_entries(recordings: list[Path]) -> None:
+    """In float32 the two summation orders round differently; spikes still agree almost everywhere."""
+    torch.manual_seed(0)
+    model = active_model(ModelConfig(), dtype=torch.float32)
+    frames = real_frames(recordings, torch.float32)
+    spk, mem = model(frames)
+    ref_spk, ref_mem, _ = oracle(model, frames)
+    assert spk.dtype == torch.float32 and spk.sum() > 0
+    assert float((spk == ref_spk).float().mean()) > 0.99
+    counts, ref_counts = spk.sum(0), ref_spk.sum(0)
+    assert float((counts - ref_counts).abs().max()) <= 0.05 * float(ref_counts.max()) + 2
+
+
+def test_tutorial_iteration_float32_matches(recordings: list[Path]) -> None:
+    """One training step as the tutorial runs it, float32, default initialisation: same loss and gradients."""
+    torch.manual_seed(0)
+    model = build_model()
+    frames = real_frames(recordings, torch.float32)
+    targets = torch.tensor([int(f.parent.name) for f in recordings])
+    loss_fn = SF.mse_count_loss(correct_rate=0.8, incorrect_rate=0.2)
+    spk, _ = model(frames)
+    loss = loss_fn(spk, targets)
+    loss.backward()
+    fast = grads(model)
+    ref_spk = forward_pass(model.net, frames)
+    ref_loss = loss_fn(ref_spk, targets)
+    ref_loss.backward()
+    assert torch.equal(spk, ref_spk)
+    assert float(loss) == pytest.approx(float(ref_loss), rel=1e-6)
+    assert_same_gradients(fast, grads(model), rtol=1e-3)
+
+
+# ----------------------------------------------------------------------------- pieces and plumbing
+
+
+@pytest.mark.parametrize("surrogate", ["atan", "sigmoid", "triangular", "heaviside"])
+@pytest.mark.parametrize("reset", ["subtract", "zero", "none"])
+def test_lif_scan_matches_snn_leaky(surrogate: str, reset: str) -> None:
+    """The output layer's scan, with gradients through both spikes and membrane."""
+    config = ModelConfig(surrogate=surrogate, reset_mechanism=reset, learn_beta=True, learn_threshold=True, beta=0.6)
+    g = torch.Generator().manual_seed(7)
+    cur = (torch.randn(25, 4, 10, generator=g, dtype=torch.float64) * 0.8 + 0.4).requires_grad_()
+    leaky = build_model(config).net[8].double()
+    spk, mem = engine.LIFScan.apply(cur, leaky.beta, leaky.threshold, engine.neuron_spec(config))
+    loss_of(spk, mem).backward()
+    fast = [cur.grad.clone(), leaky.beta.grad.clone(), leaky.threshold.grad.clone()]
+    cur.grad = leaky.beta.grad = leaky.threshold.grad = None
+    leaky.reset_mem()
+    steps = [leaky(cur[t]) for t in range(cur.shape[0])]
+    ref_spk, ref_mem = torch.stack([s for s, _ in steps]), torch.stack([m for _, m in steps])
+    loss_of(ref_spk, ref_mem).backward()
+    assert spk.sum() > 0 and torch.equal(spk, ref_spk.double())
+    torch.testing.assert_close(mem, ref_mem, rtol=0, atol=0)
+    # snnTorch rounds the spike's incoming gradient to float32 (its spikes are float32), hence rtol 1e-4
+    assert_same_gradients(dict(zip("abc", fast)), dict(zip("abc", [cur.grad, leaky.beta.grad, leaky.threshold.grad])))
+
+
+def test_retain_graph_keeps_saved_buffers() -> None:
+    """Buffers return to the pool only when autograd frees them: a second backward still sees them."""
+    model = active_model(ModelConfig())
+    spk, mem = model(sparse_frames(seed=8))
+    loss = loss_of(spk, mem)
+    loss.backward(retain_graph=True)
+    first = grads(model)
+    _ = model(sparse_frames(seed=9))  # may take pooled buffers; must not take the retained ones
+    loss.backward()
+    assert_same_gradients(grads(model), first, rtol=1e-12)
+
+
+def test_thread_count_does_not_change_results() -> None:
+    model = active_model(ModelConfig(learn_beta=True))
+    frames = sparse_frames(b=5, seed=10)
+    old = torch.get_num_threads()
+    results = []
+    try:
+        for n in (1, 2):
+            torch.set_num_threads(n)
+            spk, mem = model(frames)
+            loss_of(spk, mem).backward()
+            results.append((spk, grads(model)))
+    finally:
+        torch.set_num_threads(old)
+    assert torch.equal(results[0][0], results[1][0])
+    assert_same_gradients(results[1][1], results[0][1], rtol=1e-10)
+
+
+def test_concurrent_models_in_threads() -> None:
+    """Two models training in two threads (as two dashboard jobs would) do not disturb each other."""
+    frames = sparse_frames(seed=11)
+    expected = []
+    for seed in (0, 1):
+        m = active_model(ModelConfig(), seed=seed)
+        spk, _ = m(frames)
+        expected.append(spk)
+    got: dict[int, torch.Tensor] = {}
+
+    def work(seed: int) -> None:
+        m = active_model(ModelConfig(), seed=seed)
+        for _ in range(3):
+            spk, mem = m(frames)
+            loss_of(spk, mem).backward()
+        got[seed] = spk
+
+    threads = [threading.Thread(target=work, args=(s,)) for s in (0, 1)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert torch.equal(got[0], expected[0]) and torch.equal(got[1], expected[1])
+
+
+def test_unsupported_inputs_fall_back_to_the_loop_and_say_why() -> None:
+    model = active_model(ModelConfig())
+    frames = sparse_frames().requires_grad_()
+    spk, _ = model(frames)
+    assert model.engine_reason is not None and "gradient" in model.engine_reason
+    assert model.engine_name == "loop"
+    model(sparse_frames())
+    assert model.engine_reason is None
+    fast_only = active_model(ModelConfig(engine="fast"))
+    with pytest.raises(RuntimeError, match="engine='fast'"):
+        fast_only(sparse_frames().requires_grad_())
+    half = build_model().to(torch.bfloat16)
+    assert "float32" in (engine.unsupported_reason(half.net, half.config) or "")
+
+
+def test_unsupported_network_changes_are_detected() -> None:
+    model = build_model()
+    model.net[2].graded_spikes_factor = torch.tensor(2.0)
+    assert "graded" in engine.unsupported_reason(model.net, model.config)
+    model = build_model()
+    model.net[5] = snn.Leaky(beta=torch.full((800,), 0.5), init_hidden=True)
+    assert engine.unsupported_reason(model.net, model.config) is not None

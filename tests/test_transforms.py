@@ -1,0 +1,286 @@
+"""core.transforms: validated specs, JSON, tonic code, and pipelines that return what tonic's Compose returns."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from core import transforms as T
+from core.events import EVENT_DTYPE, SENSOR_SIZE, make_events, read_nmnist
+
+
+def synthetic_events(n: int = 3000, seed: int = 0, size: tuple[int, int] = (34, 34)) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.sort(rng.integers(0, 300_000, n))
+    return make_events(rng.integers(0, size[0], n), rng.integers(0, size[1], n), t, rng.integers(0, 2, n))
+
+
+def assert_same(ours: object, theirs: object) -> None:
+    ours, theirs = np.asarray(ours), np.asarray(theirs)
+    assert ours.dtype == theirs.dtype
+    assert ours.shape == theirs.shape
+    np.testing.assert_array_equal(ours, theirs)
+
+
+def run_tonic(pipeline: T.Pipeline, events: np.ndarray, seed: int) -> object:
+    np.random.seed(seed)  # tonic's random transforms draw from the global state
+    return pipeline.to_tonic()(events.copy())
+
+
+def run_code(pipeline: T.Pipeline, events: np.ndarray, seed: int) -> object:
+    namespace: dict = {}
+    exec(pipeline.to_code(), namespace)  # the code a user pastes into a notebook
+    np.random.seed(seed)
+    return namespace["transform"](events.copy())
+
+
+# One example of every transform, with non-default parameters.
+EXAMPLES: list[dict] = [
+    {"name": "Denoise", "filter_time": 5000},
+    {"name": "ToFrame", "time_window": 2000, "overlap": 500, "include_incomplete": True},
+    {"name": "ToFrame", "event_count": 400, "overlap": 50},
+    {"name": "ToFrame", "n_time_bins": 12, "overlap": 0.25},
+    {"name": "ToFrame", "n_event_bins": 9},
+    {"name": "ToFrame", "time_window": 10_000, "start_time": 0, "end_time": 350_000},
+    {"name": "Downsample", "time_factor": 0.001, "spatial_factor": 0.5},
+    {"name": "Downsample", "target_size": [17, 10]},
+    {"name": "RandomFlipLR", "p": 0.5},
+    {"name": "RandomFlipUD", "p": 0.5},
+    {"name": "TimeJitter", "std": 300, "sort_timestamps": True},
+    {"name": "SpatialJitter", "var_x": 0.7, "var_y": 0.4, "sigma_xy": 0.1},
+    {"name": "DropEvent", "p": [0.1, 0.4]},
+    {"name": "RefractoryPeriod", "delta": [500, 3000]},
+    {"name": "CenterCrop", "size": [28, 20]},
+    {"name": "ToVoxelGrid", "n_time_bins": 6},
+    {"name": "ToTimesurface", "dt": 20_000, "tau": 10_000},
+]
+
+
+@pytest.mark.parametrize("step", EXAMPLES, ids=lambda s: s["name"])
+def test_every_transform_matches_tonic_and_its_code(step: dict) -> None:
+    pipeline = T.from_json([step])
+    events = synthetic_events()
+    for seed in (0, 1, 7):
+        ours = pipeline(events.copy(), seed=seed)
+        assert_same(ours, run_tonic(pipeline, events, seed))
+        assert_same(ours, run_code(pipeline, events, seed))
+
+
+@pytest.mark.parametrize("step", EXAMPLES, ids=lambda s: s["name"])
+def test_json_round_trip_and_hashable(step: dict) -> None:
+    pipeline = T.from_json([step])
+    again = T.from_json(pipeline.to_json())
+    assert again == pipeline and hash(again) == hash(pipeline) and again.key == pipeline.key
+    assert T.from_json(__import__("json").dumps(pipeline.to_json())) == pipeline
+    assert len({pipeline.steps[0], again.steps[0]}) == 1
+
+
+def test_tutorial_pipeline_on_real_recordings(real_recordings: list[Path]) -> None:
+    pipeline = T.tutorial_pipeline()
+    oracle = pipeline.to_tonic()
+    for path in real_recordings[::25]:
+        events = read_nmnist(path)
+        frames = pipeline(events)
+        assert_same(frames, oracle(events))
+        assert frames.dtype == np.int16 and frames.shape[1:] == (2, 34, 34)
+        duration = int(events["t"][-1] - events["t"][0])
+        assert pipeline.output_shape(duration)[1:] == (2, 34, 34)
+
+
+def test_long_pipeline_with_random_steps_matches_tonic(real_recordings: list[Path]) -> None:
+    pipeline = T.from_json([
+        {"name": "RefractoryPeriod", "delta": [100, 2000]},
+        {"name": "DropEvent", "p": 0.2},
+        {"name": "RandomFlipLR"},
+        {"name": "RandomFlipUD", "p": 0.7},
+        {"name": "TimeJitter", "std": 50, "sort_timestamps": True},
+        {"name": "SpatialJitter", "var_x": 0.5},
+        {"name": "Denoise", "filter_time": 5000},
+        {"name": "Downsample", "spatial_factor": 0.5},
+        {"name": "CenterCrop", "size": [14, 12]},
+        {"name": "ToFrame", "n_time_bins": 20, "overlap": 0.2},
+    ])
+    assert pipeline.sensor_sizes[-1] == (14, 12, 2) and pipeline.is_random
+    for seed, path in enumerate(real_recordings[::50]):
+        events = read_nmnist(path)
+        ours = pipeline(events, seed=seed)
+        assert ours.shape == (20, 2, 12, 14)
+        assert_same(ours, run_tonic(pipeline, events, seed))
+        assert_same(pipeline.build(seed)(events), ours)
+
+
+step_strategies = {
+    "Denoise": st.fixed_dictionaries({"filter_time": st.integers(1, 30_000)}),
+    "RandomFlipLR": st.fixed_dictionaries({"p": st.floats(0, 1)}),
+    "RandomFlipUD": st.fixed_dictionaries({"p": st.floats(0, 1)}),
+    "TimeJitter": st.fixed_dictionaries({"std": st.floats(0, 2000), "sort_timestamps": st.just(True)}),
+    "SpatialJitter": st.fixed_dictionaries({"var_x": st.floats(0, 2), "var_y": st.floats(0, 2)}),
+    "DropEvent": st.fixed_dictionaries({"p": st.floats(0, 0.9)}),
+    "RefractoryPeriod": st.fixed_dictionaries({"delta": st.integers(0, 5000)}),
+    "Downsample": st.fixed_dictionaries({"spatial_factor": st.sampled_from([0.25, 0.5, 1, 1.5])}),
+    "CenterCrop": st.fixed_dictionaries({"size": st.integers(4, 40)}),
+}
+frame_steps = st.sampled_from([
+    {"name": "ToFrame", "time_window": 5000},
+    {"name": "ToFrame", "event_count": 200, "include_incomplete": True},
+    {"name": "ToFrame", "n_time_bins": 7},
+    {"name": "ToFrame", "n_event_bins": 5, "overlap": 0.5},
+    {"name": "ToVoxelGrid", "n_time_bins": 4},
+])
+
+
+@st.composite
+def pipelines(draw: st.DrawFn) -> list[dict]:
+    names = draw(st.lists(st.sampled_from(sorted(step_strategies)), max_size=4))
+    steps = [{"name": n, **draw(step_strategies[n])} for n in names]
+    return steps + [draw(frame_steps)]
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(steps=pipelines(), seed=st.integers(0, 2**31 - 1), n=st.integers(1, 800))
+def test_random_pipelines_match_tonic(steps: list[dict], seed: int, n: int) -> None:
+    pipeline = T.from_json(steps)
+    events = synthetic_events(n, seed=seed % 1000)
+    with np.errstate(all="ignore"):  # ToVoxelGrid divides by the duration, like tonic
+        ours = pipeline(events, seed=seed)
+        theirs = run_tonic(pipeline, events, seed)
+    assert_same(ours, theirs)
+
+
+# --- validation --------------------------------------------------------------------------------
+
+BAD: list[tuple[object, str]] = [
+    ([{"name": "ToFrame"}], "ToFrame needs exactly one"),
+    ([{"name": "ToFrame", "time_window": 1000, "event_count": 10}], "ToFrame needs exactly one"),
+    ([{"name": "ToFrame", "time_window": 0}], "ToFrame.time_window must be > 0"),
+    ([{"name": "ToFrame", "time_window": -5}], "ToFrame.time_window must be > 0"),
+    ([{"name": "ToFrame", "time_window": "1000"}], "ToFrame.time_window must be a number"),
+    ([{"name": "ToFrame", "time_window": True}], "ToFrame.time_window must be a number"),
+    ([{"name": "ToFrame", "time_window": 1000, "overlap": 1000}], "ToFrame.overlap must be < time_window"),
+    ([{"name": "ToFrame", "event_count": 2.5}], "ToFrame.event_count must be an integer"),
+    ([{"name": "ToFrame", "n_time_bins": 5, "overlap": 1}], "ToFrame.overlap is a fraction"),
+    ([{"name": "ToFrame", "n_time_bins": 5, "include_incomplete": True}], "ToFrame.include_incomplete only applies"),
+    ([{"name": "ToFrame", "time_window": 10, "include_incomplete": 1}], "ToFrame.include_incomplete must be true or false"),
+    ([{"name": "ToFrame", "event_count": 5, "start_time": 0}], "ToFrame.start_time only applies"),
+    ([{"name": "ToFrame", "time_window": 10, "start_time": 5, "end_time": 5}], "ToFrame.end_time must be > start_time"),
+    ([{"name": "ToFrame", "time_window": 1000}, {"name": "Denoise"}], "ToFrame makes frames, so it must be the last"),
+    ([{"name": "ToVoxelGrid"}, {"name": "ToFrame", "time_window": 10}], "ToVoxelGrid makes frames"),
+    ([{"name": "Denoise", "filter_time": 0}], "Denoise.filter_time must be > 0"),
+    ([{"name": "Denoise", "filter_tme": 10}], "Denoise.filter_tme is not a parameter of Denoise"),
+    ([{"name": "Blur"}], "'Blur' is not a supported transform"),
+    ([{"filter_time": 10}], 'has no "name"'),
+    (["Denoise"], "must be an object"),
+    ({"name": "Denoise"}, "must be a list of steps"),
+    ("not json", "is not valid JSON"),
+    ([{"name": "RandomFlipLR", "p": 1.5}], "RandomFlipLR.p must be <= 1"),
+    ([{"name": "DropEvent", "p": [0.5, 0.1]}], "DropEvent.p must have low <= high"),
+    ([{"name": "DropEvent", "p": [0.1, 0.2, 0.3]}], "DropEvent.p must be a number or a (low, high) pair"),
+    ([{"name": "RefractoryPeriod", "delta": -1}], "RefractoryPeriod.delta must be >= 0"),
+    ([{"name": "TimeJitter", "std": -1}], "TimeJitter.std must be >= 0"),
+    ([{"name": "TimeJitter"}, {"name": "ToFrame", "time_window": 10}], "TimeJitter.sort_timestamps must be true when ToFrame"),
+    ([{"name": "SpatialJitter", "var_x": 1, "var_y": 1, "sigma_xy": 2}], "SpatialJitter.sigma_xy must satisfy"),
+    ([{"name": "SpatialJitter", "clip_outliers": False}, {"name": "Denoise"}], "SpatialJitter.clip_outliers must be true"),
+    ([{"name": "Downsample", "spatial_factor": 0}], "Downsample.spatial_factor must be > 0"),
+    ([{"name": "Downsample", "target_size": [10, 10], "spatial_factor": 0.5}], "Downsample.spatial_factor must stay 1"),
+    ([{"name": "CenterCrop", "size": 0}], "CenterCrop.size must be >= 1"),
+    ([{"name": "ToTimesurface", "dt": 1000, "tau": 0}], "ToTimesurface.tau must be > 0"),
+    ([{"name": "ToFrame", "time_window": 10, "sensor_size": [10, 10, 2]}], "ToFrame.sensor_size is (10, 10, 2)"),
+]
+
+
+@pytest.mark.parametrize(("obj", "message"), BAD, ids=[m for _, m in BAD])
+def test_invalid_specs_are_rejected_naming_the_field(obj: object, message: str) -> None:
+    with pytest.raises(T.TransformSpecError) as info:
+        T.from_json(obj)
+    assert message in str(info.value)
+    assert isinstance(info.value, ValueError)
+
+
+def test_voxel_grid_needs_two_polarities() -> None:
+    with pytest.raises(T.TransformSpecError, match="ToVoxelGrid needs a sensor with 2 polarities"):
+        T.from_json([{"name": "ToVoxelGrid"}], sensor_size=(34, 34, 1))
+
+
+def test_dataclasses_validate_directly() -> None:
+    with pytest.raises(T.TransformSpecError, match="ToFrame.time_window must be > 0"):
+        T.ToFrame(time_window=-1)
+    with pytest.raises(T.TransformSpecError, match=r"Pipeline.sensor_size\[0\] must be >= 1"):
+        T.Pipeline((T.Denoise(),), sensor_size=(0, 34, 2))
+    with pytest.raises(T.TransformSpecError, match="must be a transform spec"):
+        T.Pipeline(("Denoise",))  # type: ignore[arg-type]
+    assert T.ToFrame(event_count=3.0).event_count == 3  # normalised to an int
+
+
+def test_sensor_size_from_the_source_and_through_downsample_and_crop() -> None:
+    pipeline = T.from_json(
+        [{"name": "Downsample", "spatial_factor": 0.25}, {"name": "CenterCrop", "size": [6, 5]}, {"name": "ToFrame", "n_time_bins": 3}],
+        sensor_size=(34, 30, 2),
+    )
+    assert pipeline.sensor_sizes == [(34, 30, 2), (9, 8, 2), (6, 5, 2), (6, 5, 2)]
+    frames = pipeline(synthetic_events(size=(34, 30)))
+    assert frames.shape == (3, 2, 5, 6) == pipeline.output_shape()
+    code = pipeline.to_code()
+    assert "sensor_size = (34, 30, 2)" in code and "CenterCrop(sensor_size=(9, 8, 2), size=(6, 5))" in code
+    assert "ToFrame(sensor_size=(6, 5, 2), n_time_bins=3)" in code
+
+
+def test_key_changes_with_every_parameter_and_the_sensor() -> None:
+    base = T.from_json([{"name": "Denoise", "filter_time": 10000}, {"name": "ToFrame", "time_window": 1000}])
+    variants = [
+        [{"name": "Denoise", "filter_time": 10001}, {"name": "ToFrame", "time_window": 1000}],
+        [{"name": "Denoise", "filter_time": 10000}, {"name": "ToFrame", "time_window": 1001}],
+        [{"name": "Denoise", "filter_time": 10000}, {"name": "ToFrame", "time_window": 1000, "overlap": 1}],
+        [{"name": "Denoise", "filter_time": 10000}, {"name": "ToFrame", "time_window": 1000, "include_incomplete": True}],
+        [{"name": "ToFrame", "time_window": 1000}],
+        [{"name": "Denoise", "filter_time": 10000}, {"name": "ToFrame", "event_count": 1000}],
+    ]
+    keys = {base.key} | {T.from_json(v).key for v in variants}
+    keys.add(T.from_json(base.to_json(), sensor_size=(34, 34, 1)).key)
+    assert len(keys) == len(variants) + 2
+    assert T.tutorial_pipeline().key == base.key  # stable across equal specs
+
+
+def test_tutorial_code_is_the_tutorials() -> None:
+    code = T.tutorial_pipeline().to_code()
+    assert "transforms.Denoise(filter_time=10000)," in code
+    assert "transforms.ToFrame(sensor_size=sensor_size, time_window=1000)," in code
+    assert code.startswith("import tonic.transforms as transforms")
+
+
+def test_output_shape_helpers() -> None:
+    tutorial = T.tutorial_pipeline()
+    assert tutorial.is_frame and not tutorial.is_random and tutorial.frame_dtype == np.int16
+    assert tutorial.output_shape() == (None, 2, 34, 34)
+    assert tutorial.output_shape(duration=310_000) == (310, 2, 34, 34)
+    assert T.from_json([{"name": "ToFrame", "event_count": 100}]).output_shape(n_events=1050) == (10, 2, 34, 34)
+    assert T.from_json([{"name": "ToVoxelGrid", "n_time_bins": 4}]).output_shape() == (4, 1, 34, 34)
+    assert T.from_json([{"name": "Denoise"}]).output_shape() is None
+
+
+def test_empty_events_follow_compose_and_frames_gives_empty_frames() -> None:
+    pipeline = T.from_json([{"name": "Denoise", "filter_time": 1}, {"name": "ToFrame", "time_window": 1000}])
+    lonely = make_events([0, 20], [0, 20], [10, 100_000], [0, 1])  # nothing survives Denoise
+    out = pipeline(lonely)
+    assert out.dtype == EVENT_DTYPE and len(out) == 0
+    assert_same(out, pipeline.to_tonic()(lonely))  # tonic's Compose returns the empty events too
+    frames = pipeline.frames(lonely)
+    assert frames.shape == (1, 2, 34, 34) and frames.dtype == np.int16 and not frames.any()
+    with pytest.raises(T.TransformSpecError, match="does not end in a frame"):
+        T.from_json([{"name": "Denoise"}]).frames(lonely)
+
+
+def test_seeds_make_random_steps_reproducible() -> None:
+    pipeline = T.from_json([{"name": "DropEvent", "p": 0.5}, {"name": "SpatialJitter"}])
+    events = synthetic_events()
+    assert_same(pipeline(events, seed=3), pipeline(events, seed=3))
+    assert len(pipeline(events, seed=3)) != len(pipeline(events, seed=4)) or not np.array_equal(
+        pipeline(events, seed=3), pipeline(events, seed=4)
+    )
+    run = pipeline.build(seed=5)
+    first, second = run(events), run(events)  # the state advances, as tonic's global one does
+    assert not np.array_equal(first["x"][:100], second["x"][:100])
+    assert SENSOR_SIZE == T.tutorial_pipeline().sensor_size
