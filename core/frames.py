@@ -427,8 +427,8 @@ def pad_collate(batch: Sequence[tuple[Any, Any]]) -> tuple[torch.Tensor, torch.T
     import torch
 
     collated = getattr(batch, "collated", None)
-    if collated is not None:
-        return collated
+    if collated is not None and collated[0].shape[1] == len(batch):
+        return collated  # FramesDataset.batch already padded it (the same values)
     samples = [torch.as_tensor(np.asarray(s) if not isinstance(s, torch.Tensor) else s) for s, _ in batch]
     length = max(s.shape[0] for s in samples)
     out = torch.zeros((length, len(samples), *samples[0].shape[1:]), dtype=torch.float32)
@@ -451,6 +451,7 @@ class PrepareReport:
     bad: dict[int, str] = field(default_factory=dict)  # index -> problem (bad files are skipped)
     seconds: float = 0.0
     workers: int = 1
+    first_result_seconds: float = 0.0  # until the first chunk came back (worker start-up included)
 
     @property
     def valid_indices(self) -> list[int]:
@@ -508,6 +509,8 @@ def prepare_split(
 
     def record(results: Iterable[tuple[int, str | None]]) -> None:
         nonlocal done
+        if not report.first_result_seconds:
+            report.first_result_seconds = time.perf_counter() - started
         for i, problem in results:
             if problem is None:
                 report.computed += 1
@@ -524,13 +527,16 @@ def prepare_split(
             record(_prepare_indices(chunk, frames))
     else:
         context = multiprocessing.get_context("spawn")  # safe next to threads (Streamlit, torch)
-        with ProcessPoolExecutor(
+        pool = ProcessPoolExecutor(
             max_workers=workers, mp_context=context, initializer=_init_worker,
             initargs=(dataset, pipeline, str(cache.root), source_key, split),
-        ) as pool:
+        )
+        try:
             futures = [pool.submit(_prepare_indices, chunk) for chunk in chunks]
             for future in as_completed(futures):
                 record(future.result())
+        finally:
+            pool.shutdown(wait=False, cancel_futures=True)  # the workers exit on their own
     report.seconds = time.perf_counter() - started
     return report
 

@@ -25,6 +25,7 @@ import os
 import re
 import shutil
 import time
+import types
 import typing
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,7 +93,7 @@ def _coerce(hint: Any, value: Any) -> Any:
     if dataclasses.is_dataclass(hint) and isinstance(value, Mapping):
         return config_from_dict(hint, value)
     origin = typing.get_origin(hint)
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+    if origin in (typing.Union, types.UnionType):
         for arg in typing.get_args(hint):
             if arg is type(None):
                 continue

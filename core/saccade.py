@@ -10,6 +10,7 @@ the same MNIST digits (``core.calibration``, ``benchmarks/calibrate.py``).
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import multiprocessing
@@ -17,7 +18,7 @@ import os
 import shutil
 import threading
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
@@ -40,19 +41,20 @@ class SimulationConfig:
     # Image displacement on the sensor during each saccade, (dx, dy) in pixels: N-MNIST's triangle.
     path: tuple[tuple[float, float], ...] = ((3.5, 7.0), (3.5, -7.0), (-7.0, 0.0))
     saccade_duration_us: int = 105_000  # length of each saccade's time slot; 3 slots = the recording
-    motion_onset_us: int = 5_000  # when the image starts moving within its slot
-    motion_duration_us: int = 80_000  # how long the move takes; the rest of the slot is still
-    # Velocity over a move at fraction u of its duration is proportional to u**a * (1 - u)**b:
-    # (2, 2) is the minimum-jerk profile of a smooth pan-tilt move; a > b peaks late.
-    velocity_shape: tuple[float, float] = (2.0, 2.0)
+    motion_onset_us: int = 4_000  # when the commanded move starts within its slot
+    motion_duration_us: int = 55_000  # how long the commanded move takes
+    # Commanded velocity at fraction u of the move is proportional to u**a * (1 - u)**b: (2, 2) is
+    # the smooth minimum-jerk profile. The calibrated command is abrupt; the lag below smooths it.
+    velocity_shape: tuple[float, float] = (0.7, 0.5)
     # Where the image's top-left pixel lies on the sensor (x, y) before the first saccade.
-    image_offset: tuple[float, float] = (-1.25, -0.375)
-    # Realised displacement per commanded pixel on the x (pan) and y (tilt) axes: the real
-    # recordings move less than the commanded triangle.
-    path_scale: tuple[float, float] = (1.0, 1.0)
+    image_offset: tuple[float, float] = (-1.1, 0.45)
+    # Realised displacement per commanded pixel on the x (pan) and y (tilt) axes: in the real
+    # recordings the image moves less far vertically than the commanded triangle says.
+    path_scale: tuple[float, float] = (1.0, 0.8)
     # The pan-tilt unit follows its command with a lag: first-order low-pass time constants of
-    # the x and y axes (0 = none). A lagging axis ends its move in the next slot, as real ones do.
-    axis_lag_us: tuple[float, float] = (0.0, 0.0)
+    # the x and y axes (0 = none). The slow pan axis ends its moves in the next slot, as the
+    # real recordings show (their events never stop between saccades).
+    axis_lag_us: tuple[float, float] = (28_000.0, 12_000.0)
 
     # --- the optics and the monitor --------------------------------------------------------------
     blur_sigma_px: float = 0.6  # Gaussian blur of the lens and the monitor's pixel grid, in pixels
@@ -60,14 +62,14 @@ class SimulationConfig:
     log_eps: float = 0.1  # pixels see log(intensity + log_eps), intensity in 0..1: sets the darkest contrast
 
     # --- the pixels --------------------------------------------------------------------------------
-    contrast_threshold: float = 0.32  # log-intensity change that fires one event (ON and OFF alike)
+    contrast_threshold: float = 0.3  # log-intensity change that fires one event (ON and OFF alike)
     threshold_sigma: float = 0.1  # per-pixel spread of thresholds, as a fraction of the threshold
     refractory_us: int = 1_000  # a pixel that just fired stays blind this long (changes are lost)
     jitter_us: float = 200.0  # Gaussian timestamp jitter (standard deviation)
     noise_rate_hz: float = 0.2  # background noise events per pixel per second (random polarity)
 
     # --- the numerics -------------------------------------------------------------------------
-    time_step_us: int = 500  # intensity is sampled this often; crossings are interpolated between
+    time_step_us: int = 1_000  # intensity is sampled this often; crossings are interpolated between
 
     def __post_init__(self) -> None:
         def fail(field: str, problem: str) -> None:
@@ -94,8 +96,8 @@ class SimulationConfig:
             fail("image_offset", "must be finite")
         if not all(0.0 <= v <= 10.0 and math.isfinite(v) for v in self.path_scale):
             fail("path_scale", "must lie in [0, 10]")
-        if not all(0.0 <= v <= self.saccade_duration_us and math.isfinite(v) for v in self.axis_lag_us):
-            fail("axis_lag_us", "must lie in [0, saccade_duration_us]")
+        if not all(0.0 <= v <= 1e6 and math.isfinite(v) for v in self.axis_lag_us):
+            fail("axis_lag_us", "must lie in [0, 1e6] microseconds")
         if not all(0.0 <= v <= 20.0 for v in self.velocity_shape):
             fail("velocity_shape", "exponents must lie in [0, 20]")
         positive = ("saccade_duration_us", "motion_duration_us", "time_step_us", "contrast_threshold", "log_eps")
@@ -173,6 +175,15 @@ def image_positions(config: SimulationConfig, times_us: np.ndarray) -> np.ndarra
     return offset + np.stack([np.interp(times_us, grid, command[:, axis]) for axis in range(2)], axis=1)
 
 
+@functools.lru_cache(maxsize=8)
+def _sampled_positions(config: SimulationConfig) -> np.ndarray:
+    """The image's position at every time step (the same for every image of a config: cached)."""
+    dt = float(config.time_step_us)
+    positions = image_positions(config, np.arange(int(round(config.duration_us / dt)) + 1) * dt)
+    positions.flags.writeable = False
+    return positions
+
+
 def _display(image: np.ndarray, config: SimulationConfig, positions: np.ndarray, height: int, width: int):
     """The image as the camera sees it, and where each sensor pixel looks at each step.
 
@@ -205,12 +216,13 @@ def _display(image: np.ndarray, config: SimulationConfig, positions: np.ndarray,
 
 @numba.njit(cache=True, nogil=True)
 def _pixel_events(canvas, col0, row0, frac_x, frac_y, log_eps, dt, threshold_on, threshold_off,
-                  reference, refractory, out_x, out_y, out_t, out_p):  # pragma: no cover - compiled
+                  reference, refractory, active, out_x, out_y, out_t, out_p):  # pragma: no cover - compiled
     """Run every pixel's change detector over the sampled trajectory; returns the event count.
 
     At step k sensor pixel (y, x) sees the canvas bilinearly between rows row0[k] + y, + 1 and
     columns col0[k] + x, + 1 with weights frac_y[k], frac_x[k] (the same for every pixel: the
-    image moves rigidly). Returns -1 when the output buffers are too small.
+    image moves rigidly). Pixels not ``active`` only ever see the background and are skipped.
+    Returns -1 when the output buffers are too small.
     """
     height, width = reference.shape
     n_steps = col0.shape[0]
@@ -218,6 +230,8 @@ def _pixel_events(canvas, col0, row0, frac_x, frac_y, log_eps, dt, threshold_on,
     capacity = out_x.shape[0]
     for y in range(height):
         for x in range(width):
+            if not active[y, x]:
+                continue
             ref = reference[y, x]
             th_on = threshold_on[y, x]
             th_off = threshold_off[y, x]
@@ -260,6 +274,19 @@ def _pixel_events(canvas, col0, row0, frac_x, frac_y, log_eps, dt, threshold_on,
     return n
 
 
+def _active_pixels(canvas: np.ndarray, col0: np.ndarray, row0: np.ndarray, background: float,
+                   height: int, width: int) -> np.ndarray:
+    """Sensor pixels whose view ever leaves the plain background (the others cannot fire)."""
+    differs = np.abs(canvas - background) > 0
+    table = np.zeros((canvas.shape[0] + 1, canvas.shape[1] + 1), np.int64)
+    table[1:, 1:] = differs.cumsum(0).cumsum(1)
+    top = row0.min() + np.arange(height)[:, None]
+    left = col0.min() + np.arange(width)[None, :]
+    bottom = row0.max() + np.arange(height)[:, None] + 2  # exclusive: the bilinear neighbour too
+    right = col0.max() + np.arange(width)[None, :] + 2
+    return (table[bottom, right] - table[top, right] - table[bottom, left] + table[top, left]) > 0
+
+
 def _check_image(image: np.ndarray) -> np.ndarray:
     image = np.asarray(image)
     if image.shape != IMAGE_SHAPE:
@@ -282,9 +309,9 @@ def simulate(image: np.ndarray, config: SimulationConfig | None = None, seed: in
     rng = np.random.default_rng(seed)
     width, height = SENSOR_SIZE[0], SENSOR_SIZE[1]
     dt = float(config.time_step_us)
-    n_steps = int(round(config.duration_us / dt)) + 1
-    positions = image_positions(config, np.arange(n_steps) * dt)
+    positions = _sampled_positions(config)
     canvas, col0, row0, frac_x, frac_y = _display(image, config, positions, height, width)
+    background = 1.0 if config.dark_ink else 0.0
 
     c = config.contrast_threshold
     spread = rng.standard_normal((2, height, width)) * (config.threshold_sigma * c)
@@ -306,6 +333,7 @@ def simulate(image: np.ndarray, config: SimulationConfig | None = None, seed: in
         out_p = np.empty(capacity, np.int64)
         n = _pixel_events(canvas, col0, row0, frac_x, frac_y, config.log_eps, dt, threshold_on,
                           threshold_off, reference.copy(), float(config.refractory_us),
+                          _active_pixels(canvas, col0, row0, background, height, width),
                           out_x, out_y, out_t, out_p)
         if n >= 0:
             break
@@ -471,7 +499,8 @@ def generate_dataset(
                 if progress:
                     progress(done, total)
         else:
-            with ProcessPoolExecutor(max_workers=workers, mp_context=_worker_context()) as pool:
+            pool = ProcessPoolExecutor(max_workers=workers, mp_context=_worker_context())
+            try:
                 futures = {pool.submit(_simulate_chunk, batch, config, seed): batch for batch in batches}
                 for future in as_completed(futures):
                     batch = futures[future]
@@ -480,6 +509,9 @@ def generate_dataset(
                     done += len(batch)
                     if progress:
                         progress(done, total)
+            finally:
+                # on an error or an interrupt, drop the queued batches instead of finishing them
+                pool.shutdown(wait=True, cancel_futures=True)
 
         final = out_root / "NMNIST"
         if final.exists():
@@ -518,7 +550,7 @@ def read_simulation_info(root: Path) -> dict | None:
         return None
 
 
-__all__: Sequence[str] = (
+__all__ = [
     "SimulationConfig",
     "simulate",
     "generate_dataset",
@@ -526,4 +558,4 @@ __all__: Sequence[str] = (
     "split_by_source",
     "sample_seed",
     "read_simulation_info",
-)
+]

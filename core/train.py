@@ -169,11 +169,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, ValueError) as exc:
         return fail(str(exc))
 
+    seconds = None
     if not args.no_estimate:
         seconds = estimate_iteration_seconds(config)
         print(f"estimated {seconds:.2f} s an iteration (about {seconds * config.max_iters:.0f} s for {config.max_iters})", file=out, flush=True)
     registry = JobRegistry(RunStore(args.runs))
-    job = registry.submit(config)
+    job = registry.submit(config, estimate_seconds=seconds)
     print(f"run {job.run_id} in {job.run.path}", file=out, flush=True)
     printer = _Printer(out, args.quiet)
     try:

@@ -37,6 +37,7 @@ DATA_KINDS: tuple[str, ...] = ("auto", "nmnist", "simulated")
 SPLITS: tuple[str, str] = ("Train", "Test")
 ACTIVE_STATES: frozenset[str] = frozenset({"queued", "preparing", "running", "stopping"})
 FINAL_STATES: frozenset[str] = frozenset({"finished", "stopped", "failed"})
+PARALLEL_PREPARE_FILES = 4000  # splits this large prepare their frames on 2 processes
 
 
 class ConfigError(ValueError):
@@ -508,6 +509,7 @@ class TrainingJob:
         self._train_seconds = 0.0
         self._best_accuracy = -1.0
         self._diverged = False
+        self._completed = False  # a bound (max_iters, max_seconds) was reached
         self.run.write_config(self.config.to_dict())
 
     # -- control
@@ -660,8 +662,8 @@ class TrainingJob:
         self._log_line(f"transform: {cfg.transform}")
         self._check_stop()
 
-        train_set = self._frames(root, "Train")
-        test_set = self._frames(root, "Test")
+        train_set = self._frames(root, "Train", counts["Train"])
+        test_set = self._frames(root, "Test", counts["Test"])
 
         torch.manual_seed(cfg.seed)
         model = build_model(cfg.model).to(device)
@@ -672,8 +674,12 @@ class TrainingJob:
         )
         return model, device, train_loader, test_set
 
-    def _frames(self, root: Path, split: str) -> Any:
-        """The frames dataset of one split, prepared (cached) with progress in the snapshot."""
+    def _frames(self, root: Path, split: str, files: int) -> Any:
+        """The frames dataset of one split, prepared (cached) with progress in the snapshot.
+
+        Small splits are prepared in this process: starting worker processes costs
+        more than the few seconds their frames take.
+        """
 
         def progress(done: int, total: int) -> None:
             self._set(prepare=PrepareProgress(split, done, total))
@@ -681,7 +687,9 @@ class TrainingJob:
 
         t0 = time.perf_counter()
         augment = RandomRotation(self.config.augment_rotation) if split == "Train" and self.config.augment_rotation > 0 else None
-        dataset = open_split(root, split, from_json(self.config.transform, sensor_size=SENSOR_SIZE), progress=progress, augment=augment)
+        pipeline = from_json(self.config.transform, sensor_size=SENSOR_SIZE)
+        workers = 1 if files < PARALLEL_PREPARE_FILES else 2
+        dataset = open_split(root, split, pipeline, progress=progress, augment=augment, workers=workers)
         self._log_line(f"{split}: {len(dataset)} samples of frames ready in {time.perf_counter() - t0:.1f} s")
         return dataset
 
@@ -738,9 +746,9 @@ class TrainingJob:
             if cfg.eval_every and (i + 1) % cfg.eval_every == 0 and i + 1 < cfg.max_iters:
                 self._evaluate(model, device, test_set)
             if cfg.max_seconds is not None and self._train_seconds >= cfg.max_seconds:
-                self._set(reason=f"max_seconds={cfg.max_seconds:g} reached after {i + 1} iterations")
+                self._set(reason=f"max_seconds={cfg.max_seconds:g} reached after {i + 1} iterations", completed=True)
                 return
-        self._set(reason=f"max_iters={cfg.max_iters} reached")
+        self._set(reason=f"max_iters={cfg.max_iters} reached", completed=True)
 
     def _diverge(self, reason: str) -> None:
         self._log_line(f"stopping: {reason}")
@@ -792,9 +800,13 @@ class TrainingJob:
     def _finish(self, model: torch.nn.Module | None, device: torch.device | None, test_set: Any, status: str | None = None) -> None:
         """Final evaluation, final.pt, results.json; then the final state."""
         cfg = self.config
-        diverged = self._diverged
         if status is None:
-            status = "failed" if diverged else "stopped" if self._stop.is_set() else "finished"
+            if self._diverged:
+                status = "failed"
+            elif self._stop.is_set() and not self._completed:
+                status = "stopped"
+            else:
+                status = "finished"
         try:
             if model is not None and test_set is not None and device is not None:
                 evals = self.snapshot().evals
@@ -944,14 +956,15 @@ class JobRegistry:
                 cls._default = JobRegistry()
             return cls._default
 
-    def submit(self, config: TrainConfig, estimate: bool = False) -> TrainingJob:
+    def submit(self, config: TrainConfig, estimate_seconds: float | None = None) -> TrainingJob:
         """Check ``config`` against its data, create its run folder and start it.
 
-        Raises :class:`JobBusyError` if a job is still active and :class:`ConfigError`
-        for a config its data cannot train on.
+        ``estimate_seconds`` (from :func:`estimate_iteration_seconds`, shown before
+        launch) is kept in the snapshots for the ETA before the first step. Raises
+        :class:`JobBusyError` if a job is still active and :class:`ConfigError` for a
+        config its data cannot train on.
         """
         check_config(config)
-        seconds = estimate_iteration_seconds(config) if estimate else None
         with self._lock:
             busy = self._active_locked()
             if busy is not None:
@@ -964,7 +977,7 @@ class JobRegistry:
             job = TrainingJob(config, self.store.create_run(config.preset))
             self._jobs[job.run_id] = job
             self._order.append(job.run_id)
-            job.start(estimate_seconds=seconds)
+            job.start(estimate_seconds=estimate_seconds)
         return job
 
     def _active_locked(self) -> TrainingJob | None:

@@ -237,11 +237,11 @@ def sample_ui(source: DataSource, where: Any = st.sidebar) -> tuple[str, int, np
         def pick_random() -> None:
             st.session_state["sel_sample"] = int(np.random.default_rng().choice(candidates))
 
-        left, right = st.columns([3, 2], vertical_alignment="bottom")
-        index = left.number_input(
+        index = st.number_input(
             f"Sample (index in {split}, 0–{len(ds) - 1})", min_value=0, max_value=len(ds) - 1, step=1, key="sel_sample"
         )
-        right.button("Random", key="random_sample", icon=":material/casino:", on_click=pick_random, width="stretch")
+        st.button("Random sample", key="random_sample", icon=":material/casino:", on_click=pick_random, width="stretch",
+                  help="a random recording of the chosen class")
         index = int(index)
         if digit != "any" and int(ds.targets[index]) != int(digit):
             st.caption(f"Sample {index} is a {int(ds.targets[index])}, not a {digit}.")

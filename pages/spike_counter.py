@@ -11,8 +11,9 @@ import torch
 
 from core import figures
 from core.model import ModelConfig, build_model
-from core.runs import RunStore, default_runs_root
-from core.training import PRESETS, TrainConfig, transform_steps
+from core.runs import CheckpointError, RunNotFoundError, RunStore, default_runs_root
+from core.training import PRESETS, ConfigError, TrainConfig, transform_steps
+from core.transforms import TransformSpecError, from_json
 from pages.common import init_selection, require_data, sample_ui
 
 UNTRAINED = "untrained network (random weights)"
@@ -46,8 +47,6 @@ def load_network(runs_root: str, run_id: str, stamp: float) -> Network:
 def run_network(runs_root: str, run_id: str, stamp: float, source_key: str, sample_key: str,
                 _events: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Output spikes and membrane potentials (time, 10) of one sample."""
-    from core.transforms import from_json
-
     net = load_network(runs_root, run_id, stamp)
     frames = np.asarray(from_json(transform_steps(net.transform)).frames(_events), dtype=np.float32)
     with torch.no_grad():
@@ -131,8 +130,12 @@ if picked is None:
     st.stop()
 split, index, events, label = picked
 sample_key = f"{split}/{index}"
-net = load_network(str(store.root), run_id, stamp)
-spk, mem = run_network(str(store.root), run_id, stamp, source.key, sample_key, events)
+try:
+    net = load_network(str(store.root), run_id, stamp)
+    spk, mem = run_network(str(store.root), run_id, stamp, source.key, sample_key, events)
+except (CheckpointError, RunNotFoundError, ConfigError, TransformSpecError, ValueError) as exc:
+    st.error(f"Run {run_id} cannot be used here: {exc}. Choose another network above.", icon=":material/error:")
+    st.stop()
 counts = spk.sum(axis=0)
 predicted = int(np.argmax(counts)) if counts.max() > 0 else None
 

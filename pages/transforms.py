@@ -145,11 +145,12 @@ def pipeline_ui() -> tuple[Pipeline | None, int]:
             error = step_ui(i, step, len(steps))
         if error:
             problems.append(error)
-    left, mid, right, seed_col = st.columns([3, 1, 1, 2], vertical_alignment="bottom")
+    left, mid, right = st.columns([3, 2, 2], vertical_alignment="bottom")
     left.selectbox("Add a step", list(TRANSFORMS), key="tf_add_name")
-    mid.button("Add", key="tf_add", icon=":material/add:", on_click=_add)
-    right.button("Tutorial", key="tf_reset", on_click=_reset, help="reset to the tutorial's Denoise + ToFrame")
-    seed = seed_col.number_input("seed (random steps)", min_value=0, step=1, key="tf_seed")
+    mid.button("Add", key="tf_add", icon=":material/add:", on_click=_add, width="stretch")
+    right.button("Tutorial", key="tf_reset", icon=":material/restart_alt:", on_click=_reset, width="stretch",
+                 help="reset to the tutorial's Denoise + ToFrame")
+    seed = st.number_input("Seed of the random steps", min_value=0, step=1, key="tf_seed")
     st.query_params["pipeline"] = json.dumps(plain_steps(), separators=(",", ":"))
     st.query_params["seed"] = str(seed)
     if problems:

@@ -229,13 +229,30 @@ def test_training_stop_and_one_job_at_a_time(app: AppTest, home: Path, monkeypat
     assert int(done) < int(total) == 100000
 
 
-def test_spike_counter_runs_the_latest_network(app: AppTest) -> None:
+def _expected_steps(home: Path, run: str) -> int:
+    """Time steps of Train sample 0 through the run's own transform (the tutorial's for the untrained net)."""
+    from core.events import read_nmnist
+    from core.runs import RunStore
+    from core.training import PRESETS, TrainConfig
+    from core.transforms import from_json
+
+    transform = PRESETS["tutorial"].transform
+    if run != "untrained network (random weights)":
+        transform = TrainConfig.from_dict(RunStore(home / "runs").load_run(run).config).transform
+    events = read_nmnist(home / "simulated" / "NMNIST" / "Train" / "0" / "00001.bin")
+    return from_json(transform).frames(events).shape[0]
+
+
+def test_spike_counter_runs_the_latest_network(app: AppTest, home: Path) -> None:
     at = run_page(app, "pages/spike_counter.py")
     run = at.selectbox(key="sc_run").value
+    from core.runs import RunStore
+
+    latest = RunStore(home / "runs").latest_with_checkpoint()  # made by the training tests above, if they ran
+    assert run == (latest.run_id if latest is not None else "untrained network (random weights)")
     metrics = _metrics(at)
     assert metrics["true label"] == "0"
-    steps = int(metrics["time steps"])
-    assert 20 <= steps <= 40 if run != "untrained network (random weights)" else steps > 300
+    assert int(metrics["time steps"]) == _expected_steps(home, run)
     assert len(at.get("plotly_chart")) == 3
     # the MP4 renders in the background; the fragment's ticks pick it up
     _tick_until(at, lambda a: len(a.get("video")) == 1, timeout=60)
@@ -245,7 +262,7 @@ def test_spike_counter_runs_the_latest_network(app: AppTest) -> None:
     assert _metrics(at)["true label"] == "4"
     at.selectbox(key="sc_run").select("untrained network (random weights)").run()
     assert not at.exception, [e.value for e in at.exception]
-    assert int(_metrics(at)["time steps"]) > 300  # the tutorial's 1 ms frames
+    assert int(_metrics(at)["time steps"]) > 300  # the tutorial's 1 ms frames on a 315 ms recording
 
 
 def test_first_start_generates_the_default_set_with_progress(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

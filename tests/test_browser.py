@@ -159,7 +159,7 @@ def test_events(page, server: str) -> None:
     expect = sync_api.expect
     expect(page.locator("[data-testid='stMetricValue']").first).to_have_text("1")  # Test sample 3 is a 1
     expect(page.locator(".js-plotly-plot").first).to_be_visible(timeout=30_000)
-    page.get_by_role("button", name="Random").click()
+    page.get_by_role("button", name="Random sample").click()
     settle(page)
     assert "sample=" in page.url and "split=Test" in page.url
     page.get_by_role("tab", name="Event image").click()
@@ -174,15 +174,16 @@ def test_transforms(page, server: str) -> None:
     code = page.locator("[data-testid='stCode']").last
     expect(code).to_contain_text("transforms.ToFrame(sensor_size=sensor_size, time_window=1000")
     window = page.get_by_label("time_window (empty = off)")
+    window.fill("-1")
+    window.press("Enter")
+    settle(page)
+    expect(page.locator("[data-testid='stAlertContentError']").first).to_contain_text("ToFrame.time_window")
     window.fill("5000")
     window.press("Enter")
     settle(page)
     expect(code).to_contain_text("time_window=5000")
     expect(page.get_by_text("tensor shape (T, C, H, W)")).to_be_visible()
-    window.fill("-1")
-    window.press("Enter")
-    settle(page)
-    expect(page.locator("[data-testid='stAlertContentError']").first).to_contain_text("ToFrame.time_window")
+    expect(page.locator("[data-testid='stAlertContentError']")).to_have_count(0)
     no_exception(page)
     shoot(page, "transforms")
 
@@ -211,6 +212,8 @@ def test_spike_counter(page, server: str) -> None:
     expect(page.get_by_text("true label")).to_be_visible()
     expect(page.locator("video")).to_be_visible(timeout=90_000)
     expect(page.get_by_role("button", name="Download MP4")).to_be_visible()
-    expect(page.locator(".js-plotly-plot").first).to_be_visible()
+    settle(page)  # the page redraws once when the MP4 is ready, then stops polling
+    settle(page)
+    expect(page.locator(".js-plotly-plot")).to_have_count(3)
     no_exception(page)
     shoot(page, "spike_counter")
