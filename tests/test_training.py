@@ -22,6 +22,7 @@ from core.training import (
     ConfigError,
     JobBusyError,
     JobRegistry,
+    PrepareProgress,
     TrainConfig,
     TrainingJob,
     check_config,
@@ -112,6 +113,7 @@ def test_one_real_training_step_writes_a_complete_run(tiny_config: TrainConfig, 
     assert last.accuracy == pytest.approx(sum(last.confusion[i][i] for i in range(10)) / 10)
     assert all(a in (0.0, 1.0) for a in last.per_class_accuracy)  # one test sample a class
     assert snap.eta_seconds == 0.0 and snap.done and snap.progress == 1.0
+    assert snap.prepare == PrepareProgress("Test", 10, 10)  # frame preparation was reported, split by split
     assert any("engine:" in line for line in snap.log) and any("device cpu" in line for line in snap.log)
 
     run = Path(snap.run_dir)
