@@ -145,7 +145,7 @@ BUFFERS = BufferPool()
 
 # ----------------------------------------------------------------------------- numba kernels
 
-_jit = numba.njit(cache=True, nogil=True)
+_jit = numba.njit(cache=True, nogil=True, error_model="numpy")  # numpy: IEEE division, no zero checks
 
 
 @_jit

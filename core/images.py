@@ -59,10 +59,12 @@ def center_digit(
         return out
     crop = digit[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
     # Pad by one background pixel so the spline fades to 0 at the crop's border.
-    crop = np.pad(crop, 1)
+    padded = np.zeros((crop.shape[0] + 2, crop.shape[1] + 2))
+    padded[1:-1, 1:-1] = crop
+    crop = padded
     zoom = box / (max(crop.shape) - 2)
     scaled = ndimage.zoom(crop, zoom, order=3, mode="grid-constant", cval=0.0, grid_mode=True)
-    scaled = np.clip(scaled, 0.0, digit.max())
+    np.clip(scaled, 0.0, digit.max(), out=scaled)
     if levels is not None:
         scaled = levels(scaled)
     rows = np.flatnonzero(scaled.max(axis=1) > 0)
@@ -75,29 +77,31 @@ def center_digit(
         top, left = max(0, (h - size) // 2), max(0, (w - size) // 2)
         scaled = scaled[top : top + min(h, size), left : left + min(w, size)]
         h, w = scaled.shape
-    cy, cx = ndimage.center_of_mass(scaled)
+    mass = scaled.sum()
+    cy = float(scaled.sum(axis=1) @ np.arange(h)) / mass
+    cx = float(scaled.sum(axis=0) @ np.arange(w)) / mass
     top = int(np.clip(round(size / 2 - cy), 0, size - h))
     left = int(np.clip(round(size / 2 - cx), 0, size - w))
     out[top : top + h, left : left + w] = scaled
     return out
 
 
-def load_sklearn_digits() -> tuple[np.ndarray, np.ndarray]:
+def load_sklearn_digits(limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The 1797 handwritten 8 x 8 digits shipped with scikit-learn, made MNIST-like (28 x 28, 0..255).
 
-    They ship inside the package, so the default data set needs no network. Computed once per
-    process; each call returns fresh copies.
+    They ship inside the package, so the default data set needs no network. ``limit`` keeps
+    only the first digits. Computed once per process; each call returns fresh copies.
     """
-    images, labels = _sklearn_digits()
+    images, labels = _sklearn_digits(None if limit is None else int(limit))
     return images.copy(), labels.copy()
 
 
-@functools.lru_cache(maxsize=1)
-def _sklearn_digits() -> tuple[np.ndarray, np.ndarray]:
+@functools.lru_cache(maxsize=2)
+def _sklearn_digits(limit: int | None) -> tuple[np.ndarray, np.ndarray]:
     from sklearn.datasets import load_digits
 
     bunch = load_digits()
-    raw = np.asarray(bunch.images, dtype=np.float64)  # (1797, 8, 8), values 0..16
+    raw = np.asarray(bunch.images[:limit], dtype=np.float64)  # (1797, 8, 8), values 0..16
     images = np.empty((len(raw), IMAGE_SIZE, IMAGE_SIZE), dtype=np.uint8)
 
     def levels(values: np.ndarray) -> np.ndarray:
@@ -106,7 +110,7 @@ def _sklearn_digits() -> tuple[np.ndarray, np.ndarray]:
 
     for i, digit in enumerate(raw):
         images[i] = np.rint(center_digit(digit, levels=levels)).astype(np.uint8)
-    return images, np.asarray(bunch.target, dtype=np.int64)
+    return images, np.asarray(bunch.target[:limit], dtype=np.int64)
 
 
 def _read_maybe_gzip(path: Path) -> bytes:

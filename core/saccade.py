@@ -5,7 +5,11 @@ camera through three saccades on a triangle. Here the camera is simulated: the 2
 slides over a 34 x 34 sensor along the same triangle, and every pixel is a DVS/ATIS change detector
 that emits an ON (OFF) event whenever its log intensity has risen (fallen) by more than its
 contrast threshold since its last event. The defaults are calibrated against real recordings of
-the same MNIST digits (``core.calibration``, ``benchmarks/calibrate.py``).
+the same MNIST digits (``core.calibration``, ``benchmarks/calibrate.py``). What the real
+recordings showed: the digit is dark ink on a light screen (ON events trail a moving stroke),
+the camera's pan axis lags its command (events never stop between saccades), the vertical
+moves are shorter than commanded, and a pixel fires about five events per polarity over a
+recording.
 """
 
 from __future__ import annotations
@@ -29,7 +33,6 @@ import numpy as np
 from core.events import EVENT_DTYPE, MAX_TIMESTAMP_US, SENSOR_SIZE, write_nmnist
 
 IMAGE_SHAPE = (28, 28)
-SPLITS = ("Train", "Test")
 SIMULATION_FILE = "simulation.json"
 
 
@@ -47,7 +50,7 @@ class SimulationConfig:
     # the smooth minimum-jerk profile. The calibrated command is abrupt; the lag below smooths it.
     velocity_shape: tuple[float, float] = (0.7, 0.5)
     # Where the image's top-left pixel lies on the sensor (x, y) before the first saccade.
-    image_offset: tuple[float, float] = (-1.1, 0.45)
+    image_offset: tuple[float, float] = (-0.85, 0.45)
     # Realised displacement per commanded pixel on the x (pan) and y (tilt) axes: in the real
     # recordings the image moves less far vertically than the commanded triangle says.
     path_scale: tuple[float, float] = (1.0, 0.8)
@@ -454,7 +457,8 @@ def generate_dataset(
     order, as N-MNIST numbers MNIST), split by source image, stratified by label. The files are
     made in a hidden temporary folder and moved into place together; ``simulation.json`` (config,
     seed, source, counts, split ids) is written last and marks the set complete. The same seed
-    gives byte-identical files whatever the number of workers.
+    gives byte-identical files whatever the number of workers. ``source`` names where the images
+    came from (for ``simulation.json``); ``progress(done, total)`` is called as recordings finish.
     """
     config = config or SimulationConfig()
     images, labels = _check_sources(images, labels)
@@ -499,7 +503,10 @@ def generate_dataset(
                 if progress:
                     progress(done, total)
         else:
-            pool = ProcessPoolExecutor(max_workers=workers, mp_context=_worker_context())
+            context = _worker_context()
+            if context.get_start_method() == "fork":
+                simulate(images[0], config)  # compile (or load) the kernel once; forked workers inherit it
+            pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
             try:
                 futures = {pool.submit(_simulate_chunk, batch, config, seed): batch for batch in batches}
                 for future in as_completed(futures):

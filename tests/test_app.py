@@ -290,3 +290,18 @@ def test_first_start_generates_the_default_set_with_progress(tmp_path: Path, mon
     release.set()
     _tick_until(at, lambda a: any("In use" in s.value for s in a.success), timeout=30)
     assert _metrics(at)["samples"] == "10"
+
+
+def test_events_page_on_the_real_recordings(home: Path, real_nmnist_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A shared link to real N-MNIST data: the page reads the folder from the URL and marks three saccades."""
+    monkeypatch.setenv("NMNIST_DASHBOARD_HOME", str(home))
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=TIMEOUT)
+    at.query_params["data"] = str(real_nmnist_root)
+    at.query_params["split"] = "Test"
+    at.query_params["sample"] = "0"
+    at.switch_page("pages/events.py")
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    metrics = _metrics(at)
+    assert metrics["label"] == "0" and metrics["saccades"] == "3"
+    assert any(str(real_nmnist_root) in c.value and "Simulated" not in c.value for c in at.caption)

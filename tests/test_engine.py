@@ -223,7 +223,7 @@ def test_tutorial_iteration_float32_matches(recordings: list[Path]) -> None:
     ref_loss = loss_fn(ref_spk, targets)
     ref_loss.backward()
     assert torch.equal(spk, ref_spk)
-    assert float(loss) == pytest.approx(float(ref_loss), rel=1e-6)
+    assert loss.item() == pytest.approx(ref_loss.item(), rel=1e-6)
     assert_same_gradients(fast, grads(model), rtol=1e-3)
 
 

@@ -57,8 +57,11 @@ def test_sklearn_digits_look_like_mnist() -> None:
     assert len(np.unique(images[0])) > 40
 
 
-def test_sklearn_digits_return_fresh_copies() -> None:
-    a, _ = load_sklearn_digits()
+def test_sklearn_digits_return_fresh_copies_and_can_be_limited() -> None:
+    a, labels = load_sklearn_digits()
+    first, first_labels = load_sklearn_digits(limit=25)
+    np.testing.assert_array_equal(first, a[:25])
+    np.testing.assert_array_equal(first_labels, labels[:25])
     a[:] = 0
     b, _ = load_sklearn_digits()
     assert b.max() == 255

@@ -57,6 +57,7 @@ def test_checkpoint_round_trip_gives_the_same_outputs(tmp_path: Path) -> None:
     assert not list(tmp_path.glob(".*.tmp")), "no temporary file may be left behind"
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_load_refuses_a_pickle_that_would_run_code(tmp_path: Path) -> None:
     class Evil:
         def __reduce__(self):

