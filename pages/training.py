@@ -119,15 +119,14 @@ def config_ui(base: TrainConfig) -> tuple[dict[str, Any], bool, bool]:
         with c[2]:
             seed = st.number_input("seed", value=base.seed, step=1, key=f"f_{p}_seed")
             note("seed")
-        st.session_state.setdefault(f"f_{p}_transform", json.dumps(json.loads(base.transform)))
         transform = st.text_area("transform (JSON, ending in ToFrame; the Transforms page builds one)",
-                                 key=f"f_{p}_transform", height=68)
+                                 value=json.dumps(json.loads(base.transform)), key=f"f_{p}_transform", height=68)
         note("transform")
         note("data_root")
         note("model")
         b = st.columns([2, 2, 3])
-        do_estimate = b[0].form_submit_button("Estimate time per iteration", icon=":material/timer:")
-        do_start = b[1].form_submit_button("Start training", icon=":material/play_arrow:", type="primary")
+        do_estimate = b[0].form_submit_button("Estimate time per iteration")
+        do_start = b[1].form_submit_button("Start training", type="primary")
     fields = dict(
         model=dict(beta=beta, threshold=threshold, surrogate=surrogate, reset_mechanism=reset,
                    learn_beta=learn_beta, learn_threshold=learn_threshold),
