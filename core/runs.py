@@ -33,6 +33,8 @@ from typing import Any, Mapping
 
 import torch
 
+from core.data import default_home
+
 CHECKPOINT_FORMAT = "nmnist-dashboard-checkpoint/1"
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 CONFIG_FILE = "config.json"
@@ -246,16 +248,8 @@ def load_model(
 
 
 def default_runs_root() -> Path:
-    """``$NMNIST_DASHBOARD_HOME/runs``, else ``<data home>/runs`` (``<repo>/.data/runs``)."""
-    home = os.environ.get("NMNIST_DASHBOARD_HOME")
-    if home:
-        return Path(home) / "runs"
-    try:
-        from core.data import default_home
-
-        return Path(default_home()) / "runs"
-    except ImportError:
-        return Path(__file__).resolve().parents[1] / ".data" / "runs"
+    """``<data home>/runs``: ``$NMNIST_DASHBOARD_HOME/runs``, else ``<repo>/.data/runs``."""
+    return default_home() / "runs"
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,9 @@ from typing import Any
 
 import numpy as np
 import torch
+from snntorch import functional as SF
 
+from core.data import default_source, ensure_default_dataset
 from core.events import SENSOR_SIZE, NMNISTFormatError, read_nmnist
 from core.frames import open_split, pad_collate
 from core.model import ModelConfig, build_model
@@ -254,12 +256,7 @@ def resolve_data_root(config: TrainConfig) -> Path | None:
     """The data ROOT of a config; None where it is the default simulated set and that is not generated yet."""
     if config.data_root is not None:
         return Path(config.data_root).expanduser()
-    try:
-        from core.data import default_source
-    except ImportError:
-        return None
-    source = default_source()
-    root = Path(getattr(source, "root", source))
+    root = default_source().root
     return root if (root / "NMNIST").is_dir() else None
 
 
@@ -430,10 +427,7 @@ def _data_source(config: TrainConfig, progress: Callable[[int, int], None] | Non
     """The data ROOT to train on; generates the default simulated set where it is missing."""
     if config.data_root is not None:
         return Path(config.data_root).expanduser()
-    from core.data import ensure_default_dataset
-
-    source = ensure_default_dataset(progress)
-    return Path(getattr(source, "root", source))
+    return ensure_default_dataset(progress).root
 
 
 class RandomRotation:
@@ -465,8 +459,7 @@ def _cycle(loader: Any) -> Iterator[Any]:
 
 
 def _loss_fn(config: TrainConfig) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    from snntorch import functional as SF
-
+    """The snntorch.functional loss the config names."""
     if config.loss == "mse_count":
         return SF.mse_count_loss(correct_rate=config.correct_rate, incorrect_rate=config.incorrect_rate)
     if config.loss == "ce_rate":
@@ -698,8 +691,6 @@ class TrainingJob:
         cfg = self.config
         optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lr, betas=cfg.betas)
         loss_fn = _loss_fn(cfg)
-        from snntorch import functional as SF
-
         batches = _cycle(loader)
         engine_logged = False
         for i in range(cfg.max_iters):
@@ -711,11 +702,9 @@ class TrainingJob:
             targets = targets.to(device)
             model.train()
             spk_rec, _ = model(data)
-            if not engine_logged:
-                name = getattr(model, "engine_name", "unknown")
-                reason = getattr(model, "engine_reason", None)
-                self._set(engine=name)
-                self._log_line(f"engine: {name}" + (f" ({reason})" if reason else ""))
+            if not engine_logged:  # the model knows which engine ran, and why, after its first call
+                self._set(engine=model.engine_name)
+                self._log_line(f"engine: {model.engine_name}" + (f" ({model.engine_reason})" if model.engine_reason else ""))
                 engine_logged = True
             loss_val = loss_fn(spk_rec, targets)
             loss = float(loss_val.item())

@@ -48,29 +48,12 @@ SELECTION: dict[str, tuple[str, Any, Callable[[str], Any]]] = {
 }
 
 
-def route_through_app() -> None:
-    """Make sure the page runs inside app.py's navigation.
-
-    Streamlit quirk: while no session of the server has called
-    ``st.navigation`` yet, the mere existence of ``pages/`` makes Streamlit run
-    a deep link (``/events?...``, a shared URL opened first) as an old-style
-    pages-folder app: the page file alone, without app.py's page config and
-    menu. Switch that mode off and rerun, so app.py routes the same URL.
-    """
-    from streamlit.runtime.pages_manager import PagesManager
-
-    if PagesManager.uses_pages_directory:
-        PagesManager.uses_pages_directory = False
-        st.rerun()
-
-
 def init_selection() -> None:
     """Set up the shared selection idempotently: from the URL on a session's first run, else kept as it is.
 
     Re-assigning each key also keeps Streamlit from dropping the value of a
     widget that shares it when another page does not draw that widget.
     """
-    route_through_app()
     for key, (param, default, parse) in SELECTION.items():
         if key not in st.session_state:
             raw = st.query_params.get(param)

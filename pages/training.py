@@ -119,8 +119,9 @@ def config_ui(base: TrainConfig) -> tuple[dict[str, Any], bool, bool]:
         with c[2]:
             seed = st.number_input("seed", value=base.seed, step=1, key=f"f_{p}_seed")
             note("seed")
+        st.session_state.setdefault(f"f_{p}_transform", json.dumps(json.loads(base.transform)))
         transform = st.text_area("transform (JSON, ending in ToFrame; the Transforms page builds one)",
-                                 value=json.dumps(json.loads(base.transform)), key=f"f_{p}_transform", height=68)
+                                 key=f"f_{p}_transform", height=68)
         note("transform")
         note("data_root")
         note("model")
