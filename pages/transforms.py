@@ -229,7 +229,7 @@ with results:
         frames = output
         t, c, h, w = frames.shape
         as_float = t * c * h * w * 4
-        m = st.columns(3)
+        m = st.columns([5, 3, 3])
         m[0].metric("tensor shape (T, C, H, W)", f"({t}, {c}, {h}, {w})")
         m[1].metric(f"memory ({frames.dtype})", f"{frames.nbytes / 1024:,.1f} KiB")
         m[2].metric("as float32, batch of 128", f"{as_float * 128 / 2**20:,.1f} MiB")
