@@ -6,6 +6,7 @@ import streamlit as st
 
 st.set_page_config(page_title="N-MNIST SNN dashboard", page_icon=":material/bolt:", layout="wide")
 
+st.session_state["routed_by_app"] = True  # pages.common.route_through_app checks it
 st.navigation(
     [
         st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),

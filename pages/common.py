@@ -14,6 +14,7 @@ plotly figure re-validates every trace and animation frame (seconds for a
 
 from __future__ import annotations
 
+import runpy
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,6 +36,8 @@ from core.data import (
 )
 from core.events import NMNISTFormatError, read_nmnist
 
+APP = Path(__file__).resolve().parents[1] / "app.py"
+ROUTED = "routed_by_app"  # set by app.py before it runs a page
 DEFAULT_DATA = "simulated"  # the `data` query parameter's value for the default simulated set
 
 # Shared selection: session-state key -> (query parameter, default, parser).
@@ -48,12 +51,30 @@ SELECTION: dict[str, tuple[str, Any, Callable[[str], Any]]] = {
 }
 
 
+def route_through_app() -> None:
+    """Where Streamlit ran this page file on its own, run app.py's navigation instead, then stop.
+
+    On a fresh server, the first session that opens a deep link (``/events?...``)
+    runs the page file directly, as the old ``pages/`` folder convention would:
+    without app.py's page config and with a menu of every file in ``pages/``.
+    Running app.py here registers the navigation, which then runs this page
+    properly (with this flag set); the outer run ends after it.
+    """
+    if st.session_state.get(ROUTED):
+        return
+    runpy.run_path(str(APP), run_name="__main__")
+    st.stop()
+
+
 def init_selection() -> None:
     """Set up the shared selection idempotently: from the URL on a session's first run, else kept as it is.
 
-    Re-assigning each key also keeps Streamlit from dropping the value of a
-    widget that shares it when another page does not draw that widget.
+    Every page calls it first, so it also makes sure the page runs under
+    app.py's navigation (:func:`route_through_app`). Re-assigning each key
+    also keeps Streamlit from dropping the value of a widget that shares it
+    when another page does not draw that widget.
     """
+    route_through_app()
     for key, (param, default, parse) in SELECTION.items():
         if key not in st.session_state:
             raw = st.query_params.get(param)

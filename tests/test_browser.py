@@ -122,8 +122,9 @@ def open_page(page, server: str, path: str) -> None:
     page.wait_for_selector("[data-testid='stMainBlockContainer'] h1", timeout=60_000)
     settle(page)
     # app.py's menu, not Streamlit's pages-folder listing (which would also list pages/common.py).
-    # Streamlit shows that listing to a server's very first session if it opens a deep link before
-    # any session has run app.py's st.navigation, so the first test opens the root URL.
+    # Streamlit runs a page file on its own for a fresh server's first session that opens a deep
+    # link; pages.common.route_through_app then runs app.py's navigation. test_events, the first
+    # test, opens such a deep link on a fresh server and checks this.
     nav = page.locator("[data-testid='stSidebarNav']")
     sync_api.expect(nav.get_by_role("link", name="Spike counter")).to_be_visible()
     sync_api.expect(nav.get_by_role("link", name="common")).to_have_count(0)
@@ -142,6 +143,21 @@ def no_exception(page) -> None:
     assert page.locator("[data-testid='stException']").count() == 0, page.locator("[data-testid='stException']").first.inner_text()
 
 
+def test_events(page, server: str) -> None:
+    """Runs first: a deep link is the fresh server's first visit, and still gets app.py's menu and page."""
+    open_page(page, server, "events?split=Test&sample=3")
+    expect = sync_api.expect
+    expect(page.locator("[data-testid='stMetricValue']").first).to_have_text("1")  # Test sample 3 is a 1
+    expect(page.locator(".js-plotly-plot").first).to_be_visible(timeout=30_000)
+    page.get_by_role("button", name="Random sample").click()
+    settle(page)
+    assert "sample=" in page.url and "split=Test" in page.url
+    page.get_by_role("tab", name="Event image").click()
+    expect(page.locator(".js-plotly-plot").nth(1)).to_be_visible()
+    no_exception(page)
+    shoot(page, "events")
+
+
 def test_home(page, server: str) -> None:
     open_page(page, server, "")
     expect = sync_api.expect
@@ -158,20 +174,6 @@ def test_home(page, server: str) -> None:
     expect(page.locator("[data-testid='stAlertContentError']").first).to_contain_text("NMNIST")
     no_exception(page)
     shoot(page, "home")
-
-
-def test_events(page, server: str) -> None:
-    open_page(page, server, "events?split=Test&sample=3")
-    expect = sync_api.expect
-    expect(page.locator("[data-testid='stMetricValue']").first).to_have_text("1")  # Test sample 3 is a 1
-    expect(page.locator(".js-plotly-plot").first).to_be_visible(timeout=30_000)
-    page.get_by_role("button", name="Random sample").click()
-    settle(page)
-    assert "sample=" in page.url and "split=Test" in page.url
-    page.get_by_role("tab", name="Event image").click()
-    expect(page.locator(".js-plotly-plot").nth(1)).to_be_visible()
-    no_exception(page)
-    shoot(page, "events")
 
 
 def test_transforms(page, server: str) -> None:
