@@ -20,8 +20,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from _shared import real_nmnist_root  # also puts the repository on sys.path
 
 import numpy as np  # noqa: E402
 
@@ -35,14 +34,6 @@ from core.transforms import tutorial_pipeline  # noqa: E402
 BATCH = 128
 TARGET = 10.0
 PREPARE_SAMPLES = 4000
-
-
-def _root() -> Path:
-    shared = Path(os.environ.get("NMNIST_SHARED_DATA", REPO.parent / "shared" / "data"))
-    root = shared / "nmnist-sample"
-    if not (root / "NMNIST" / "Train").is_dir():
-        raise SystemExit(f"no recordings under {root}; set NMNIST_SHARED_DATA")
-    return root
 
 
 class TonicFrames:
@@ -89,7 +80,7 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
-    folder = NMNISTFolder(_root(), "Train")
+    folder = NMNISTFolder(real_nmnist_root(), "Train")
     n = len(folder)
     if n < BATCH:
         raise SystemExit(f"need at least {BATCH} Train recordings, found {n}")

@@ -7,13 +7,11 @@ outputs are checked equal first. Prints per-file times and the speed ratio.
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from _shared import real_recordings  # also puts the repository on sys.path
 
 import numpy as np  # noqa: E402
 import tonic  # noqa: E402
@@ -21,14 +19,6 @@ import tonic  # noqa: E402
 from core.events import read_nmnist  # noqa: E402
 
 ROUNDS = 15
-
-
-def _files() -> list[Path]:
-    shared = Path(os.environ.get("NMNIST_SHARED_DATA", REPO.parent / "shared" / "data"))
-    files = sorted((shared / "nmnist-sample").glob("NMNIST/*/*/*.bin"))
-    if not files:
-        raise SystemExit(f"no recordings under {shared / 'nmnist-sample'}; set NMNIST_SHARED_DATA")
-    return files
 
 
 def _tonic(path: Path) -> np.ndarray:
@@ -43,7 +33,7 @@ def _time_all(read, files: list[Path]) -> float:
 
 
 def main() -> None:
-    files = _files()
+    files = real_recordings()
     for f in files:
         ours, theirs = read_nmnist(f), _tonic(f)
         assert ours.dtype == theirs.dtype and np.array_equal(ours, theirs), f

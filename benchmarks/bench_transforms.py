@@ -10,14 +10,12 @@ dropped as the next one is made, as in a data loader.
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from _shared import real_recordings  # also puts the repository on sys.path
 
 import numpy as np  # noqa: E402
 import tonic  # noqa: E402
@@ -28,14 +26,6 @@ from core.transforms import tutorial_pipeline  # noqa: E402
 
 OUR_ROUNDS = 5  # best of; tonic runs once (it is slow and steady)
 TARGET = 50.0
-
-
-def _files() -> list[Path]:
-    shared = Path(os.environ.get("NMNIST_SHARED_DATA", REPO.parent / "shared" / "data"))
-    files = sorted((shared / "nmnist-sample").glob("NMNIST/*/*/*.bin"))
-    if not files:
-        raise SystemExit(f"no recordings under {shared / 'nmnist-sample'}; set NMNIST_SHARED_DATA")
-    return files
 
 
 def _seconds(run: Callable[[np.ndarray], object], recordings: list[np.ndarray], rounds: int) -> float:
@@ -49,7 +39,7 @@ def _seconds(run: Callable[[np.ndarray], object], recordings: list[np.ndarray], 
 
 
 def main() -> None:
-    files = _files()
+    files = real_recordings()
     recordings = [read_nmnist(f) for f in files]
     n = len(recordings)
     ours = tutorial_pipeline()

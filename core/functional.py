@@ -291,8 +291,8 @@ def _raw_slice_bounds(
                 return starts, ends
         window_start_times = np.arange(n_slices) * stride + start
         window_end_times = window_start_times + time_window
-        bounds = np.searchsorted(t, np.concatenate([window_start_times, window_end_times]))
-        starts, ends = bounds[:n_slices], bounds[n_slices:]
+        # Two calls, as tonic makes them: on unsorted timestamps numpy's search depends on the key order.
+        starts, ends = np.searchsorted(t, window_start_times), np.searchsorted(t, window_end_times)
     elif event_count:
         count = min(event_count, n)
         stride = event_count - overlap
@@ -311,8 +311,8 @@ def _raw_slice_bounds(
         window = (times[-1] - times[0]) // n_time_bins * (1 + overlap)
         stride = window * (1 - overlap)
         window_start_times = np.arange(n_time_bins) * stride + times[0]
-        bounds = np.searchsorted(times, np.concatenate([window_start_times, window_start_times + window]))
-        starts, ends = bounds[:n_time_bins], bounds[n_time_bins:]
+        starts = np.searchsorted(times, window_start_times)  # two calls, as tonic makes them (see above)
+        ends = np.searchsorted(times, window_start_times + window)
     elif n_event_bins:
         spike_count = int(n // n_event_bins * (1 + overlap))
         stride = int(spike_count * (1 - overlap))

@@ -512,6 +512,16 @@ class ToVoxelGrid(TransformSpec):
         if sensor_size[2] != 2:
             raise TransformSpecError("ToVoxelGrid", f"needs a sensor with 2 polarities, got {sensor_size}")
 
+    def apply(self, events: np.ndarray, sensor_size: SensorSize, rng: np.random.RandomState | None) -> Any:
+        """tonic's voxel grid; where all events share one timestamp, an all-zero grid.
+
+        tonic divides by the duration ``t[-1] - t[0]``: with a single timestamp
+        that is 0/0, and the NaN bin index makes it raise IndexError.
+        """
+        if len(events) and events["t"][-1] == events["t"][0]:
+            return np.zeros((self.n_time_bins, 1, sensor_size[1], sensor_size[0]))
+        return super().apply(events, sensor_size, rng)
+
 
 @dataclass(frozen=True)
 class ToTimesurface(TransformSpec):

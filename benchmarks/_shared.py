@@ -1,0 +1,25 @@
+"""What the benchmark scripts share: the repository on sys.path and the real sample recordings."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+
+def real_nmnist_root() -> Path:
+    """``$NMNIST_SHARED_DATA/nmnist-sample`` (default ``../shared/data``); exits with a message if absent."""
+    shared = Path(os.environ.get("NMNIST_SHARED_DATA", REPO.parent / "shared" / "data"))
+    root = shared / "nmnist-sample"
+    if not (root / "NMNIST").is_dir():
+        raise SystemExit(f"no recordings under {root}; set NMNIST_SHARED_DATA")
+    return root
+
+
+def real_recordings() -> list[Path]:
+    """Every real ``.bin`` recording of the sample, sorted."""
+    return sorted(real_nmnist_root().glob("NMNIST/*/*/*.bin"))
