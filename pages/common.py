@@ -66,6 +66,25 @@ def route_through_app() -> None:
     st.stop()
 
 
+@st.cache_resource(show_spinner=False)
+def warm_up_kernels() -> threading.Thread:
+    """Once per server, compile (or load from numba's disk cache) the fast kernels in the background.
+
+    On a fresh checkout the first compile takes seconds to tens of seconds;
+    done here, it overlaps with the user's first looks instead of blocking the
+    Transforms, Training or Spike counter page that first needs a kernel.
+    """
+    from core import functional, model
+
+    def run() -> None:
+        functional.warm_up()
+        model.warm_up()
+
+    thread = threading.Thread(target=run, name="warm-up-kernels", daemon=True)
+    thread.start()
+    return thread
+
+
 def init_selection() -> None:
     """Set up the shared selection idempotently: from the URL on a session's first run, else kept as it is.
 
@@ -75,6 +94,7 @@ def init_selection() -> None:
     when another page does not draw that widget.
     """
     route_through_app()
+    warm_up_kernels()
     for key, (param, default, parse) in SELECTION.items():
         if key not in st.session_state:
             raw = st.query_params.get(param)
