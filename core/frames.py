@@ -25,7 +25,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import multiprocessing
 import os
 import re
 import struct
@@ -33,7 +32,7 @@ import threading
 import time
 import zlib
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -458,18 +457,8 @@ class PrepareReport:
         return [i for i in range(self.total) if i not in self.bad]
 
 
-_WORKER: dict[str, Any] = {}
-
-
-def _init_worker(dataset: Any, pipeline: Pipeline, cache_root: str, source_key: str, split: str) -> None:
-    _WORKER.update(
-        frames=FramesDataset(dataset, pipeline, FrameCache(cache_root), source_key, split)
-    )
-
-
-def _prepare_indices(indices: Sequence[int], frames: FramesDataset | None = None) -> list[tuple[int, str | None]]:
+def _prepare_indices(indices: Sequence[int], frames: FramesDataset) -> list[tuple[int, str | None]]:
     """Compute and cache the frames of ``indices``; ``(index, problem or None)`` for each."""
-    frames = frames if frames is not None else _WORKER["frames"]
     results: list[tuple[int, str | None]] = []
     for i in indices:
         try:
@@ -491,7 +480,7 @@ def prepare_split(
     progress: Progress | None = None,
     chunk_size: int = 64,
 ) -> PrepareReport:
-    """Compute and cache the frames of every sample of a split, on ``workers`` processes.
+    """Compute and cache the frames of every sample of a split, on ``workers`` threads.
 
     Samples already cached are skipped; bad files are skipped and reported in
     ``report.bad``. ``progress(done, total)`` is called from this thread.
@@ -526,17 +515,17 @@ def prepare_split(
         for chunk in chunks:
             record(_prepare_indices(chunk, frames))
     else:
-        context = multiprocessing.get_context("spawn")  # safe next to threads (Streamlit, torch)
-        pool = ProcessPoolExecutor(
-            max_workers=workers, mp_context=context, initializer=_init_worker,
-            initargs=(dataset, pipeline, str(cache.root), source_key, split),
-        )
-        try:
-            futures = [pool.submit(_prepare_indices, chunk) for chunk in chunks]
-            for future in as_completed(futures):
-                record(future.result())
-        finally:
-            pool.shutdown(wait=False, cancel_futures=True)  # the workers exit on their own
+        # Threads, not processes: the numba kernels and the file I/O release the GIL, and a
+        # thread starts at once where a spawned process costs seconds (1438 samples of the
+        # default set: 1 thread 1.8 s, 2 threads 1.6 s; 2 spawned processes 5.3 s).
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="prepare-frames") as pool:
+            futures = [pool.submit(_prepare_indices, chunk, frames) for chunk in chunks]
+            try:
+                for future in as_completed(futures):
+                    record(future.result())
+            finally:
+                for future in futures:  # a stop (progress raising) skips the chunks not yet begun
+                    future.cancel()
     report.seconds = time.perf_counter() - started
     return report
 

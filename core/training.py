@@ -39,7 +39,6 @@ DATA_KINDS: tuple[str, ...] = ("auto", "nmnist", "simulated")
 SPLITS: tuple[str, str] = ("Train", "Test")
 ACTIVE_STATES: frozenset[str] = frozenset({"queued", "preparing", "running", "stopping"})
 FINAL_STATES: frozenset[str] = frozenset({"finished", "stopped", "failed"})
-PARALLEL_PREPARE_FILES = 4000  # splits this large prepare their frames on 2 processes
 
 
 class ConfigError(ValueError):
@@ -656,8 +655,8 @@ class TrainingJob:
         self._log_line(f"transform: {cfg.transform}")
         self._check_stop()
 
-        train_set = self._frames(root, "Train", counts["Train"])
-        test_set = self._frames(root, "Test", counts["Test"])
+        train_set = self._frames(root, "Train")
+        test_set = self._frames(root, "Test")
 
         torch.manual_seed(cfg.seed)
         model = build_model(cfg.model).to(device)
@@ -668,12 +667,8 @@ class TrainingJob:
         )
         return model, device, train_loader, test_set
 
-    def _frames(self, root: Path, split: str, files: int) -> Any:
-        """The frames dataset of one split, prepared (cached) with progress in the snapshot.
-
-        Small splits are prepared in this process: starting worker processes costs
-        more than the few seconds their frames take.
-        """
+    def _frames(self, root: Path, split: str) -> Any:
+        """The frames dataset of one split, prepared (cached) on two threads, with progress in the snapshot."""
 
         def progress(done: int, total: int) -> None:
             self._set(prepare=PrepareProgress(split, done, total))
@@ -682,8 +677,7 @@ class TrainingJob:
         t0 = time.perf_counter()
         augment = RandomRotation(self.config.augment_rotation) if split == "Train" and self.config.augment_rotation > 0 else None
         pipeline = from_json(self.config.transform, sensor_size=SENSOR_SIZE)
-        workers = 1 if files < PARALLEL_PREPARE_FILES else 2
-        dataset = open_split(root, split, pipeline, progress=progress, augment=augment, workers=workers)
+        dataset = open_split(root, split, pipeline, progress=progress, augment=augment, workers=2)
         self._log_line(f"{split}: {len(dataset)} samples of frames ready in {time.perf_counter() - t0:.1f} s")
         return dataset
 

@@ -292,7 +292,7 @@ def test_prepare_split_reports_progress_and_skips_bad_files(folder: NMNISTFolder
     assert again.already_cached == 19 and again.computed == 0 and list(again.bad) == [5]
 
 
-def test_prepare_split_on_two_processes_fills_the_same_cache(folder: NMNISTFolder, tmp_path: Path) -> None:
+def test_prepare_split_on_two_threads_fills_the_same_cache(folder: NMNISTFolder, tmp_path: Path) -> None:
     one, two = F.FrameCache(tmp_path / "one"), F.FrameCache(tmp_path / "two")
     F.prepare_split(folder, TUTORIAL, one, "src", "Train", workers=1)
     report = F.prepare_split(folder, TUTORIAL, two, "src", "Train", workers=2, chunk_size=5)
