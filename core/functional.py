@@ -217,28 +217,25 @@ def denoise(events: np.ndarray, filter_time: float = 10000) -> np.ndarray:
     this recording, and every pixel's memory starts at ``filter_time``, so an
     event earlier than ``filter_time`` with any neighbour on that grid is kept.
     """
-    if len(events) == 0:
-        return events.copy()
-    if _kernel_ready(events):
-        ok, keep = _kernels()[0](_int64(events["x"]), _int64(events["y"]), events["t"], _scalar(filter_time))
-        if ok:
-            return _take(events, keep)
-    from tonic.functional import denoise_numpy
-
-    return denoise_numpy(events, filter_time)
+    return _filter_events(events, 0, filter_time, "denoise_numpy")
 
 
 def refractory_period(events: np.ndarray, refractory_period: float) -> np.ndarray:
     """Exactly ``tonic.functional.refractory_period_numpy``: drop events within the period of the pixel's last one."""
+    return _filter_events(events, 1, refractory_period, "refractory_period_numpy")
+
+
+def _filter_events(events: np.ndarray, kernel: int, parameter: float, tonic_function: str) -> np.ndarray:
+    """Keep the events a mask kernel selects; tonic's own function (imported only then) where it cannot index them."""
     if len(events) == 0:
         return events.copy()
     if _kernel_ready(events):
-        ok, keep = _kernels()[1](_int64(events["x"]), _int64(events["y"]), events["t"], _scalar(refractory_period))
+        ok, keep = _kernels()[kernel](_int64(events["x"]), _int64(events["y"]), events["t"], _scalar(parameter))
         if ok:
             return _take(events, keep)
-    from tonic.functional import refractory_period_numpy
+    import tonic.functional
 
-    return refractory_period_numpy(events, refractory_period)
+    return getattr(tonic.functional, tonic_function)(events, parameter)
 
 
 # --- ToFrame ---------------------------------------------------------------------------------

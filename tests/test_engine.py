@@ -24,13 +24,7 @@ from core.model import SURROGATES, ModelConfig, SpikingCNN, build_model, forward
 T, B = 10, 3
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """The oracle runs thousands of tiny ops; with two threads on a busy 2-core box they are ~15x slower."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def active_model(config: ModelConfig, dtype: torch.dtype = torch.float64, seed: int = 0) -> SpikingCNN:

@@ -21,12 +21,7 @@ from core.model import (
 )
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def frames(t: int = 6, b: int = 2, density: float = 0.05, seed: int = 0) -> torch.Tensor:
