@@ -167,7 +167,7 @@ def _is_recording(name: str) -> bool:
     return name.endswith(".bin") and not name.startswith(".")
 
 
-def _scan_split(root: Path, split: str) -> list[tuple[Path, int]]:
+def scan_split(root: Path, split: str) -> list[tuple[Path, int]]:
     """``(file, label)`` of one split, sorted by digit then file name (tonic's order)."""
     found: list[tuple[Path, int]] = []
     split_dir = root / "NMNIST" / split
@@ -223,7 +223,7 @@ class NMNISTFolder:
         split_dir = self.root / "NMNIST" / split
         if not split_dir.is_dir():
             raise DatasetNotFoundError(f"{self.root}: no folder {split_dir}; {layout_hint(self.root)}")
-        found = _scan_split(self.root, split)
+        found = scan_split(self.root, split)
         if not found:
             raise DatasetNotFoundError(f"{split_dir}: no .bin recordings in 0..9/; {layout_hint(self.root)}")
         self.files: list[Path] = [f for f, _ in found]
@@ -365,7 +365,7 @@ def validate(root: str | os.PathLike[str]) -> list[tuple[str, str]]:
     root = Path(root).expanduser()
     problems: list[tuple[str, str]] = []
     for split in _present_splits(root):
-        for path, _ in _scan_split(root, split):
+        for path, _ in scan_split(root, split):
             try:
                 read_nmnist(path)
             except NMNISTFormatError as exc:
@@ -474,7 +474,7 @@ def download_nmnist(
             raise DataUnavailableError(
                 f"downloading or unpacking {url} failed: {exc}. {manual_download_hint(root)}"
             ) from exc
-        if not _scan_split(root, split):
+        if not scan_split(root, split):
             raise DataUnavailableError(f"{archive} did not unpack to {target / split}/<digit>/*.bin")
     return DataSource(root, "nmnist")
 
@@ -687,7 +687,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             problems = validate(args.root)
             for path, problem in problems:
                 print(f"{path}: {problem}")
-            checked = sum(len(_scan_split(args.root, s)) for s in SPLITS)
+            checked = sum(len(scan_split(args.root, s)) for s in SPLITS)
             print(f"{checked} recordings checked, {len(problems)} bad", file=sys.stderr)
             return 1 if problems else 0
         elif args.command == "download":

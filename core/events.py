@@ -156,6 +156,30 @@ def read_nmnist(path: PathLike) -> np.ndarray:
     return _decode_padded(buf, size, path)
 
 
+def recording_span_us(path: PathLike) -> int:
+    """Microseconds from the first to the last event of an N-MNIST file, read from its first and
+    last records only (timestamps never decrease); -1 where the file is unreadable or malformed.
+
+    Overflow markers are not followed: a span over 2**23 us reads short, which only matters for
+    recordings far longer than N-MNIST's 0.3 s.
+    """
+    try:
+        size = os.stat(path).st_size
+        if size < BYTES_PER_EVENT or size % BYTES_PER_EVENT:
+            return -1
+        with open(path, "rb") as fh:
+            first = fh.read(BYTES_PER_EVENT)
+            fh.seek(size - BYTES_PER_EVENT)
+            last = fh.read(BYTES_PER_EVENT)
+    except OSError:
+        return -1
+    return _record_timestamp(last) - _record_timestamp(first)
+
+
+def _record_timestamp(record: bytes) -> int:
+    return int.from_bytes(record, "big") & MAX_TIMESTAMP_US
+
+
 def encode_nmnist(events: np.ndarray, path: PathLike | None = None) -> bytes:
     """Encode events as N-MNIST bytes; the inverse of :func:`decode_nmnist` (no overflow markers).
 
