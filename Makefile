@@ -1,17 +1,24 @@
 # `make run` sets up and starts the app on its default (simulated) data;
-# `make test` sets up and runs the whole test suite. Both create the virtual
-# environment they need (VENV, default .venv) from nothing on a fresh machine.
+# `make test` sets up and runs the whole test suite; `make test-fast` skips the
+# slow (training) and browser tests; `make lint` runs ruff. Each creates the
+# virtual environment it needs (VENV, default .venv) from nothing on a fresh machine.
 
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 REQ_HASH := $(shell cat requirements.txt requirements-dev.txt | sha256sum | cut -c1-12)
 STAMP := $(VENV)/.installed-$(REQ_HASH)
+# The editable install points at this checkout: redo it when the checkout moves (CI reuses one venv across clones).
+PROJECT_HASH := $(shell (echo $(CURDIR); cat pyproject.toml) | sha256sum | cut -c1-12)
+PROJECT_STAMP := $(VENV)/.project-$(PROJECT_HASH)
 SHARED_DATA ?= $(abspath ../shared/data)
 PORT ?= 8501
+PYTEST := NMNIST_SHARED_DATA=$${NMNIST_SHARED_DATA:-$(SHARED_DATA)} $(PY) -m pytest
 
-.PHONY: venv run test bench data clean
+.PHONY: venv run test test-fast lint bench data clean
 
+# requirements.txt is the one list of dependencies; the project itself (core, benchmarks) is then
+# installed editable without resolving anything again.
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
@@ -19,13 +26,24 @@ $(STAMP): requirements.txt requirements-dev.txt
 	rm -f $(VENV)/.installed-*
 	touch $@
 
-venv: $(STAMP)
+$(PROJECT_STAMP): $(STAMP) pyproject.toml
+	$(PY) -m pip install --quiet --no-deps -e .
+	rm -f $(VENV)/.project-*
+	touch $@
+
+venv: $(PROJECT_STAMP)
 
 run: venv
 	$(PY) -m streamlit run app.py --server.port $(PORT)
 
 test: venv
-	NMNIST_SHARED_DATA=$${NMNIST_SHARED_DATA:-$(SHARED_DATA)} $(PY) -m pytest -q
+	$(PYTEST) -q
+
+test-fast: venv
+	$(PYTEST) -q -m "not slow and not browser"
+
+lint: venv
+	$(VENV)/bin/ruff check .
 
 bench: venv
 	NMNIST_SHARED_DATA=$${NMNIST_SHARED_DATA:-$(SHARED_DATA)} $(PY) -m benchmarks

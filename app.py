@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import streamlit as st
 
-st.set_page_config(page_title="N-MNIST SNN dashboard", page_icon=":material/bolt:", layout="wide")
+# Streamlit runs this file as __main__. Worker processes started by forkserver or spawn (the saccade
+# simulator's, generating the default data set) import the main module again as __mp_main__: the guard
+# keeps them from running the app (and filling the log with session-state and ScriptRunContext warnings).
+if __name__ == "__main__":
+    # An emoji icon: a :material/...: page icon makes the browser fetch it from fonts.gstatic.com.
+    st.set_page_config(page_title="N-MNIST SNN dashboard", page_icon="⚡", layout="wide")
 
-st.session_state["routed_by_app"] = True  # pages.common.route_through_app checks it
-st.navigation(
-    [
-        st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
-        st.Page("pages/events.py", title="Events", icon=":material/scatter_plot:"),
-        st.Page("pages/transforms.py", title="Transforms", icon=":material/tune:"),
-        st.Page("pages/training.py", title="Training", icon=":material/model_training:"),
-        st.Page("pages/spike_counter.py", title="Spike counter", icon=":material/bar_chart:"),
-    ]
-).run()
+    st.session_state["routed_by_app"] = True  # pages.common.route_through_app checks it
+    st.navigation(
+        [
+            st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
+            st.Page("pages/events.py", title="Events", icon=":material/scatter_plot:"),
+            st.Page("pages/transforms.py", title="Transforms", icon=":material/tune:"),
+            st.Page("pages/training.py", title="Training", icon=":material/model_training:"),
+            st.Page("pages/spike_counter.py", title="Spike counter", icon=":material/bar_chart:"),
+            st.Page("pages/draw.py", title="Draw", icon=":material/draw:"),
+        ]
+    ).run()

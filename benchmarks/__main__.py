@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     failed = []
     for script in scripts:
         print(f"\n=== {script.name}", flush=True)
-        rc = subprocess.run([sys.executable, str(script)], cwd=HERE.parent).returncode
+        rc = subprocess.run([sys.executable, "-m", f"benchmarks.{script.stem}"], cwd=HERE.parent).returncode
         if rc:
             failed.append(script.name)
     if failed:

@@ -1,14 +1,11 @@
-"""What the benchmark scripts share: the repository on sys.path and the real sample recordings."""
+"""What the benchmark scripts share: where the real sample recordings are."""
 
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
 
 
 def real_nmnist_root() -> Path:

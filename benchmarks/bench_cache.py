@@ -14,22 +14,21 @@ from __future__ import annotations
 
 import os
 import shutil
-import sys
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
-from _shared import real_nmnist_root  # also puts the repository on sys.path
+import numpy as np
 
-import numpy as np  # noqa: E402
+from benchmarks._shared import real_nmnist_root
 
 # torch and tonic are imported in main(): the worker processes of prepare_split re-import
 # this module to find Repeated, and should not pay for them.
-from core.data import NMNISTFolder  # noqa: E402
-from core.events import read_nmnist  # noqa: E402
-from core.frames import FrameCache, FramesDataset, pad_collate, prepare_split  # noqa: E402
-from core.transforms import tutorial_pipeline  # noqa: E402
+from core.data import NMNISTFolder
+from core.events import read_nmnist
+from core.frames import FrameCache, FramesDataset, pad_collate, prepare_split
+from core.transforms import tutorial_pipeline
 
 BATCH = 128
 TARGET = 10.0

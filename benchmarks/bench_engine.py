@@ -6,7 +6,7 @@ real recordings, batch 128, about 310 time steps) from the same initial
 parameters. Each runs in a fresh subprocess so that its peak memory (VmHWM)
 is its own; the parent prints seconds per iteration, peak memory and ratios.
 
-    .venv/bin/python benchmarks/bench_engine.py [--data DIR] [--batch 128] [--iters 2]
+    .venv/bin/python benchmarks/bench_engine.py [--data DIR] [--batch 128] [--iters 2] [--pool max|avg]
 """
 
 from __future__ import annotations
@@ -20,12 +20,10 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+import numpy as np
+import torch
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+from benchmarks._shared import REPO
 
 
 def real_frames(data: Path, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -61,7 +59,7 @@ def _peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def run_variant(variant: str, inputs: Path, iters: int, threads: int) -> dict[str, float]:
+def run_variant(variant: str, inputs: Path, iters: int, threads: int, pool: str = "max") -> dict[str, float]:
     """Child process: ``iters`` timed training iterations of one variant; returns timings and peak memory."""
     from snntorch import functional as SF
 
@@ -71,7 +69,7 @@ def run_variant(variant: str, inputs: Path, iters: int, threads: int) -> dict[st
     saved = torch.load(inputs, weights_only=True)
     frames, labels = saved["frames"], saved["labels"]
     engine = "loop" if variant == "reference" else "fast"
-    model = build_model(ModelConfig(engine=engine))
+    model = build_model(ModelConfig(engine=engine, pool=pool))
     model.load_state_dict(saved["state"])
     optimizer = torch.optim.Adam(model.parameters(), lr=2e-2, betas=(0.9, 0.999))
     loss_fn = SF.mse_count_loss(correct_rate=0.8, incorrect_rate=0.2)
@@ -119,13 +117,14 @@ def main() -> None:
     parser.add_argument("--fast-iters", type=int, default=3, help="timed iterations of the fast engine")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--only", choices=["reference", "fast"], help="run one variant only")
+    parser.add_argument("--pool", choices=["max", "avg"], default="max", help="ModelConfig.pool (default: max)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--inputs", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.child:
         iters = args.iters if args.child == "reference" else args.fast_iters
-        print(json.dumps(run_variant(args.child, args.inputs, iters, args.threads)))
+        print(json.dumps(run_variant(args.child, args.inputs, iters, args.threads, args.pool)))
         return
 
     from core.model import build_model
@@ -133,7 +132,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     frames, labels = real_frames(args.data, args.batch)
     nonzero = float((frames != 0).float().mean())
-    print(f"frames {tuple(frames.shape)} from {args.data}, {100 * nonzero:.2f}% nonzero, {args.threads} threads")
+    print(
+        f"frames {tuple(frames.shape)} from {args.data}, {100 * nonzero:.2f}% nonzero, {args.threads} threads, "
+        f"{args.pool} pooling"
+    )
     torch.manual_seed(0)
     state = build_model().state_dict()
     results: dict[str, dict] = {}
@@ -144,15 +146,17 @@ def main() -> None:
         for variant in ("reference", "fast"):
             if args.only and variant != args.only:
                 continue
-            cmd = [sys.executable, __file__, "--child", variant, "--inputs", str(inputs), "--threads", str(args.threads),
-                   "--iters", str(args.iters), "--fast-iters", str(args.fast_iters)]
+            cmd = [sys.executable, __file__, "--child", variant, "--inputs", str(inputs),
+                   "--threads", str(args.threads), "--iters", str(args.iters), "--fast-iters", str(args.fast_iters),
+                   "--pool", args.pool]
             out = subprocess.run(cmd, capture_output=True, text=True, check=False)
             if out.returncode != 0:
                 raise SystemExit(f"{variant} failed:\n{out.stderr}")
             results[variant] = json.loads(out.stdout.strip().splitlines()[-1])
             r = results[variant]
             print(
-                f"{variant:9s}: {r['seconds']:7.2f} s/iteration  (runs {', '.join(f'{s:.2f}' for s in r['all_seconds'])}), "
+                f"{variant:9s}: {r['seconds']:7.2f} s/iteration  "
+                f"(runs {', '.join(f'{s:.2f}' for s in r['all_seconds'])}), "
                 f"peak memory {r['peak_mb'] / 1024:5.2f} GB, loss {r['losses'][0]:.4f}"
                 + (f", engine note: {r['engine_reason']}" if variant == "fast" and r["engine_reason"] else "")
             )

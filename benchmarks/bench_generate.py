@@ -11,19 +11,16 @@ and the speed-up of the second.
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+import numpy as np
 
-import numpy as np  # noqa: E402
-
-from core.events import read_nmnist, write_nmnist  # noqa: E402
-from core.images import load_sklearn_digits  # noqa: E402
-from core.saccade import generate_dataset, read_simulation_info, simulate  # noqa: E402
+from core.data import read_simulation_info
+from core.events import read_nmnist, write_nmnist
+from core.images import load_sklearn_digits
+from core.saccade import generate_dataset, simulate
 
 BUDGET_S = 120.0
 

@@ -7,16 +7,14 @@ outputs are checked equal first. Prints per-file times and the speed ratio.
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 
-from _shared import real_recordings  # also puts the repository on sys.path
+import numpy as np
+import tonic
 
-import numpy as np  # noqa: E402
-import tonic  # noqa: E402
-
-from core.events import read_nmnist  # noqa: E402
+from benchmarks._shared import real_recordings
+from core.events import read_nmnist
 
 ROUNDS = 15
 

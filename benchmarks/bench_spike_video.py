@@ -2,23 +2,22 @@
 
 Both render the same output spike record (a 300-step sample by default) to
 H.264 MP4 through the same ffmpeg binary (imageio-ffmpeg's); prints seconds,
-seconds per frame and the ratio. `--frames-png DIR` also saves one frame of
-each for a side-by-side look.
+seconds per frame and the ratio. Ours lasts at least 3 s: a record shorter than
+that at snntorch's 40 fps is slowed down or its frames held
+(``core.figures.video_timing``), so the frames compared are the distinct ones.
+`--frames-png DIR` also saves one frame of each for a side-by-side look.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
 
 def sample_spikes(steps: int, seed: int = 0) -> torch.Tensor:
@@ -69,26 +68,37 @@ def ours(spk: torch.Tensor, path: str) -> float:
 
 
 def save_frames(spk: torch.Tensor, ref_mp4: str, our_mp4: str, out: Path, frame: int) -> None:
-    """One frame of each video as PNG (decoded back from the MP4s)."""
+    """One frame (time step) of each video as PNG, decoded back from the MP4s (ours may hold each frame)."""
     import imageio_ffmpeg
     import matplotlib
 
     matplotlib.use("Agg")
     from matplotlib.figure import Figure
 
+    from core.figures import video_timing
+
+    hold = video_timing(len(spk))[1]
     out.mkdir(parents=True, exist_ok=True)
-    for name, mp4 in (("snntorch", ref_mp4), ("ours", our_mp4)):
+    for name, mp4, index in (("snntorch", ref_mp4, frame), ("ours", our_mp4, frame * hold)):
         reader = imageio_ffmpeg.read_frames(mp4)
         meta = reader.__next__()
         w, h = meta["size"]
         for i, raw in enumerate(reader):
-            if i == frame:
+            if i == index:
                 img = np.frombuffer(raw, np.uint8).reshape(h, w, 3)
                 fig = Figure(figsize=(w / 100, h / 100), dpi=100)
                 fig.figimage(img)
                 fig.savefig(out / f"spike_count_{name}_frame{frame}.png")
                 break
         reader.close()
+
+
+def describe_video(path: str) -> str:
+    """``N frames, S s`` of an MP4, as ffmpeg reads it back."""
+    import imageio_ffmpeg
+
+    frames, seconds = imageio_ffmpeg.count_frames_and_secs(path)
+    return f"{frames} frames, {seconds:.2f} s"
 
 
 def main() -> None:
@@ -105,12 +115,12 @@ def main() -> None:
         ours(spk[:10], our_mp4)  # warm up fonts and ffmpeg
         t_ours = ours(spk, our_mp4)
         print(f"ours     (core.figures.spike_count_video): {t_ours:7.2f} s  {t_ours / args.steps * 1000:7.1f} ms/frame  "
-              f"{os.path.getsize(our_mp4) / 1e3:.0f} kB")
+              f"{os.path.getsize(our_mp4) / 1e3:.0f} kB, {describe_video(our_mp4)}")
         if args.skip_reference:
             return
         t_ref = reference(spk, ref_mp4)
         print(f"snntorch (spike_count + anim.save):         {t_ref:7.2f} s  {t_ref / args.steps * 1000:7.1f} ms/frame  "
-              f"{os.path.getsize(ref_mp4) / 1e3:.0f} kB")
+              f"{os.path.getsize(ref_mp4) / 1e3:.0f} kB, {describe_video(ref_mp4)}")
         print(f"speed-up: {t_ref / t_ours:.1f}x")
         if args.frames_png is not None:
             save_frames(spk, ref_mp4, our_mp4, args.frames_png, frame=args.steps * 2 // 3)

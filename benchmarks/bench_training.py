@@ -17,16 +17,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from core.runs import RunStore  # noqa: E402
-from core.training import PRESETS, JobRegistry, TrainConfig, estimate_iteration_seconds  # noqa: E402
+from benchmarks._shared import REPO
+from core.runs import RunStore
+from core.training import PRESETS, JobRegistry, TrainConfig, estimate_iteration_seconds
 
 TUTORIAL_LOG = {0: (31.00, 0.1016), 1: (30.58, 0.1328), 49: (8.78, 0.4766), 50: (8.43, 0.5625)}  # iteration: (loss, accuracy)
 

@@ -10,19 +10,16 @@ dropped as the next one is made, as in a data loader.
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
 
-from _shared import real_recordings  # also puts the repository on sys.path
+import numpy as np
+import tonic
 
-import numpy as np  # noqa: E402
-import tonic  # noqa: E402
-
-from core import functional  # noqa: E402
-from core.events import SENSOR_SIZE, read_nmnist  # noqa: E402
-from core.transforms import tutorial_pipeline  # noqa: E402
+from benchmarks._shared import real_recordings
+from core import functional
+from core.events import SENSOR_SIZE, read_nmnist
+from core.transforms import tutorial_pipeline
 
 OUR_ROUNDS = 5  # best of; tonic runs once (it is slow and steady)
 TARGET = 50.0

@@ -13,16 +13,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
-from core.calibration import calibrate  # noqa: E402
-from core.images import load_mnist_idx  # noqa: E402
-from core.saccade import SimulationConfig  # noqa: E402
+from benchmarks._shared import REPO
+from core.calibration import calibrate
+from core.images import load_mnist_idx
+from core.saccade import SimulationConfig
 
 
 def _config(overrides: list[str]) -> SimulationConfig:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core.data import recording_path
 from core.events import SENSOR_SIZE, read_nmnist
 from core.saccade import SimulationConfig, simulate
 
@@ -167,7 +168,7 @@ def compare(simulated: np.ndarray, real: np.ndarray, config: SimulationConfig) -
 
 def reference_file(nmnist_root: str | os.PathLike[str], index: int, label: int) -> Path:
     """The real recording of MNIST test image ``index`` (0-based) with digit ``label``."""
-    return Path(nmnist_root) / "NMNIST" / "Test" / str(int(label)) / f"{index + 1:05d}.bin"
+    return recording_path(nmnist_root, "Test", label, index + 1)
 
 
 def calibrate(

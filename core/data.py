@@ -6,7 +6,7 @@ adds ``ROOT/simulation.json``, written last, so its presence means "complete".
 
 Command line (``python -m core.data --help``)::
 
-    python -m core.data generate [--out DIR] [--source sklearn|mnist-idx|folder]
+    python -m core.data generate [--out DIR] [--source mnist|sklearn|mnist-idx|folder]
     python -m core.data stats ROOT [--json]
     python -m core.data validate ROOT
     python -m core.data download ROOT
@@ -15,12 +15,14 @@ Command line (``python -m core.data --help``)::
 from __future__ import annotations
 
 import argparse
+import errno
 import hashlib
 import json
 import logging
 import os
 import shutil
 import socket
+import stat
 import sys
 import threading
 import time
@@ -34,18 +36,21 @@ from typing import Any
 
 import numpy as np
 
-from core.events import NMNISTFormatError, read_nmnist
+from core.events import NMNISTFormatError, read_nmnist, summarize_nmnist
+from core.files import default_home, read_json, temp_name
 
 log = logging.getLogger(__name__)
 
 SPLITS: tuple[str, str] = ("Train", "Test")
 CLASSES: tuple[int, ...] = tuple(range(10))
+NMNIST_FOLDER = "NMNIST"  # ROOT/NMNIST/{Train,Test}/<digit>/<id>.bin, as N-MNIST's zips unpack
 SIMULATION_MARKER = "simulation.json"  # written last by generation: its presence means "complete"
 SOURCE_KINDS: tuple[str, str] = ("simulated", "nmnist")
-REPO_ROOT = Path(__file__).resolve().parents[1]
+FILE_ID_DIGITS = 5  # N-MNIST names its recordings 00001.bin, 00002.bin, ... within each digit folder
 NMNIST_HOMEPAGE = "https://www.garrickorchard.com/datasets/n-mnist"
 NMNIST_DOWNLOAD_HOST = "https://data.mendeley.com"  # where tonic.datasets.NMNIST downloads from
 CONNECT_TIMEOUT_S = 3.0  # offline detection must answer quickly, never hang
+DEFAULT_SET_MB = 120  # disk space of the default simulated set (5,000 recordings and their folders)
 
 Progress = Callable[[int, int], None]
 
@@ -58,22 +63,46 @@ class DataUnavailableError(RuntimeError):
     """The data cannot be fetched (no network, failed download); says where to put it by hand."""
 
 
+# ---------------------------------------------------------------- the folder layout
+
+
+def split_folder(root: str | os.PathLike[str], split: str) -> Path:
+    """``ROOT/NMNIST/<split>``: the folder of one split's digit folders."""
+    return Path(root) / NMNIST_FOLDER / split
+
+
+def class_folder(root: str | os.PathLike[str], split: str, label: int) -> Path:
+    """``ROOT/NMNIST/<split>/<digit>``: the recordings of one digit."""
+    return split_folder(root, split) / str(int(label))
+
+
+def recording_path(
+    root: str | os.PathLike[str], split: str, label: int, file_id: int, digits: int = FILE_ID_DIGITS
+) -> Path:
+    """``ROOT/NMNIST/<split>/<digit>/<id>.bin``, the id zero-padded to ``digits`` as N-MNIST numbers them.
+
+    N-MNIST numbers each split's recordings in MNIST order from 1: the file with id ``k``
+    is a recording of MNIST image ``k - 1`` of that split.
+    """
+    return class_folder(root, split, label) / f"{int(file_id):0{digits}d}.bin"
+
+
 def layout_hint(root: Path) -> str:
     """Where the recordings of ``root`` must lie, in words."""
     return (
-        f"recordings must lie in {root / 'NMNIST' / 'Train'}/<digit>/*.bin and "
-        f"{root / 'NMNIST' / 'Test'}/<digit>/*.bin (the layout N-MNIST's train.zip and "
-        f"test.zip unpack to inside {root / 'NMNIST'})"
+        f"recordings must lie in {split_folder(root, 'Train')}/<digit>/*.bin and "
+        f"{split_folder(root, 'Test')}/<digit>/*.bin (the layout N-MNIST's train.zip and "
+        f"test.zip unpack to inside {root / NMNIST_FOLDER})"
     )
 
 
+def read_simulation_info(root: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The ``simulation.json`` of a generated set, or None where the set is not (completely) simulated."""
+    info = read_json(Path(root) / SIMULATION_MARKER)
+    return info if isinstance(info, dict) else None
+
+
 # ---------------------------------------------------------------- sources
-
-
-def default_home() -> Path:
-    """Where the app keeps its data: ``$NMNIST_DASHBOARD_HOME`` or ``<repo>/.data``."""
-    value = os.environ.get("NMNIST_DASHBOARD_HOME")
-    return Path(value).expanduser() if value else REPO_ROOT / ".data"
 
 
 @dataclass(frozen=True)
@@ -114,7 +143,7 @@ class DataSource:
     @property
     def key(self) -> str:
         """Stable string for cache keys: kind, resolved root and a fingerprint of the contents."""
-        return f"{self.kind}:{self.root.resolve()}:{fingerprint(self.root)}"
+        return f"{self.kind}:{os.path.realpath(self.root)}:{fingerprint(self.root)}"  # realpath: no error on a link loop
 
     def dataset(self, split: str = "Train", transform: Callable | None = None, skip_bad: bool = False) -> NMNISTFolder:
         """The recordings of one split as a map-style data set."""
@@ -124,6 +153,49 @@ class DataSource:
 def default_source() -> DataSource:
     """The offline default: the simulated set in ``default_home()/simulated``."""
     return DataSource(default_home() / "simulated", "simulated")
+
+
+@dataclass(frozen=True)
+class SourceCheck:
+    """A folder someone typed, checked: the source if usable, else why not (plain text, paths in it)."""
+
+    source: DataSource | None
+    problem: str | None
+
+
+def check_folder(text: str) -> SourceCheck:
+    """Whether ``text`` names a usable N-MNIST folder, and if not, where the files must go.
+
+    Both ROOT and ROOT/NMNIST are accepted (the second is a likely slip: it is the folder
+    the zips unpack into); the source is always ROOT.
+    """
+    text = text.strip()
+    if not text:
+        return SourceCheck(None, "Type the folder that holds NMNIST/Train and NMNIST/Test.")
+    if "\0" in text:
+        return SourceCheck(None, "A folder name cannot contain a NUL character.")
+    root = Path(text).expanduser()
+    try:
+        if not root.is_dir():
+            return SourceCheck(None, f"{root} is not a folder. The {layout_hint(root)}.")
+        root = _nmnist_root(root)
+        source = DataSource.detect(root)
+        if not source.is_complete:
+            return SourceCheck(None, f"No N-MNIST recordings found in {root}. The {layout_hint(root)}.")
+    except (OSError, ValueError, RuntimeError) as exc:  # a name too long, a link loop (RuntimeError in resolve)
+        return SourceCheck(None, f"{root} cannot be used: {exc}")
+    return SourceCheck(source, None)
+
+
+def _nmnist_root(folder: Path) -> Path:
+    """ROOT for ``folder``: the folder itself, or its parent where ``folder`` is ROOT/NMNIST (holding Train, Test)."""
+    if (
+        folder.name == NMNIST_FOLDER
+        and not (folder / NMNIST_FOLDER).is_dir()
+        and any((folder / split).is_dir() for split in SPLITS)
+    ):
+        return folder.parent
+    return folder
 
 
 _FINGERPRINTS: dict[tuple, str] = {}
@@ -140,24 +212,53 @@ def fingerprint(root: str | os.PathLike[str]) -> str:
     root = Path(root)
     marker = root / SIMULATION_MARKER
     if marker.is_file():
-        return "sim-" + hashlib.sha256(marker.read_bytes()).hexdigest()[:16]
-    dirs = [root / "NMNIST" / s / str(d) for s in SPLITS for d in CLASSES]
-    stamp = tuple(d.stat().st_mtime_ns if d.is_dir() else -1 for d in dirs)
-    memo = (str(root.resolve()), stamp)
+        try:
+            return "sim-" + hashlib.sha256(marker.read_bytes()).hexdigest()[:16]
+        except OSError:
+            pass  # vanished or unreadable between the two calls: name the folder by its files instead
+    dirs = [class_folder(root, s, d) for s in SPLITS for d in CLASSES]
+    stamp = tuple(_mtime_ns(d) for d in dirs)
+    memo = (os.path.realpath(root), stamp)
     if memo not in _FINGERPRINTS:
         h = hashlib.sha256()
         count = total = 0
         for d in dirs:
-            if not d.is_dir():
-                continue
-            with os.scandir(d) as it:
-                entries = sorted((e.name, e.stat().st_size) for e in it if _is_recording(e.name))
-            for name, size in entries:
+            for name, size in _recording_sizes(d):
                 h.update(f"{d.parent.name}/{d.name}/{name}:{size}\n".encode())
                 count += 1
-                total += size
+                total += max(0, size)
         _FINGERPRINTS[memo] = f"{count}f-{total}b-{h.hexdigest()[:12]}"
     return _FINGERPRINTS[memo]
+
+
+def _mtime_ns(folder: Path) -> int:
+    """The folder's modification time, -1 where it is missing or not a usable folder (a dangling link, a loop)."""
+    try:
+        info = folder.stat()
+    except OSError:
+        return -1
+    return info.st_mtime_ns if stat.S_ISDIR(info.st_mode) else -1
+
+
+def _recording_sizes(folder: Path) -> list[tuple[str, int]]:
+    """``(name, size)`` of the recordings in one digit folder, sorted; -1 for an entry whose size cannot be read.
+
+    A dangling symbolic link or a link loop is a bad file, not an error: it is listed (so the
+    fingerprint changes when it is fixed) and the reading code reports it with its reason.
+    """
+    entries = []
+    try:
+        with os.scandir(folder) as it:
+            for entry in it:
+                if _is_recording(entry.name):
+                    try:
+                        size = entry.stat().st_size
+                    except OSError:
+                        size = -1
+                    entries.append((entry.name, size))
+    except OSError:  # missing, not a folder, a loop, no permission
+        return []
+    return sorted(entries)
 
 
 # ---------------------------------------------------------------- folder data set
@@ -168,27 +269,36 @@ def _is_recording(name: str) -> bool:
 
 
 def scan_split(root: Path, split: str) -> list[tuple[Path, int]]:
-    """``(file, label)`` of one split, sorted by digit then file name (tonic's order)."""
+    """``(file, label)`` of one split, sorted by digit then file name (tonic's order).
+
+    Every entry named like a recording is listed, a dangling link or a link loop too: reading
+    it then says what is wrong (bad files are listed with their reason, never silently lost).
+    """
     found: list[tuple[Path, int]] = []
-    split_dir = root / "NMNIST" / split
     for digit in CLASSES:
-        d = split_dir / str(digit)
-        if not d.is_dir():
-            continue
-        with os.scandir(d) as it:
-            names = sorted(e.name for e in it if _is_recording(e.name))
-        found.extend((d / name, digit) for name in names)
+        d = class_folder(root, split, digit)
+        found.extend((d / name, digit) for name in _recording_names(d))
     return found
+
+
+def _recording_names(folder: Path) -> list[str]:
+    """Sorted names of the recordings in one digit folder; none where it is missing or unusable."""
+    try:
+        with os.scandir(folder) as it:
+            return sorted(e.name for e in it if _is_recording(e.name))
+    except OSError:  # missing, not a folder, a link loop, no permission
+        return []
 
 
 def _has_recordings(root: Path, split: str) -> bool:
     """Whether a split holds at least one recording (stops at the first)."""
     for digit in CLASSES:
-        d = root / "NMNIST" / split / str(digit)
-        if d.is_dir():
-            with os.scandir(d) as it:
+        try:
+            with os.scandir(class_folder(root, split, digit)) as it:
                 if any(_is_recording(e.name) for e in it):
                     return True
+        except OSError:
+            continue
     return False
 
 
@@ -220,7 +330,7 @@ class NMNISTFolder:
         self.transform = transform
         self.skip_bad = skip_bad
         self.bad_files: dict[str, str] = {}
-        split_dir = self.root / "NMNIST" / split
+        split_dir = split_folder(self.root, split)
         if not split_dir.is_dir():
             raise DatasetNotFoundError(f"{self.root}: no folder {split_dir}; {layout_hint(self.root)}")
         found = scan_split(self.root, split)
@@ -301,16 +411,14 @@ def split_stats(dataset: NMNISTFolder, progress: Progress | None = None) -> dict
     ok = np.zeros(n, dtype=bool)
     for i, path in enumerate(dataset.files):
         try:
-            ev = read_nmnist(path)
+            summary = summarize_nmnist(path)
         except NMNISTFormatError as exc:
             dataset.bad_files[str(path)] = exc.problem
         else:
             ok[i] = True
-            counts[i] = len(ev)
-            if len(ev):
-                t = ev["t"]
-                spans[i] = t.max() - t.min()
-                ons[i] = np.count_nonzero(ev["p"])
+            counts[i] = summary.events
+            spans[i] = summary.span_us
+            ons[i] = summary.on_events
         if progress is not None and (i + 1 == n or (i + 1) % 256 == 0):
             progress(i + 1, n)
     total = int(counts[ok].sum())
@@ -361,16 +469,38 @@ def dataset_stats(root: str | os.PathLike[str], progress: Progress | None = None
 
 
 def validate(root: str | os.PathLike[str]) -> list[tuple[str, str]]:
-    """``(path, problem)`` for every recording under ``root`` that cannot be read."""
+    """``(path, problem)`` for every recording under ``root`` that cannot be read, and every unusable digit folder.
+
+    Dangling symbolic links, link loops and files over the event-file budget
+    (:func:`core.limits.limits`) are bad files like any other; an oversized file is
+    refused from its size, without reading it.
+    """
     root = Path(root).expanduser()
     problems: list[tuple[str, str]] = []
     for split in _present_splits(root):
+        for digit in CLASSES:
+            folder = class_folder(root, split, digit)
+            if os.path.lexists(folder) and _mtime_ns(folder) == -1:
+                problems.append((str(folder), _folder_problem(folder)))
         for path, _ in scan_split(root, split):
             try:
-                read_nmnist(path)
+                summarize_nmnist(path)  # read_nmnist's checks and errors, without building the events
             except NMNISTFormatError as exc:
                 problems.append((str(path), exc.problem))
     return problems
+
+
+def _folder_problem(folder: Path) -> str:
+    """Why a digit folder that exists as a name cannot be listed."""
+    try:
+        folder.stat()
+    except FileNotFoundError:
+        return "digit folder is a dangling symbolic link"
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "digit folder is a symbolic link loop"
+        return f"digit folder cannot be read ({exc.strerror or exc})"
+    return "not a folder"
 
 
 # ---------------------------------------------------------------- download
@@ -387,7 +517,7 @@ def manual_download_hint(root: Path) -> str:
     return (
         f"Download train.zip and test.zip from {NMNIST_HOMEPAGE} (files on {NMNIST_DOWNLOAD_HOST}) "
         f"on a machine with internet "
-        f"and unpack them into {root / 'NMNIST'}: {layout_hint(root)}. Then choose that "
+        f"and unpack them into {root / NMNIST_FOLDER}: {layout_hint(root)}. Then choose that "
         f"folder as a real N-MNIST source, or check it with `python -m core.data validate {root}`."
     )
 
@@ -451,7 +581,7 @@ def download_nmnist(
     if reason is not None:
         raise DataUnavailableError(f"cannot download N-MNIST: {reason}. {manual_download_hint(root)}")
     nmnist = _tonic_nmnist()
-    target = root / "NMNIST"
+    target = root / NMNIST_FOLDER
     target.mkdir(parents=True, exist_ok=True)
     from tonic.download_utils import check_integrity
 
@@ -492,7 +622,7 @@ def _replaceable(out: Path) -> bool:
     if not out.is_dir():
         return False
     names = {p.name for p in out.iterdir() if not p.name.startswith(".")}  # hidden: generation temps
-    return names <= {"NMNIST", SIMULATION_MARKER}
+    return names <= {NMNIST_FOLDER, SIMULATION_MARKER}
 
 
 def generate_simulated(
@@ -518,8 +648,7 @@ def generate_simulated(
     if not _replaceable(out):
         raise FileExistsError(f"{out} exists and is not a simulated data set; choose an empty or new folder")
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp-{os.getpid()}-{threading.get_ident()}")
-    shutil.rmtree(tmp, ignore_errors=True)
+    tmp = temp_name(out)  # a hidden sibling: the same file system, so the renames below are atomic
     try:
         generate_dataset(
             tmp, images, labels, config=config, seed=seed, test_fraction=test_fraction, workers=workers, progress=progress,
@@ -527,7 +656,7 @@ def generate_simulated(
         )
         if not (tmp / SIMULATION_MARKER).is_file():
             raise RuntimeError(f"generation into {tmp} finished without writing {SIMULATION_MARKER}")
-        old = out.with_name(f".{out.name}.old-{os.getpid()}-{threading.get_ident()}")
+        old = temp_name(out)
         if out.exists():
             os.replace(out, old)
         os.replace(tmp, out)
@@ -538,21 +667,41 @@ def generate_simulated(
 
 
 def ensure_default_dataset(progress: Progress | None = None, workers: int | None = None) -> DataSource:
-    """The default simulated set, generated from scikit-learn's digits if it is missing or incomplete.
+    """The default simulated set, generated if it is missing or incomplete.
 
-    ``workers`` defaults to the CPU count, at most 2.
+    It is simulated from the MNIST test images that ship with the project (5,000 of them,
+    ``core.images.DEFAULT_MNIST_RANGE``: about 17 s on 2 cores), real handwriting at
+    MNIST's resolution, so a network trained on it also reads real N-MNIST. ``workers``
+    defaults to the CPU count, at most 2.
     """
     source = default_source()
     with _GENERATE_LOCK:
         if source.is_complete:
             return source
-        from core.images import load_sklearn_digits
+        from core.images import default_digits_source, load_default_digits
 
-        images, labels = load_sklearn_digits()
+        images, labels = load_default_digits()
         workers = workers or max(1, min(2, os.cpu_count() or 1))
         return generate_simulated(
-            source.root, images, labels, workers=workers, progress=progress, source="sklearn-digits"
+            source.root, images, labels, workers=workers, progress=progress, source=default_digits_source()
         )
+
+
+def generation_problem(exc: BaseException, root: Path) -> str:
+    """Why generating a data set into ``root`` failed, in words a person can act on (plain text, a path in it)."""
+    if isinstance(exc, OSError):
+        reason = exc.strerror or str(exc)
+        if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            return (
+                f"The data home {root.parent} cannot be written ({reason}). Set NMNIST_DASHBOARD_HOME to a "
+                f"writable folder and restart the app, or use a real N-MNIST folder instead."
+            )
+        if exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+            return (
+                f"The disk holding {root.parent} is full ({reason}). The default set needs about "
+                f"{DEFAULT_SET_MB} MB: free some space, then try again."
+            )
+    return f"Generating the default data set into {root} failed: {type(exc).__name__}: {exc}"
 
 
 # ---------------------------------------------------------------- command line
@@ -580,6 +729,8 @@ class _StderrProgress:
 def _load_images(args: argparse.Namespace, parser: argparse.ArgumentParser) -> tuple[np.ndarray, np.ndarray]:
     import core.images as images
 
+    if args.source == "mnist":
+        return images.load_default_digits()
     if args.source == "sklearn":
         return images.load_sklearn_digits()
     if args.source == "mnist-idx":
@@ -592,6 +743,10 @@ def _load_images(args: argparse.Namespace, parser: argparse.ArgumentParser) -> t
 
 
 def _describe_source(args: argparse.Namespace) -> str:
+    if args.source == "mnist":
+        from core.images import default_digits_source
+
+        return default_digits_source()
     if args.source == "sklearn":
         return "sklearn-digits"
     if args.source == "mnist-idx":
@@ -626,7 +781,9 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--out", type=Path, default=None,
                      help="output folder (default: the app's default set, $NMNIST_DASHBOARD_HOME/simulated "
                      "or <repo>/.data/simulated)")
-    gen.add_argument("--source", choices=("sklearn", "mnist-idx", "folder"), default="sklearn")
+    gen.add_argument("--source", choices=("mnist", "sklearn", "mnist-idx", "folder"), default="mnist",
+                     help="mnist: the bundled MNIST test images 5000..9999 (the default set); sklearn: scikit-learn's "
+                     "1797 8 x 8 digits, upscaled; mnist-idx: IDX files; folder: <digit>/<image> files")
     gen.add_argument("--images", type=Path, help="IDX3 images file (mnist-idx) or image folder (folder)")
     gen.add_argument("--labels", type=Path, help="IDX1 labels file (mnist-idx)")
     gen.add_argument("--seed", type=int, default=0, help="random seed: the same seed gives the same files")

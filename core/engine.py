@@ -4,27 +4,34 @@ The tutorial calls ``net(data[step])`` for every time step, and autograd keeps
 every intermediate of every step (8 GB for a batch of 128). Here the whole
 network runs as one ``torch.autograd.Function`` whose forward and
 hand-written backward are numba loops over (sample, time step), split over
-threads by sample:
+threads by sample. A short driver per direction calls one kernel per layer:
 
 - the first convolution is event-driven: input frames are > 99% zeros, so
   each nonzero pixel scatters its 5 x 5 kernel, and only pool cells that an
-  event reaches are pooled (the rest equal the bias); the weight gradient is
-  gathered at the same events and pooled argmax positions. No gradient flows
-  to the frames.
+  event reaches are pooled (the rest equal the pooled bias); the weight
+  gradient is gathered at the same events. No gradient flows to the frames.
+- 2 x 2 pooling is max pooling (torch's rule: the first maximum wins; the
+  argmax is kept for backward) or average pooling (summed in torch's order,
+  then divided by 4), written once in :func:`_pool_cell`.
 - the second convolution sees binary spikes: each spike adds one kernel
   column (forward); its weight gradient is gathered at the spikes, and its
-  input gradient touches only the pooled argmax positions (25 of 121).
+  input gradient touches only the pooled positions that receive gradient.
 - the linear layer adds the weight rows of the spiking neurons.
 - each ``snn.Leaky`` layer is a scan over time with snnTorch's exact
-  semantics: the reset comes from the previous membrane (detached), spikes
-  from the surrogate's Heaviside forward (mem - threshold > 0), its derivative
-  in backward, beta clamped to [0, 1]. The output layer is a separate
-  :class:`LIFScan` so its membrane record can carry a gradient too.
+  semantics (:func:`_lif_step`, :func:`_lif_back_step`): the reset comes from
+  the previous membrane (detached), spikes from the surrogate's Heaviside
+  forward (mem - threshold > 0), its derivative in backward, beta clamped to
+  [0, 1]. The output layer is a separate :class:`LIFScan` so its membrane
+  record can carry a gradient too.
 
 Memory: only the membranes of the two hidden layers (float) and the pooled
 argmax (uint8) are kept for backward; spikes are recomputed from the
 membranes. Large buffers are reused across iterations (a small pool),
 because faulting in fresh pages costs about a second per GB on a small VM.
+
+This module also owns the neuron vocabulary (:data:`SURROGATES`,
+:data:`RESET_MECHANISMS`, :class:`NeuronSpec`): :mod:`core.model` builds its
+``snn.Leaky`` layers from the same table, so the dependency goes one way.
 """
 
 from __future__ import annotations
@@ -33,9 +40,10 @@ import math
 import os
 import threading
 import weakref
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, NamedTuple
 
 import numba
 import numpy as np
@@ -43,29 +51,49 @@ import snntorch as snn
 import torch
 from torch import nn
 
-# Surrogate codes shared with the numba kernels.
-_SURROGATE_CODES: dict[str, int] = {
-    "atan": 0,
-    "fast_sigmoid": 1,
-    "sigmoid": 2,
-    "spike_rate_escape": 3,
-    "SFS": 4,
-    "triangular": 5,
-    "straight_through_estimator": 6,
-    "heaviside": 7,
+# ----------------------------------------------------------------------------- neuron settings
+
+# snnTorch surrogate name -> (its shape parameter's keyword, snnTorch's default value).
+# The stochastic SSO, the broken LSO and custom surrogates are left out on purpose.
+SURROGATES: dict[str, tuple[str | None, float | None]] = {
+    "atan": ("alpha", 2.0),
+    "fast_sigmoid": ("slope", 25.0),
+    "sigmoid": ("slope", 25.0),
+    "spike_rate_escape": ("slope", 25.0),
+    "SFS": ("slope", 25.0),
+    "triangular": ("threshold", 1.0),
+    "straight_through_estimator": (None, None),
+    "heaviside": (None, None),
 }
-_RESET_CODES: dict[str, int] = {"subtract": 0, "zero": 1, "none": 2}
+RESET_MECHANISMS: tuple[str, ...] = ("subtract", "zero", "none")
+POOLING: dict[str, type[nn.Module]] = {"max": nn.MaxPool2d, "avg": nn.AvgPool2d}  # 2 x 2 pooling of conv currents
 _SPIKE_RATE_ESCAPE_BETA = 1.0  # snnTorch's default; not exposed by ModelConfig
 _SFS_B = 1.0  # snnTorch's default; not exposed by ModelConfig
+
+# The kernels' codes: a setting's position in the tables above.
+_ATAN, _FAST_SIGMOID, _SIGMOID, _SPIKE_RATE_ESCAPE, _SFS, _TRIANGULAR, _STRAIGHT_THROUGH, _HEAVISIDE = (
+    list(SURROGATES).index(name)
+    for name in (
+        "atan", "fast_sigmoid", "sigmoid", "spike_rate_escape", "SFS", "triangular", "straight_through_estimator",
+        "heaviside",
+    )
+)
+_SUBTRACT, _ZERO = RESET_MECHANISMS.index("subtract"), RESET_MECHANISMS.index("zero")
 
 
 @dataclass(frozen=True)
 class NeuronSpec:
     """What a LIF layer needs besides tensors: reset mechanism and surrogate with its shape parameter."""
 
-    reset_mechanism: str = "subtract"
-    surrogate: str = "atan"
-    slope: float | None = 2.0
+    reset_mechanism: str = "subtract"  # any of RESET_MECHANISMS
+    surrogate: str = "atan"  # any key of SURROGATES
+    slope: float | None = 2.0  # the surrogate's shape parameter as used (None where it has none)
+
+    def __post_init__(self) -> None:
+        if self.surrogate not in SURROGATES:
+            raise ValueError(f"unknown surrogate {self.surrogate!r}; choose one of {sorted(SURROGATES)}")
+        if self.reset_mechanism not in RESET_MECHANISMS:
+            raise ValueError(f"reset_mechanism must be one of {RESET_MECHANISMS}, got {self.reset_mechanism!r}")
 
     def surrogate_params(self) -> tuple[float, float]:
         """Two constants, precomputed in double as snnTorch's Python code does."""
@@ -143,168 +171,198 @@ class BufferPool:
 BUFFERS = BufferPool()
 
 
-# ----------------------------------------------------------------------------- numba kernels
+# ----------------------------------------------------------------------------- what the kernels read
+
+
+class _Lif(NamedTuple):
+    """One LIF layer's constants in the data's dtype, its codes, and which parameter gradients backward sums."""
+
+    beta: Any  # clamped to [0, 1], as snnTorch clamps it in forward
+    threshold: Any
+    zero: Any
+    one: Any
+    p0: Any  # the surrogate's two constants (NeuronSpec.surrogate_params)
+    p1: Any
+    reset: int  # position in RESET_MECHANISMS
+    surrogate: int  # position in SURROGATES
+    want_beta: bool
+    want_threshold: bool
+
+
+class _Pool(NamedTuple):
+    """2 x 2 pooling: max (argmax kept for backward) or average; quarter and zero in the data's dtype."""
+
+    average: bool
+    quarter: Any
+    zero: Any
+
+
+class _Layer(NamedTuple):
+    """A convolution's or the linear layer's weight (in the kernel's layout) and bias."""
+
+    weight: np.ndarray
+    bias: np.ndarray
+
+
+class _Shape(NamedTuple):
+    """Sizes of the network for one frame size: kernel, channels, pooled maps (P1 x P1 x C1, C2 x P2 x P2), classes."""
+
+    k: int
+    cin: int
+    height: int
+    width: int
+    c1: int
+    ph1: int
+    pw1: int
+    c2: int
+    ph2: int
+    pw2: int
+    n_out: int
+
+
+class _Net(NamedTuple):
+    """Forward's parameters: conv weights (Cin, K, K, C) with channels last, linear weight (C2 * P2 * P2, classes)."""
+
+    conv1: _Layer
+    lif1: _Lif
+    conv2: _Layer
+    lif2: _Lif
+    fc: _Layer
+    pool: _Pool
+
+
+class _NetBack(NamedTuple):
+    """Backward's parameters: conv2 weight (C2, K * K * C1) in [ky][kx][ci] order, linear weight (classes, n2)."""
+
+    conv2_weight: np.ndarray
+    fc_weight: np.ndarray
+    lif1: _Lif
+    lif2: _Lif
+    pool: _Pool
+
+
+class _Record(NamedTuple):
+    """What forward keeps for backward, each (T, B, n): membranes and pooled argmax of the two hidden layers.
+
+    Layer 1 is cell-major with channels last (P1 * P1 * C1); layer 2 channels first (C2 * P2 * P2), as nn.Flatten
+    orders it.
+    """
+
+    mem1: np.ndarray
+    arg1: np.ndarray
+    mem2: np.ndarray
+    arg2: np.ndarray
+
+
+class _Grads(NamedTuple):
+    """Float64 gradient sums of one thread: weights in the kernels' layouts, and (d beta, d threshold) per LIF layer."""
+
+    conv1_weight: np.ndarray  # (Cin, K, K, C1)
+    conv1_bias: np.ndarray
+    conv2_weight: np.ndarray  # (C1, K, K, C2)
+    conv2_bias: np.ndarray
+    fc_weight: np.ndarray  # (C2 * P2 * P2, classes)
+    lif1: np.ndarray
+    lif2: np.ndarray
+
+
+# ----------------------------------------------------------------------------- numba kernels: the LIF layer
 
 _jit = numba.njit(cache=True, nogil=True, error_model="numpy")  # numpy: IEEE division, no zero checks
 
 
 @_jit
-def _lif_forward(cur, mem, spk, params, reset_code, m0, m1):  # pragma: no cover - compiled
-    """cur, mem, spk (T, M); params = (clamped beta, threshold, 0) in the data's dtype; neurons m0..m1."""
-    beta, thr, zero = params[0], params[1], params[2]
-    prev = np.zeros(m1 - m0, dtype=mem.dtype)
-    for t in range(cur.shape[0]):
-        c = cur[t, m0:m1]
-        mt = mem[t, m0:m1]
-        st = spk[t, m0:m1]
-        if t > 0:
-            prev = mem[t - 1, m0:m1]
-        if reset_code == 0:  # subtract: beta * mem + input - reset * threshold
-            for i in range(mt.size):
-                base = beta * prev[i] + c[i]
-                mt[i] = base - thr if prev[i] - thr > zero else base
-        elif reset_code == 1:  # zero: beta * ((1 - reset) * mem) + input
-            for i in range(mt.size):
-                mt[i] = beta * (zero if prev[i] - thr > zero else prev[i]) + c[i]
-        else:
-            for i in range(mt.size):
-                mt[i] = beta * prev[i] + c[i]
-        for i in range(mt.size):
-            st[i] = 1 if mt[i] - thr > zero else 0
+def _lif_step(prev, cur, mem, lif):  # pragma: no cover - compiled
+    """One snn.Leaky step for a row of neurons: the new membrane from the previous one and the input current."""
+    beta, thr, zero = lif.beta, lif.threshold, lif.zero
+    if lif.reset == _SUBTRACT:  # beta * mem + input - reset * threshold
+        for i in range(mem.size):
+            base = beta * prev[i] + cur[i]
+            mem[i] = base - thr if prev[i] - thr > zero else base
+    elif lif.reset == _ZERO:  # beta * ((1 - reset) * mem) + input
+        for i in range(mem.size):
+            mem[i] = beta * (zero if prev[i] - thr > zero else prev[i]) + cur[i]
+    else:
+        for i in range(mem.size):
+            mem[i] = beta * prev[i] + cur[i]
 
 
 @_jit
-def _surrogate_row(mt, g, thr, out, code, p0, p1, one, zero):  # pragma: no cover - compiled
+def _surrogate_row(mem, g, out, lif):  # pragma: no cover - compiled
     """out = g * dS/dx at x = mem - threshold, as snnTorch's surrogate backward computes it."""
-    n = mt.size
-    if code == 0:  # atan: alpha / 2 / (1 + (pi / 2 * alpha * x) ** 2) * g
+    thr, p0, p1, one, zero = lif.threshold, lif.p0, lif.p1, lif.one, lif.zero
+    code = lif.surrogate
+    n = mem.size
+    if code == _ATAN:  # alpha / 2 / (1 + (pi / 2 * alpha * x) ** 2) * g
         for i in range(n):
-            u = p1 * (mt[i] - thr)
+            u = p1 * (mem[i] - thr)
             out[i] = p0 / (one + u * u) * g[i]
-    elif code == 1:  # fast_sigmoid: g / (slope * |x| + 1) ** 2
+    elif code == _FAST_SIGMOID:  # g / (slope * |x| + 1) ** 2
         for i in range(n):
-            d = p0 * abs(mt[i] - thr) + one
+            d = p0 * abs(mem[i] - thr) + one
             out[i] = g[i] / (d * d)
-    elif code == 2:  # sigmoid: g * slope * exp(-slope * x) / (exp(-slope * x) + 1) ** 2
+    elif code == _SIGMOID:  # g * slope * exp(-slope * x) / (exp(-slope * x) + 1) ** 2
         for i in range(n):
-            e = math.exp(-p0 * (mt[i] - thr))
+            e = math.exp(-p0 * (mem[i] - thr))
             d = e + one
             out[i] = g[i] * p0 * e / (d * d)
-    elif code == 3:  # spike_rate_escape: g * slope * exp(-beta * |x - 1|)
+    elif code == _SPIKE_RATE_ESCAPE:  # g * slope * exp(-beta * |x - 1|)
         for i in range(n):
-            out[i] = g[i] * p0 * math.exp(p1 * abs(mt[i] - thr - one))
-    elif code == 4:  # SFS: g / (slope * |x| + 1) ** 2 * (x > B)
+            out[i] = g[i] * p0 * math.exp(p1 * abs(mem[i] - thr - one))
+    elif code == _SFS:  # g / (slope * |x| + 1) ** 2 * (x > B)
         for i in range(n):
-            x = mt[i] - thr
+            x = mem[i] - thr
             d = p0 * abs(x) + one
             out[i] = g[i] / (d * d) * (one if x > p1 else zero)
-    elif code == 5:  # triangular: g * threshold, negated where x >= 0
+    elif code == _TRIANGULAR:  # g * threshold, negated where x >= 0
         for i in range(n):
             r = g[i] * p0
-            out[i] = -r if mt[i] - thr >= zero else r
-    elif code == 6:  # straight-through estimator
+            out[i] = -r if mem[i] - thr >= zero else r
+    elif code == _STRAIGHT_THROUGH:
         for i in range(n):
             out[i] = g[i]
     else:  # heaviside: g * (x > 0)
         for i in range(n):
-            out[i] = g[i] * (one if mt[i] - thr > zero else zero)
+            out[i] = g[i] * (one if mem[i] - thr > zero else zero)
 
 
 @_jit
-def _lif_backward(mem, g_spk, g_mem, dcur, params, reset_code, code, flags, m0, m1):  # pragma: no cover
-    """Reverse scan over neurons m0..m1: dcur (T, M) and the float64 sums for d beta and d threshold.
+def _lif_back_step(mem, prev, g_spk, carry, d, s, lif, sums):  # pragma: no cover - compiled
+    """Reverse of one snn.Leaky step for a row of neurons.
 
-    flags = (has spike gradient, has membrane gradient, want d beta, want d threshold).
+    On entry ``carry`` is dL/d(this membrane) from later steps, ``g_spk`` dL/d(this step's spikes) (empty: none).
+    On return ``d`` is dL/d(input current), ``carry`` dL/d(previous membrane), and ``sums`` (float64) has
+    d beta and d threshold added where ``lif`` asks for them; ``s`` is scratch.
     """
-    beta, thr, zero, one, p0, p1 = params[0], params[1], params[2], params[3], params[4], params[5]
-    has_spk, has_mem, want_beta, want_thr = flags[0], flags[1], flags[2], flags[3]
-    size = m1 - m0
-    carry = np.zeros(size, dtype=mem.dtype)
-    s = np.zeros(size, dtype=mem.dtype)
-    prev = np.zeros(size, dtype=mem.dtype)
-    acc_beta = np.zeros(size)
-    acc_thr = np.zeros(size)
-    for t in range(mem.shape[0] - 1, -1, -1):
-        mt = mem[t, m0:m1]
-        dt = dcur[t, m0:m1]
-        if t > 0:
-            prev = mem[t - 1, m0:m1]
-        else:
-            prev = np.zeros(size, dtype=mem.dtype)
-        if has_spk:
-            _surrogate_row(mt, g_spk[t, m0:m1], thr, s, code, p0, p1, one, zero)
-            if want_thr:
-                for i in range(size):
-                    acc_thr[i] -= s[i]
-        if has_mem:
-            gm = g_mem[t, m0:m1]
-            for i in range(size):
-                dt[i] = carry[i] + gm[i] + s[i]
-        else:
-            for i in range(size):
-                dt[i] = carry[i] + s[i]
-        if reset_code == 1:  # zero: mem = beta * (1 - reset) * prev + input
-            for i in range(size):
-                keep = not (prev[i] - thr > zero)
-                carry[i] = beta * dt[i] if keep else zero
-                if want_beta and keep:
-                    acc_beta[i] += dt[i] * prev[i]
-        else:  # subtract (or none): mem = beta * prev + input - reset * threshold
-            for i in range(size):
-                carry[i] = beta * dt[i]
-            if want_beta:
-                for i in range(size):
-                    acc_beta[i] += dt[i] * prev[i]
-            if want_thr and reset_code == 0:
-                for i in range(size):
-                    acc_thr[i] -= dt[i] if prev[i] - thr > zero else zero
-    return acc_beta.sum(), acc_thr.sum()
-
-
-@_jit
-def _lif_step(prev, cur, out, beta, thr, zero, reset_code):  # pragma: no cover - compiled
-    """One snn.Leaky step for a row of neurons: out = new membrane from prev and input current."""
-    if reset_code == 0:  # subtract: beta * mem + input - reset * threshold
-        for i in range(out.size):
-            base = beta * prev[i] + cur[i]
-            out[i] = base - thr if prev[i] - thr > zero else base
-    elif reset_code == 1:  # zero: beta * ((1 - reset) * mem) + input
-        for i in range(out.size):
-            out[i] = beta * (zero if prev[i] - thr > zero else prev[i]) + cur[i]
+    beta, thr, zero = lif.beta, lif.threshold, lif.zero
+    if g_spk.size:
+        _surrogate_row(mem, g_spk, s, lif)
     else:
-        for i in range(out.size):
-            out[i] = beta * prev[i] + cur[i]
-
-
-@_jit
-def _lif_back_step(mt, prev, g, s, carry, d, params, code, reset_code, want_beta, want_thr, sums):  # pragma: no cover
-    """Reverse of one snn.Leaky step: d = dL/d(input current), carry = dL/d(prev membrane); sums += (d beta, d thr)."""
-    beta, thr, zero, one, p0, p1 = params[0], params[1], params[2], params[3], params[4], params[5]
-    _surrogate_row(mt, g, thr, s, code, p0, p1, one, zero)
+        s[:] = zero
     for i in range(d.size):
         d[i] = carry[i] + s[i]
-    if want_thr:
+    if lif.want_threshold:
         total = 0.0
         for i in range(d.size):
             total += s[i]
         sums[1] -= total
-    if reset_code == 1:
+    if lif.reset == _ZERO:  # mem = beta * (1 - reset) * prev + input
         for i in range(d.size):
             carry[i] = zero if prev[i] - thr > zero else beta * d[i]
-        if want_beta:
+        if lif.want_beta:
             total = 0.0
             for i in range(d.size):
                 total += zero if prev[i] - thr > zero else d[i] * prev[i]
             sums[0] += total
-    else:
+    else:  # subtract (or none): mem = beta * prev + input - reset * threshold
         for i in range(d.size):
             carry[i] = beta * d[i]
-        if want_beta:
+        if lif.want_beta:
             total = 0.0
             for i in range(d.size):
                 total += d[i] * prev[i]
             sums[0] += total
-        if want_thr and reset_code == 0:
+        if lif.want_threshold and lif.reset == _SUBTRACT:
             total = 0.0
             for i in range(d.size):
                 total += d[i] if prev[i] - thr > zero else zero
@@ -312,291 +370,390 @@ def _lif_back_step(mt, prev, g, s, carry, d, params, code, reset_code, want_beta
 
 
 @_jit
-def _net_forward(frames, w1, b1, w2, b2, w3t, b3, p1, p2, reset_code, mem1, arg1, mem2, arg2, cur3, b_lo, b_hi):  # pragma: no cover
-    """Samples b_lo..b_hi over all time steps: conv1+pool -> LIF1 -> conv2+pool -> LIF2 -> linear.
+def _lif_scan(cur, mem, spk, lif, m0, m1):  # pragma: no cover - compiled
+    """snn.Leaky over all time steps for neurons m0..m1 of cur, mem, spk (T, M)."""
+    prev = np.zeros(m1 - m0, dtype=mem.dtype)
+    for t in range(cur.shape[0]):
+        if t > 0:
+            prev = mem[t - 1, m0:m1]
+        mt = mem[t, m0:m1]
+        _lif_step(prev, cur[t, m0:m1], mt, lif)
+        st = spk[t, m0:m1]
+        for i in range(mt.size):
+            st[i] = 1 if mt[i] - lif.threshold > lif.zero else 0
 
-    frames (T, B, Cin, H, W); w1 (Cin, K, K, C1); w2 (C1, K, K, C2); w3t (C2*P2*P2, classes).
-    Writes mem1, arg1 (T, B, P1*P1*C1; cell-major, channels last), mem2, arg2
-    (T, B, C2*P2*P2; channels first, as nn.Flatten orders them) and cur3.
+
+@_jit
+def _lif_scan_back(mem, g_spk, g_mem, dcur, lif, m0, m1):  # pragma: no cover - compiled
+    """Reverse scan for neurons m0..m1: dcur (T, M), and the float64 sums (d beta, d threshold).
+
+    g_spk, g_mem: (T, M), or (T, 0) where no gradient arrives there.
     """
-    n_steps, cin, height, width = frames.shape[0], frames.shape[2], frames.shape[3], frames.shape[4]
-    k, c1, c2 = w1.shape[1], w1.shape[3], w2.shape[3]
-    ph1, pw1 = (height - k + 1) // 2, (width - k + 1) // 2
-    oh1, ow1 = 2 * ph1, 2 * pw1
-    ph2, pw2 = (ph1 - k + 1) // 2, (pw1 - k + 1) // 2
-    oh2, ow2 = 2 * ph2, 2 * pw2
-    cells2 = ph2 * pw2
-    n1, n2, n_out = ph1 * pw1 * c1, c2 * cells2, b3.size
-    beta1, thr1, beta2, thr2, zero = p1[0], p1[1], p2[0], p2[1], p1[2]
-    dtype = mem1.dtype
-    conv1 = np.empty((oh1, ow1, c1), dtype=dtype)
-    for oy in range(oh1):
-        for ox in range(ow1):
+    size = m1 - m0
+    carry = np.zeros(size, dtype=mem.dtype)
+    s = np.empty(size, dtype=mem.dtype)
+    zeros = np.zeros(size, dtype=mem.dtype)
+    sums = np.zeros(2)
+    for t in range(mem.shape[0] - 1, -1, -1):
+        if g_mem.shape[1]:
+            gm = g_mem[t, m0:m1]
+            for i in range(size):
+                carry[i] += gm[i]
+        prev = mem[t - 1, m0:m1] if t > 0 else zeros
+        _lif_back_step(mem[t, m0:m1], prev, g_spk[t, m0:m1], carry, dcur[t, m0:m1], s, lif, sums)
+    return sums[0], sums[1]
+
+
+# ----------------------------------------------------------------------------- numba kernels: the other layers
+
+
+@_jit
+def _pool_cell(r0, r1, x, c, pool):  # pragma: no cover - compiled
+    """One 2 x 2 pool cell of channel c over map rows r0, r1 (width, channels) at columns x, x + 1: (value, argmax).
+
+    Max: torch's rule, the first maximum wins and NaN wins. Average: summed in torch's order, then divided by 4.
+    The argmax counts 0..3 in row-major order within the cell (always 0 for the average).
+    """
+    a, b, c0, d = r0[x, c], r0[x + 1, c], r1[x, c], r1[x + 1, c]
+    if pool.average:
+        return (((a + b) + c0) + d) * pool.quarter, 0
+    best, arg = a, 0
+    if b > best or b != b:
+        best, arg = b, 1
+    if c0 > best or c0 != c0:
+        best, arg = c0, 2
+    if d > best or d != d:
+        best, arg = d, 3
+    return best, arg
+
+
+@_jit
+def _conv1_pool(frame, conv, pool, shape, rest, conv_map, touched, cells, cur, arg):  # pragma: no cover - compiled
+    """First convolution + pooling of one frame (Cin, H, W), driven by its events (nonzero pixels).
+
+    Each event adds its kernel into ``conv_map`` (2 P1, 2 P1, C1), which holds the bias between calls; only the
+    pool cells an event reaches are pooled, the others take ``rest`` (the pooled bias). Writes cur, arg (cell-major,
+    channels last); ``touched`` (all False between calls) and ``cells`` are scratch.
+    """
+    k, c1, pw1 = shape.k, shape.c1, shape.pw1
+    oh1, ow1 = 2 * shape.ph1, 2 * shape.pw1
+    for i in range(shape.ph1 * pw1):
+        for c in range(c1):
+            cur[i * c1 + c] = rest[c]
+            arg[i * c1 + c] = 0
+    n_cells = 0
+    for ci in range(shape.cin):
+        for y in range(shape.height):
+            ky0, ky1 = max(0, y - oh1 + 1), min(k, y + 1)
+            for x in range(shape.width):
+                v = frame[ci, y, x]
+                if v == 0:
+                    continue
+                kx0, kx1 = max(0, x - ow1 + 1), min(k, x + 1)
+                for ky in range(ky0, ky1):
+                    oy = y - ky
+                    for kx in range(kx0, kx1):
+                        ox = x - kx
+                        row = conv_map[oy, ox]
+                        wr = conv.weight[ci, ky, kx]
+                        for c in range(c1):
+                            row[c] += v * wr[c]
+                        if not touched[oy >> 1, ox >> 1]:
+                            touched[oy >> 1, ox >> 1] = True
+                            cells[n_cells] = (oy >> 1) * pw1 + (ox >> 1)
+                            n_cells += 1
+    for i in range(n_cells):
+        py, px = cells[i] // pw1, cells[i] % pw1
+        touched[py, px] = False
+        r0, r1 = conv_map[2 * py], conv_map[2 * py + 1]
+        base = cells[i] * c1
+        for c in range(c1):
+            value, a = _pool_cell(r0, r1, 2 * px, c, pool)
+            cur[base + c] = value
+            arg[base + c] = a
+        for j in range(4):
+            row = conv_map[2 * py + (j >> 1), 2 * px + (j & 1)]
             for c in range(c1):
-                conv1[oy, ox, c] = b1[c]
-    touched = np.zeros((ph1, pw1), dtype=np.bool_)
-    cells = np.empty(ph1 * pw1, dtype=np.int64)
+                row[c] = conv.bias[c]
+
+
+@_jit
+def _conv2_pool(mem1, lif1, conv, pool, shape, conv_map, cur, arg):  # pragma: no cover - compiled
+    """Second convolution + pooling on the spikes of layer 1 (mem1 > threshold): each spike adds one kernel column.
+
+    mem1 cell-major (P1 * P1 * C1); writes cur, arg channels first (C2 * P2 * P2); conv_map (2 P2, 2 P2, C2) is scratch.
+    """
+    k, c1, c2, pw1, ph2, pw2 = shape.k, shape.c1, shape.c2, shape.pw1, shape.ph2, shape.pw2
+    oh2, ow2 = 2 * ph2, 2 * pw2
+    thr, zero = lif1.threshold, lif1.zero
+    for oy in range(oh2):
+        for ox in range(ow2):
+            row = conv_map[oy, ox]
+            for c in range(c2):
+                row[c] = conv.bias[c]
+    for y in range(shape.ph1):
+        ky0, ky1 = max(0, y - oh2 + 1), min(k, y + 1)
+        for x in range(pw1):
+            kx0, kx1 = max(0, x - ow2 + 1), min(k, x + 1)
+            base = (y * pw1 + x) * c1
+            for ci in range(c1):
+                if not mem1[base + ci] - thr > zero:
+                    continue
+                for ky in range(ky0, ky1):
+                    for kx in range(kx0, kx1):
+                        row = conv_map[y - ky, x - kx]
+                        wr = conv.weight[ci, ky, kx]
+                        for c in range(c2):
+                            row[c] += wr[c]
+    cells2 = ph2 * pw2
+    for py in range(ph2):
+        r0, r1 = conv_map[2 * py], conv_map[2 * py + 1]
+        for px in range(pw2):
+            for c in range(c2):
+                value, a = _pool_cell(r0, r1, 2 * px, c, pool)
+                cur[c * cells2 + py * pw2 + px] = value
+                arg[c * cells2 + py * pw2 + px] = a
+
+
+@_jit
+def _linear(mem2, lif2, fc, out):  # pragma: no cover - compiled
+    """The linear layer on the spikes of layer 2 (mem2 > threshold): out = bias + the weight rows of the spikers."""
+    for kk in range(out.size):
+        out[kk] = fc.bias[kk]
+    for j in range(mem2.size):
+        if mem2[j] - lif2.threshold > lif2.zero:
+            wr = fc.weight[j]
+            for kk in range(out.size):
+                out[kk] += wr[kk]
+
+
+@_jit
+def _linear_back(mem2, lif2, weight, dout, g2, dweight):  # pragma: no cover - compiled
+    """The linear layer in reverse: g2 = dL/d(spikes of layer 2); dweight (n2, classes) gathers dout at the spikes."""
+    zero = lif2.zero
+    for j in range(g2.size):
+        g2[j] = zero
+    for kk in range(dout.size):
+        dk = dout[kk]
+        wr = weight[kk]
+        for j in range(g2.size):
+            g2[j] += dk * wr[j]
+    for j in range(mem2.size):
+        if mem2[j] - lif2.threshold > zero:
+            row = dweight[j]
+            for kk in range(dout.size):
+                row[kk] += dout[kk]
+
+
+@_jit
+def _unpool_channels_first(d2, arg2, pool, shape, share, arg_cells):  # pragma: no cover - compiled
+    """Pooled gradient of layer 2 (C2 * P2 * P2) to what each pooled position receives, cell-major (cells, C2).
+
+    Max: the whole gradient, at the argmax (arg_cells); average: a quarter of it, at all four positions.
+    """
+    cells2 = shape.ph2 * shape.pw2
+    for c in range(shape.c2):
+        for cell in range(cells2):
+            dv = d2[c * cells2 + cell]
+            share[cell, c] = dv * pool.quarter if pool.average else dv
+            arg_cells[cell, c] = arg2[c * cells2 + cell]
+
+
+@_jit
+def _unpool_channels_last(d1, pool, share):  # pragma: no cover - compiled
+    """Pooled gradient of layer 1 to what each pooled position receives: d1 itself (max) or a quarter (average)."""
+    if not pool.average:
+        return d1
+    for i in range(d1.size):
+        share[i] = d1[i] * pool.quarter
+    return share
+
+
+@_jit
+def _conv2_back_input(share, arg, weight, pool, shape, g1, acc, used):  # pragma: no cover - compiled
+    """dL/d(spikes of layer 1) into g1 (P1 * P1 * C1) from the gradient at conv 2's pooled positions.
+
+    share, arg (cells, C2) from :func:`_unpool_channels_first`; weight (C2, K * K * C1). The channels of one cell
+    are summed per pooled position first (max: grouped by argmax; average: one sum for all four), so a cell adds
+    at most four K x K x C1 patches. acc (4, K * K * C1) and used (4,) are scratch.
+    """
+    k, c1, c2, pw1, pw2 = shape.k, shape.c1, shape.c2, shape.pw1, shape.pw2
+    kkc = k * k * c1
+    zero = pool.zero
+    for i in range(g1.size):
+        g1[i] = zero
+    for cell in range(shape.ph2 * pw2):
+        used[:] = False
+        for c in range(c2):
+            dv = share[cell, c]
+            if dv == 0:
+                continue
+            j = 0 if pool.average else arg[cell, c]
+            if not used[j]:
+                used[j] = True
+                acc[j, :] = zero
+            accj = acc[j]
+            wr = weight[c]
+            for i in range(kkc):
+                accj[i] += dv * wr[i]
+        py, px = cell // pw2, cell % pw2
+        for j in range(4):
+            src = 0 if pool.average else j
+            if not used[src]:
+                continue
+            oy, ox = 2 * py + (j >> 1), 2 * px + (j & 1)
+            accj = acc[src]
+            for ky in range(k):
+                start = ((oy + ky) * pw1 + ox) * c1
+                seg = g1[start : start + k * c1]
+                part = accj[ky * k * c1 : (ky + 1) * k * c1]
+                for i in range(k * c1):
+                    seg[i] += part[i]
+
+
+@_jit
+def _conv2_back_weight(mem1, lif1, share, arg, pool, shape, dweight):  # pragma: no cover - compiled
+    """Conv 2's weight gradient (C1, K, K, C2), gathered at the spikes of layer 1 from the pooled positions' share."""
+    k, c1, c2, pw1, pw2 = shape.k, shape.c1, shape.c2, shape.pw1, shape.pw2
+    oh2, ow2 = 2 * shape.ph2, 2 * pw2
+    thr, zero = lif1.threshold, lif1.zero
+    for y in range(shape.ph1):
+        ky0, ky1 = max(0, y - oh2 + 1), min(k, y + 1)
+        for x in range(pw1):
+            kx0, kx1 = max(0, x - ow2 + 1), min(k, x + 1)
+            base = (y * pw1 + x) * c1
+            for ci in range(c1):
+                if not mem1[base + ci] - thr > zero:
+                    continue
+                for ky in range(ky0, ky1):
+                    oy = y - ky
+                    for kx in range(kx0, kx1):
+                        ox = x - kx
+                        cell = (oy >> 1) * pw2 + (ox >> 1)
+                        drow = dweight[ci, ky, kx]
+                        dl = share[cell]
+                        if pool.average:
+                            for c in range(c2):
+                                drow[c] += dl[c]
+                        else:
+                            j = (oy & 1) * 2 + (ox & 1)
+                            al = arg[cell]
+                            for c in range(c2):
+                                drow[c] += dl[c] if al[c] == j else zero
+
+
+@_jit
+def _conv1_back_weight(frame, share, arg, pool, shape, dweight):  # pragma: no cover - compiled
+    """Conv 1's weight gradient (Cin, K, K, C1), gathered at the frame's events from the pooled positions' share."""
+    k, c1, pw1 = shape.k, shape.c1, shape.pw1
+    oh1, ow1 = 2 * shape.ph1, 2 * pw1
+    zero = pool.zero
+    for ci in range(shape.cin):
+        for y in range(shape.height):
+            ky0, ky1 = max(0, y - oh1 + 1), min(k, y + 1)
+            for x in range(shape.width):
+                v = frame[ci, y, x]
+                if v == 0:
+                    continue
+                kx0, kx1 = max(0, x - ow1 + 1), min(k, x + 1)
+                for ky in range(ky0, ky1):
+                    oy = y - ky
+                    for kx in range(kx0, kx1):
+                        ox = x - kx
+                        base = ((oy >> 1) * pw1 + (ox >> 1)) * c1
+                        drow = dweight[ci, ky, kx]
+                        if pool.average:
+                            for c in range(c1):
+                                drow[c] += v * share[base + c]
+                        else:
+                            j = (oy & 1) * 2 + (ox & 1)
+                            for c in range(c1):
+                                drow[c] += v * share[base + c] if arg[base + c] == j else zero
+
+
+@_jit
+def _channel_sums(d, n_channels, channels_last, out):  # pragma: no cover - compiled
+    """out[c] += the sum of d over the cells of channel c (a bias gradient); d is (cells, C) or (C, cells)."""
+    cells = d.size // n_channels
+    if channels_last:
+        for i in range(cells):
+            for c in range(n_channels):
+                out[c] += d[i * n_channels + c]
+    else:
+        for c in range(n_channels):
+            total = 0.0
+            for i in range(cells):
+                total += d[c * cells + i]
+            out[c] += total
+
+
+# ----------------------------------------------------------------------------- numba kernels: the network
+
+
+@_jit
+def _net_forward(frames, net, shape, rec, cur3, b_lo, b_hi):  # pragma: no cover - compiled
+    """Samples b_lo..b_hi over all time steps: conv1 + pool -> LIF1 -> conv2 + pool -> LIF2 -> linear -> cur3."""
+    dtype = rec.mem1.dtype
+    n1, n2 = rec.mem1.shape[2], rec.mem2.shape[2]
+    conv_map1 = np.empty((2 * shape.ph1, 2 * shape.pw1, shape.c1), dtype=dtype)
+    for oy in range(conv_map1.shape[0]):
+        for ox in range(conv_map1.shape[1]):
+            conv_map1[oy, ox, :] = net.conv1.bias
+    rest1 = np.empty(shape.c1, dtype=dtype)  # the pooled bias: what a cell no event reaches holds
+    for c in range(shape.c1):
+        rest1[c] = _pool_cell(conv_map1[0], conv_map1[1], 0, c, net.pool)[0]
+    touched = np.zeros((shape.ph1, shape.pw1), dtype=np.bool_)
+    cells = np.empty(shape.ph1 * shape.pw1, dtype=np.int64)
+    conv_map2 = np.empty((2 * shape.ph2, 2 * shape.pw2, shape.c2), dtype=dtype)
     cur1 = np.empty(n1, dtype=dtype)
-    conv2 = np.empty((oh2, ow2, c2), dtype=dtype)
     cur2 = np.empty(n2, dtype=dtype)
     zeros1 = np.zeros(n1, dtype=dtype)
     zeros2 = np.zeros(n2, dtype=dtype)
     for b in range(b_lo, b_hi):
-        for t in range(n_steps):
-            # first convolution + max pool, event-driven
-            a1 = arg1[t, b]
-            for i in range(ph1 * pw1):
-                for c in range(c1):
-                    cur1[i * c1 + c] = b1[c]
-                    a1[i * c1 + c] = 0
-            n_cells = 0
-            fr = frames[t, b]
-            for ci in range(cin):
-                for y in range(height):
-                    ky0, ky1 = max(0, y - oh1 + 1), min(k, y + 1)
-                    for x in range(width):
-                        v = fr[ci, y, x]
-                        if v == 0:
-                            continue
-                        kx0, kx1 = max(0, x - ow1 + 1), min(k, x + 1)
-                        for ky in range(ky0, ky1):
-                            oy = y - ky
-                            for kx in range(kx0, kx1):
-                                ox = x - kx
-                                row = conv1[oy, ox]
-                                wr = w1[ci, ky, kx]
-                                for c in range(c1):
-                                    row[c] += v * wr[c]
-                                if not touched[oy >> 1, ox >> 1]:
-                                    touched[oy >> 1, ox >> 1] = True
-                                    cells[n_cells] = (oy >> 1) * pw1 + (ox >> 1)
-                                    n_cells += 1
-            for i in range(n_cells):
-                py, px = cells[i] // pw1, cells[i] % pw1
-                touched[py, px] = False
-                r0, r1 = conv1[2 * py], conv1[2 * py + 1]
-                base = cells[i] * c1
-                for c in range(c1):
-                    best = r0[2 * px, c]
-                    arg = 0
-                    v = r0[2 * px + 1, c]
-                    if v > best or v != v:  # torch's rule: the first maximum wins, NaN wins
-                        best, arg = v, 1
-                    v = r1[2 * px, c]
-                    if v > best or v != v:
-                        best, arg = v, 2
-                    v = r1[2 * px + 1, c]
-                    if v > best or v != v:
-                        best, arg = v, 3
-                    cur1[base + c] = best
-                    a1[base + c] = arg
-                for j in range(4):
-                    row = conv1[2 * py + (j >> 1), 2 * px + (j & 1)]
-                    for c in range(c1):
-                        row[c] = b1[c]
-            # first LIF layer
-            m1 = mem1[t, b]
-            _lif_step(mem1[t - 1, b] if t > 0 else zeros1, cur1, m1, beta1, thr1, zero, reset_code)
-            # second convolution + max pool on the spikes
-            for oy in range(oh2):
-                for ox in range(ow2):
-                    row = conv2[oy, ox]
-                    for c in range(c2):
-                        row[c] = b2[c]
-            for y in range(ph1):
-                ky0, ky1 = max(0, y - oh2 + 1), min(k, y + 1)
-                for x in range(pw1):
-                    kx0, kx1 = max(0, x - ow2 + 1), min(k, x + 1)
-                    base = (y * pw1 + x) * c1
-                    for ci in range(c1):
-                        if not m1[base + ci] - thr1 > zero:
-                            continue
-                        for ky in range(ky0, ky1):
-                            for kx in range(kx0, kx1):
-                                row = conv2[y - ky, x - kx]
-                                wr = w2[ci, ky, kx]
-                                for c in range(c2):
-                                    row[c] += wr[c]
-            a2 = arg2[t, b]
-            for py in range(ph2):
-                r0, r1 = conv2[2 * py], conv2[2 * py + 1]
-                for px in range(pw2):
-                    for c in range(c2):
-                        best = r0[2 * px, c]
-                        arg = 0
-                        v = r0[2 * px + 1, c]
-                        if v > best or v != v:
-                            best, arg = v, 1
-                        v = r1[2 * px, c]
-                        if v > best or v != v:
-                            best, arg = v, 2
-                        v = r1[2 * px + 1, c]
-                        if v > best or v != v:
-                            best, arg = v, 3
-                        cur2[c * cells2 + py * pw2 + px] = best
-                        a2[c * cells2 + py * pw2 + px] = arg
-            # second LIF layer, then the linear layer on its spikes
-            m2 = mem2[t, b]
-            _lif_step(mem2[t - 1, b] if t > 0 else zeros2, cur2, m2, beta2, thr2, zero, reset_code)
-            o = cur3[t, b]
-            for kk in range(n_out):
-                o[kk] = b3[kk]
-            for j in range(n2):
-                if m2[j] - thr2 > zero:
-                    wr = w3t[j]
-                    for kk in range(n_out):
-                        o[kk] += wr[kk]
+        for t in range(frames.shape[0]):
+            _conv1_pool(
+                frames[t, b], net.conv1, net.pool, shape, rest1, conv_map1, touched, cells, cur1, rec.arg1[t, b]
+            )
+            mem1 = rec.mem1[t, b]
+            _lif_step(rec.mem1[t - 1, b] if t > 0 else zeros1, cur1, mem1, net.lif1)
+            _conv2_pool(mem1, net.lif1, net.conv2, net.pool, shape, conv_map2, cur2, rec.arg2[t, b])
+            mem2 = rec.mem2[t, b]
+            _lif_step(rec.mem2[t - 1, b] if t > 0 else zeros2, cur2, mem2, net.lif2)
+            _linear(mem2, net.lif2, net.fc, cur3[t, b])
 
 
 @_jit
-def _net_backward(
-    frames, w1, w2b, w3, p1, p2, code, reset_code, flags, mem1, arg1, mem2, arg2, dcur3,
-    dw1, db1, dw2, db2, dw3, sums, b_lo, b_hi,
-):  # pragma: no cover - compiled
-    """Reverse time for samples b_lo..b_hi: accumulates float64 parameter gradients.
-
-    w2b (C2, K*K*C1) in [ky][kx][ci] order; w3 (classes, C2*P2*P2).
-    dw1 (Cin, K, K, C1), dw2 (C1, K, K, C2), dw3 (C2*P2*P2, classes), db1, db2;
-    sums = (d beta1, d thr1, d beta2, d thr2). flags = (want beta, want threshold).
-    """
-    n_steps, cin, height, width = frames.shape[0], frames.shape[2], frames.shape[3], frames.shape[4]
-    c1, k, c2 = dw1.shape[3], dw1.shape[1], dw2.shape[3]
-    kkc = k * k * c1
-    ph1, pw1 = (height - k + 1) // 2, (width - k + 1) // 2
-    oh1, ow1 = 2 * ph1, 2 * pw1
-    ph2, pw2 = (ph1 - k + 1) // 2, (pw1 - k + 1) // 2
-    oh2, ow2 = 2 * ph2, 2 * pw2
-    cells2 = ph2 * pw2
-    n1, n2, n_out = ph1 * pw1 * c1, c2 * cells2, w3.shape[0]
-    thr1, thr2, zero = p1[1], p2[1], p1[2]
-    want_beta, want_thr = flags[0], flags[1]
-    dtype = mem1.dtype
-    zeros1 = np.zeros(n1, dtype=dtype)
-    zeros2 = np.zeros(n2, dtype=dtype)
-    carry1 = np.empty(n1, dtype=dtype)
-    carry2 = np.empty(n2, dtype=dtype)
-    s1 = np.empty(n1, dtype=dtype)
-    s2 = np.empty(n2, dtype=dtype)
-    g1 = np.empty(n1, dtype=dtype)
-    g2 = np.empty(n2, dtype=dtype)
-    d1 = np.empty(n1, dtype=dtype)
-    d2 = np.empty(n2, dtype=dtype)
-    d2l = np.empty((cells2, c2), dtype=dtype)
-    a2l = np.empty((cells2, c2), dtype=np.uint8)
-    acc = np.empty((4, kkc), dtype=dtype)
+def _net_backward(frames, net, shape, rec, dcur3, grads, b_lo, b_hi):  # pragma: no cover - compiled
+    """Reverse time for samples b_lo..b_hi: adds the parameter gradients to ``grads`` (float64)."""
+    dtype = rec.mem1.dtype
+    n1, n2 = rec.mem1.shape[2], rec.mem2.shape[2]
+    cells2 = shape.ph2 * shape.pw2
+    zero = net.lif1.zero
+    zeros1, zeros2 = np.zeros(n1, dtype=dtype), np.zeros(n2, dtype=dtype)
+    carry1, carry2 = np.empty(n1, dtype=dtype), np.empty(n2, dtype=dtype)
+    s1, s2 = np.empty(n1, dtype=dtype), np.empty(n2, dtype=dtype)
+    g1, g2 = np.empty(n1, dtype=dtype), np.empty(n2, dtype=dtype)
+    d1, d2 = np.empty(n1, dtype=dtype), np.empty(n2, dtype=dtype)
+    share1 = np.empty(n1, dtype=dtype)
+    share2 = np.empty((cells2, shape.c2), dtype=dtype)
+    arg2_cells = np.empty((cells2, shape.c2), dtype=np.uint8)
+    acc = np.empty((4, shape.k * shape.k * shape.c1), dtype=dtype)
     used = np.zeros(4, dtype=np.bool_)
-    sums1 = np.zeros(2)
-    sums2 = np.zeros(2)
     for b in range(b_lo, b_hi):
         carry1[:] = zero
         carry2[:] = zero
-        for t in range(n_steps - 1, -1, -1):
-            m2 = mem2[t, b]
-            m1 = mem1[t, b]
-            dc3 = dcur3[t, b]
-            # linear layer: gradient to the spikes of layer 2 and to its weights
-            for j in range(n2):
-                g2[j] = zero
-            for kk in range(n_out):
-                dk = dc3[kk]
-                wr = w3[kk]
-                for j in range(n2):
-                    g2[j] += dk * wr[j]
-            for j in range(n2):
-                if m2[j] - thr2 > zero:
-                    row = dw3[j]
-                    for kk in range(n_out):
-                        row[kk] += dc3[kk]
-            # second LIF layer
-            _lif_back_step(m2, mem2[t - 1, b] if t > 0 else zeros2, g2, s2, carry2, d2, p2, code, reset_code,
-                           want_beta, want_thr, sums2)
-            for c in range(c2):
-                total = 0.0
-                for i in range(cells2):
-                    total += d2[c * cells2 + i]
-                db2[c] += total
-            # second convolution: input gradient at the pooled argmax positions
-            a2 = arg2[t, b]
-            for i in range(n1):
-                g1[i] = zero
-            for cell in range(cells2):
-                used[:] = False
-                for c in range(c2):
-                    dv = d2[c * cells2 + cell]
-                    j = a2[c * cells2 + cell]
-                    d2l[cell, c] = dv
-                    a2l[cell, c] = j
-                    if dv == 0:
-                        continue
-                    if not used[j]:
-                        used[j] = True
-                        acc[j, :] = zero
-                    accj = acc[j]
-                    wr = w2b[c]
-                    for i in range(kkc):
-                        accj[i] += dv * wr[i]
-                py, px = cell // pw2, cell % pw2
-                for j in range(4):
-                    if not used[j]:
-                        continue
-                    oy, ox = 2 * py + (j >> 1), 2 * px + (j & 1)
-                    accj = acc[j]
-                    for ky in range(k):
-                        start = ((oy + ky) * pw1 + ox) * c1
-                        seg = g1[start : start + k * c1]
-                        part = accj[ky * k * c1 : (ky + 1) * k * c1]
-                        for i in range(k * c1):
-                            seg[i] += part[i]
-            # second convolution: weight gradient gathered at the spikes of layer 1
-            for y in range(ph1):
-                ky0, ky1 = max(0, y - oh2 + 1), min(k, y + 1)
-                for x in range(pw1):
-                    kx0, kx1 = max(0, x - ow2 + 1), min(k, x + 1)
-                    base = (y * pw1 + x) * c1
-                    for ci in range(c1):
-                        if not m1[base + ci] - thr1 > zero:
-                            continue
-                        for ky in range(ky0, ky1):
-                            oy = y - ky
-                            for kx in range(kx0, kx1):
-                                ox = x - kx
-                                cell = (oy >> 1) * pw2 + (ox >> 1)
-                                j = (oy & 1) * 2 + (ox & 1)
-                                drow = dw2[ci, ky, kx]
-                                dl = d2l[cell]
-                                al = a2l[cell]
-                                for c in range(c2):
-                                    drow[c] += dl[c] if al[c] == j else zero
-            # first LIF layer
-            _lif_back_step(m1, mem1[t - 1, b] if t > 0 else zeros1, g1, s1, carry1, d1, p1, code, reset_code,
-                           want_beta, want_thr, sums1)
-            for i in range(ph1 * pw1):
-                for c in range(c1):
-                    db1[c] += d1[i * c1 + c]
-            # first convolution: weight gradient gathered at the input events
-            a1 = arg1[t, b]
-            fr = frames[t, b]
-            for ci in range(cin):
-                for y in range(height):
-                    ky0, ky1 = max(0, y - oh1 + 1), min(k, y + 1)
-                    for x in range(width):
-                        v = fr[ci, y, x]
-                        if v == 0:
-                            continue
-                        kx0, kx1 = max(0, x - ow1 + 1), min(k, x + 1)
-                        for ky in range(ky0, ky1):
-                            oy = y - ky
-                            for kx in range(kx0, kx1):
-                                ox = x - kx
-                                j = (oy & 1) * 2 + (ox & 1)
-                                base = ((oy >> 1) * pw1 + (ox >> 1)) * c1
-                                drow = dw1[ci, ky, kx]
-                                for c in range(c1):
-                                    drow[c] += v * d1[base + c] if a1[base + c] == j else zero
-    sums[0] += sums1[0]
-    sums[1] += sums1[1]
-    sums[2] += sums2[0]
-    sums[3] += sums2[1]
+        for t in range(frames.shape[0] - 1, -1, -1):
+            mem1, mem2 = rec.mem1[t, b], rec.mem2[t, b]
+            _linear_back(mem2, net.lif2, net.fc_weight, dcur3[t, b], g2, grads.fc_weight)
+            _lif_back_step(mem2, rec.mem2[t - 1, b] if t > 0 else zeros2, g2, carry2, d2, s2, net.lif2, grads.lif2)
+            _channel_sums(d2, shape.c2, False, grads.conv2_bias)
+            _unpool_channels_first(d2, rec.arg2[t, b], net.pool, shape, share2, arg2_cells)
+            _conv2_back_input(share2, arg2_cells, net.conv2_weight, net.pool, shape, g1, acc, used)
+            _conv2_back_weight(mem1, net.lif1, share2, arg2_cells, net.pool, shape, grads.conv2_weight)
+            _lif_back_step(mem1, rec.mem1[t - 1, b] if t > 0 else zeros1, g1, carry1, d1, s1, net.lif1, grads.lif1)
+            _channel_sums(d1, shape.c1, True, grads.conv1_bias)
+            share = _unpool_channels_last(d1, net.pool, share1)
+            _conv1_back_weight(frames[t, b], share, rec.arg1[t, b], net.pool, shape, grads.conv1_weight)
 
 
 # ----------------------------------------------------------------------------- autograd Functions
@@ -610,18 +767,41 @@ def _np_dtype(dtype: torch.dtype) -> np.dtype:
     return np.dtype(np.float32) if dtype == torch.float32 else np.dtype(np.float64)
 
 
-def _lif_params(beta: torch.Tensor, threshold: torch.Tensor, spec: NeuronSpec, dtype: torch.dtype) -> np.ndarray:
-    """(clamped beta, threshold, 0, 1, surrogate p0, p1), each rounded to the data's dtype as torch would."""
+def _lif(
+    beta: torch.Tensor, threshold: torch.Tensor, spec: NeuronSpec, dtype: torch.dtype,
+    want_beta: bool = False, want_threshold: bool = False,
+) -> _Lif:
+    """A LIF layer's constants for the kernels, each rounded to the data's dtype as torch would."""
+    scalar = _np_dtype(dtype).type
     beta_c = float(beta.detach().to(dtype).clamp(0, 1))
-    thr = float(threshold.detach().to(dtype))
     p0, p1 = spec.surrogate_params()
-    return np.array([beta_c, thr, 0.0, 1.0, p0, p1], dtype=_np_dtype(dtype))
+    return _Lif(
+        scalar(beta_c), scalar(float(threshold.detach().to(dtype))), scalar(0.0), scalar(1.0), scalar(p0), scalar(p1),
+        RESET_MECHANISMS.index(spec.reset_mechanism), list(SURROGATES).index(spec.surrogate),
+        bool(want_beta), bool(want_threshold),
+    )
+
+
+def _pool(kind: str, dtype: torch.dtype) -> _Pool:
+    scalar = _np_dtype(dtype).type
+    return _Pool(kind == "avg", scalar(0.25), scalar(0.0))
+
+
+def _shape(frames_shape: torch.Size, w1: torch.Tensor, w2: torch.Tensor, n_out: int) -> _Shape:
+    _, _, cin, height, width = frames_shape
+    c1, k, c2 = w1.shape[0], w1.shape[2], w2.shape[0]
+    ph1, pw1 = (height - k + 1) // 2, (width - k + 1) // 2
+    return _Shape(k, cin, height, width, c1, ph1, pw1, c2, (ph1 - k + 1) // 2, (pw1 - k + 1) // 2, n_out)
 
 
 def _beta_grad(total: float, beta: torch.Tensor) -> torch.Tensor:
     """d loss / d beta through ``beta.clamp(0, 1)``, which passes gradient strictly inside (0, 1)."""
     b = float(beta.detach())
     return torch.tensor(total if 0.0 < b < 1.0 else 0.0, dtype=beta.dtype).reshape(beta.shape)
+
+
+def _scalar_grad(total: float, like: torch.Tensor) -> torch.Tensor:
+    return torch.tensor(total, dtype=like.dtype).reshape(like.shape)
 
 
 class LIFScan(torch.autograd.Function):
@@ -633,13 +813,12 @@ class LIFScan(torch.autograd.Function):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         dtype = cur.dtype
         n_steps = cur.shape[0]
-        params = _lif_params(beta, threshold, spec, dtype)
+        lif = _lif(beta, threshold, spec, dtype)
         c = _np(cur).reshape(n_steps, -1)
         mem = torch.empty(cur.shape, dtype=dtype)
         spk8 = torch.empty(cur.shape, dtype=torch.uint8)
         mv, sv = mem.numpy().reshape(n_steps, -1), spk8.numpy().reshape(n_steps, -1)
-        code = _RESET_CODES[spec.reset_mechanism]
-        _parallel(lambda m0, m1: _lif_forward(c, mv, sv, params, code, m0, m1), c.shape[1], 4096)
+        _parallel(lambda m0, m1: _lif_scan(c, mv, sv, lif, m0, m1), c.shape[1], 4096)
         ctx.save_for_backward(mem, beta, threshold)
         ctx.spec = spec
         ctx.set_materialize_grads(False)
@@ -650,30 +829,21 @@ class LIFScan(torch.autograd.Function):
         ctx: Any, g_spk: torch.Tensor | None, g_mem: torch.Tensor | None
     ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None, None]:
         mem, beta, threshold = ctx.saved_tensors
-        spec: NeuronSpec = ctx.spec
-        dtype = mem.dtype
-        n_steps = mem.shape[0]
         if g_spk is None and g_mem is None:
             return None, None, None, None
-        params = _lif_params(beta, threshold, spec, dtype)
+        dtype = mem.dtype
+        n_steps = mem.shape[0]
+        want_beta, want_thr = ctx.needs_input_grad[1], ctx.needs_input_grad[2]
+        lif = _lif(beta, threshold, ctx.spec, dtype, want_beta, want_thr)
         m = mem.numpy().reshape(n_steps, -1)
-        empty = np.zeros((1, 1), dtype=m.dtype)
-        gs = _np(g_spk.to(dtype)).reshape(n_steps, -1) if g_spk is not None else empty
-        gm = _np(g_mem.to(dtype)).reshape(n_steps, -1) if g_mem is not None else empty
+        none = np.zeros((n_steps, 0), dtype=m.dtype)  # no gradient arrives there
+        gs = _np(g_spk.to(dtype)).reshape(n_steps, -1) if g_spk is not None else none
+        gm = _np(g_mem.to(dtype)).reshape(n_steps, -1) if g_mem is not None else none
         dcur = torch.empty(mem.shape, dtype=dtype)
         dv = dcur.numpy().reshape(n_steps, -1)
-        reset_code = _RESET_CODES[spec.reset_mechanism]
-        code = _SURROGATE_CODES[spec.surrogate]
-        flags = np.array(
-            [g_spk is not None, g_mem is not None, ctx.needs_input_grad[1], ctx.needs_input_grad[2]], dtype=np.bool_
-        )
-        parts = _parallel(
-            lambda m0, m1: _lif_backward(m, gs, gm, dv, params, reset_code, code, flags, m0, m1), m.shape[1], 4096
-        )
-        d_beta = _beta_grad(sum(p[0] for p in parts), beta) if ctx.needs_input_grad[1] else None
-        d_thr = None
-        if ctx.needs_input_grad[2]:
-            d_thr = torch.tensor(sum(p[1] for p in parts), dtype=threshold.dtype).reshape(threshold.shape)
+        parts = _parallel(lambda m0, m1: _lif_scan_back(m, gs, gm, dv, lif, m0, m1), m.shape[1], 4096)
+        d_beta = _beta_grad(sum(p[0] for p in parts), beta) if want_beta else None
+        d_thr = _scalar_grad(sum(p[1] for p in parts), threshold) if want_thr else None
         return dcur, d_beta, d_thr, None
 
 
@@ -688,95 +858,82 @@ class HiddenLayers(torch.autograd.Function):
         w2: torch.Tensor, b2: torch.Tensor, beta2: torch.Tensor, thr2: torch.Tensor,
         w3: torch.Tensor, b3: torch.Tensor,
         spec: NeuronSpec,
+        pool: str,
     ) -> torch.Tensor:
         dtype = w1.dtype
         frames = frames.detach().to(dtype).contiguous()
-        n_steps, batch, _, height, width = frames.shape
-        c1, k, c2 = w1.shape[0], w1.shape[2], w2.shape[0]
-        p1h, p1w = (height - k + 1) // 2, (width - k + 1) // 2
-        p2h, p2w = (p1h - k + 1) // 2, (p1w - k + 1) // 2
-        n1, n2 = p1h * p1w * c1, c2 * p2h * p2w
+        n_steps, batch = frames.shape[:2]
+        shape = _shape(frames.shape, w1, w2, w3.shape[0])
+        n1, n2 = shape.ph1 * shape.pw1 * shape.c1, shape.c2 * shape.ph2 * shape.pw2
         npd = _np_dtype(dtype)
-        mem1 = BUFFERS.take((n_steps, batch, n1), npd)
-        arg1 = BUFFERS.take((n_steps, batch, n1), np.uint8)
-        mem2 = BUFFERS.take((n_steps, batch, n2), npd)
-        arg2 = BUFFERS.take((n_steps, batch, n2), np.uint8)
-        cur3 = torch.empty((n_steps, batch, w3.shape[0]), dtype=dtype)
-        x = frames.numpy()
-        w1r, w2r = _np(w1.permute(1, 2, 3, 0)), _np(w2.permute(1, 2, 3, 0))
-        w3t, bb1, bb2, bb3 = _np(w3.t()), _np(b1), _np(b2), _np(b3)
-        p1 = _lif_params(beta1, thr1, spec, dtype)
-        p2 = _lif_params(beta2, thr2, spec, dtype)
-        reset_code = _RESET_CODES[spec.reset_mechanism]
-        out = cur3.numpy()
-        _parallel(
-            lambda lo, hi: _net_forward(x, w1r, bb1, w2r, bb2, w3t, bb3, p1, p2, reset_code, mem1, arg1, mem2, arg2,
-                                        out, lo, hi),
-            batch,
+        rec = _Record(
+            mem1=BUFFERS.take((n_steps, batch, n1), npd),
+            arg1=BUFFERS.take((n_steps, batch, n1), np.uint8),
+            mem2=BUFFERS.take((n_steps, batch, n2), npd),
+            arg2=BUFFERS.take((n_steps, batch, n2), np.uint8),
         )
-        saved = [torch.from_numpy(a) for a in (mem1, arg1, mem2, arg2)]
-        ctx.save_for_backward(frames, w1, w2, w3, beta1, thr1, beta2, thr2, *saved)
-        ctx.spec = spec
+        net = _Net(
+            conv1=_Layer(_np(w1.permute(1, 2, 3, 0)), _np(b1)),
+            lif1=_lif(beta1, thr1, spec, dtype),
+            conv2=_Layer(_np(w2.permute(1, 2, 3, 0)), _np(b2)),
+            lif2=_lif(beta2, thr2, spec, dtype),
+            fc=_Layer(_np(w3.t()), _np(b3)),
+            pool=_pool(pool, dtype),
+        )
+        cur3 = torch.empty((n_steps, batch, shape.n_out), dtype=dtype)
+        x, out = frames.numpy(), cur3.numpy()
+        _parallel(lambda lo, hi: _net_forward(x, net, shape, rec, out, lo, hi), batch)
+        ctx.save_for_backward(frames, w1, w2, w3, beta1, thr1, beta2, thr2, *(torch.from_numpy(a) for a in rec))
+        ctx.spec, ctx.pool, ctx.shape = spec, pool, shape
         return cur3
 
     @staticmethod
     def backward(ctx: Any, dcur3: torch.Tensor) -> tuple[Any, ...]:
-        frames, w1, w2, w3, beta1, thr1, beta2, thr2, mem1, arg1, mem2, arg2 = ctx.saved_tensors
+        frames, w1, w2, w3, beta1, thr1, beta2, thr2, *saved = ctx.saved_tensors
         spec: NeuronSpec = ctx.spec
+        shape: _Shape = ctx.shape
         dtype = w1.dtype
-        batch = frames.shape[1]
-        c2, c1, k, _ = w2.shape
-        cin = w1.shape[1]
-        n2 = mem2.shape[2]
         need = ctx.needs_input_grad
-        want_beta = need[3] or need[7]
-        want_thr = need[4] or need[8]
-        p1 = _lif_params(beta1, thr1, spec, dtype)
-        p2 = _lif_params(beta2, thr2, spec, dtype)
-        x, m1, a1, m2, a2 = (t.numpy() for t in (frames, mem1, arg1, mem2, arg2))
-        g = _np(dcur3.to(dtype))
-        w1r = _np(w1.permute(1, 2, 3, 0))
-        w2b = _np(w2.permute(0, 2, 3, 1)).reshape(c2, k * k * c1)
-        w3n = _np(w3)
-        code = _SURROGATE_CODES[spec.surrogate]
-        reset_code = _RESET_CODES[spec.reset_mechanism]
-        flags = np.array([want_beta, want_thr], dtype=np.bool_)
+        net = _NetBack(
+            conv2_weight=_np(w2.permute(0, 2, 3, 1)).reshape(shape.c2, -1),
+            fc_weight=_np(w3),
+            lif1=_lif(beta1, thr1, spec, dtype, need[3], need[4]),
+            lif2=_lif(beta2, thr2, spec, dtype, need[7], need[8]),
+            pool=_pool(ctx.pool, dtype),
+        )
+        rec = _Record(*(t.numpy() for t in saved))
+        x, g = frames.numpy(), _np(dcur3.to(dtype))
 
-        def part(lo: int, hi: int) -> tuple[np.ndarray, ...]:
-            dw1, db1 = np.zeros((cin, k, k, c1)), np.zeros(c1)
-            dw2, db2 = np.zeros((c1, k, k, c2)), np.zeros(c2)
-            dw3, sums = np.zeros((n2, g.shape[2])), np.zeros(4)
-            _net_backward(x, w1r, w2b, w3n, p1, p2, code, reset_code, flags, m1, a1, m2, a2, g,
-                          dw1, db1, dw2, db2, dw3, sums, lo, hi)
-            return dw1, db1, dw2, db2, dw3, sums
+        def part(lo: int, hi: int) -> _Grads:
+            grads = _Grads(
+                conv1_weight=np.zeros((shape.cin, shape.k, shape.k, shape.c1)), conv1_bias=np.zeros(shape.c1),
+                conv2_weight=np.zeros((shape.c1, shape.k, shape.k, shape.c2)), conv2_bias=np.zeros(shape.c2),
+                fc_weight=np.zeros((rec.mem2.shape[2], shape.n_out)), lif1=np.zeros(2), lif2=np.zeros(2),
+            )
+            _net_backward(x, net, shape, rec, g, grads, lo, hi)
+            return grads
 
-        parts = _parallel(part, batch)
-        dw1, db1, dw2, db2, dw3, sums = (sum(p[i] for p in parts) for i in range(6))
+        grads = _Grads(*(sum(arrays) for arrays in zip(*_parallel(part, frames.shape[1]))))
 
-        def grad(array: np.ndarray, *perm: int) -> torch.Tensor:
+        def tensor(array: np.ndarray, *perm: int) -> torch.Tensor:
             t = torch.from_numpy(array)
             return (t.permute(*perm) if perm else t).to(dtype).contiguous()
 
-        def scalar(value: float, like: torch.Tensor) -> torch.Tensor:
-            return torch.tensor(value, dtype=like.dtype).reshape(like.shape)
-
         return (
             None,
-            grad(dw1, 3, 0, 1, 2), grad(db1),
-            _beta_grad(sums[0], beta1) if need[3] else None, scalar(sums[1], thr1) if need[4] else None,
-            grad(dw2, 3, 0, 1, 2), grad(db2),
-            _beta_grad(sums[2], beta2) if need[7] else None, scalar(sums[3], thr2) if need[8] else None,
-            grad(dw3, 1, 0), dcur3.sum((0, 1)),
+            tensor(grads.conv1_weight, 3, 0, 1, 2), tensor(grads.conv1_bias),
+            _beta_grad(grads.lif1[0], beta1) if need[3] else None,
+            _scalar_grad(grads.lif1[1], thr1) if need[4] else None,
+            tensor(grads.conv2_weight, 3, 0, 1, 2), tensor(grads.conv2_bias),
+            _beta_grad(grads.lif2[0], beta2) if need[7] else None,
+            _scalar_grad(grads.lif2[1], thr2) if need[8] else None,
+            tensor(grads.fc_weight, 1, 0), dcur3.sum((0, 1)),
+            None,
             None,
         )
 
 
 # ----------------------------------------------------------------------------- the network
-
-
-def neuron_spec(config: Any) -> NeuronSpec:
-    """The ``NeuronSpec`` of a ``core.model.ModelConfig``."""
-    return NeuronSpec(config.reset_mechanism, config.surrogate, config.slope)
 
 
 def _leaky_reason(layer: nn.Module, where: str) -> str | None:
@@ -792,14 +949,29 @@ def _leaky_reason(layer: nn.Module, where: str) -> str | None:
     return None
 
 
-def unsupported_reason(net: nn.Sequential, config: Any) -> str | None:
-    """Why the fast engine cannot run this net and config (None if it can)."""
-    if config.surrogate not in _SURROGATE_CODES:
-        return f"surrogate {config.surrogate!r} has no fast implementation"
-    if config.reset_mechanism not in _RESET_CODES:
-        return f"reset_mechanism {config.reset_mechanism!r} has no fast implementation"
-    kinds = [nn.Conv2d, nn.MaxPool2d, snn.Leaky, nn.Conv2d, nn.MaxPool2d, snn.Leaky, nn.Flatten, nn.Linear, snn.Leaky]
-    if len(net) != len(kinds) or any(type(layer) is not kind for layer, kind in zip(net, kinds)):
+def _pool_reason(layer: nn.Module, where: str) -> str | None:
+    """Why ``layer`` is not plain 2 x 2 pooling of a kind in POOLING (None if it is)."""
+    if type(layer) not in POOLING.values():
+        return f"{where} is {type(layer).__name__}, not MaxPool2d(2) or AvgPool2d(2)"
+    two = (2, (2, 2))
+    if layer.kernel_size not in two or layer.stride not in two or layer.padding not in (0, (0, 0)) or layer.ceil_mode:
+        return f"{where} is not {type(layer).__name__}(2)"
+    if isinstance(layer, nn.MaxPool2d) and (layer.dilation not in (1, (1, 1)) or layer.return_indices):
+        return f"{where} is not MaxPool2d(2)"
+    if isinstance(layer, nn.AvgPool2d) and layer.divisor_override is not None:
+        return f"{where} is not AvgPool2d(2)"
+    return None
+
+
+def pooling_of(net: nn.Sequential) -> str:
+    """The pooling the tutorial-shaped ``net`` uses: a key of POOLING."""
+    return next(name for name, kind in POOLING.items() if type(net[1]) is kind)
+
+
+def unsupported_reason(net: nn.Sequential, spec: NeuronSpec) -> str | None:
+    """Why the fast engine cannot run this net with these neurons (None if it can)."""
+    kinds = [nn.Conv2d, None, snn.Leaky, nn.Conv2d, None, snn.Leaky, nn.Flatten, nn.Linear, snn.Leaky]
+    if len(net) != len(kinds) or any(kind and type(layer) is not kind for layer, kind in zip(net, kinds)):
         return "the network is not the tutorial's 9-layer Sequential"
     for i in (0, 3):
         conv = net[i]
@@ -808,12 +980,11 @@ def unsupported_reason(net: nn.Sequential, config: Any) -> str | None:
         if conv.bias is None or conv.kernel_size[0] != conv.kernel_size[1] or conv.padding_mode != "zeros":
             return f"net.{i} has no bias or a non-square kernel"
     for i in (1, 4):
-        pool = net[i]
-        if (pool.kernel_size, pool.stride, pool.padding, pool.dilation, pool.ceil_mode) not in (
-            (2, 2, 0, 1, False),
-            ((2, 2), (2, 2), 0, 1, False),
-        ) or pool.return_indices:
-            return f"net.{i} is not MaxPool2d(2)"
+        reason = _pool_reason(net[i], f"net.{i}")
+        if reason:
+            return reason
+    if type(net[1]) is not type(net[4]):
+        return "net.1 and net.4 pool differently"
     for i in (2, 5, 8):
         reason = _leaky_reason(net[i], f"net.{i}")
         if reason:
@@ -838,14 +1009,14 @@ def unsupported_frames_reason(frames: torch.Tensor) -> str | None:
     return None
 
 
-def fast_forward(net: nn.Sequential, config: Any, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def fast_forward(net: nn.Sequential, spec: NeuronSpec, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The tutorial network on frames ``(T, B, 2, H, W)``: output spikes and membrane ``(T, B, n_classes)``."""
-    spec = neuron_spec(config)
     cur3 = HiddenLayers.apply(
         frames,
         net[0].weight, net[0].bias, net[2].beta, net[2].threshold,
         net[3].weight, net[3].bias, net[5].beta, net[5].threshold,
         net[7].weight, net[7].bias,
         spec,
+        pooling_of(net),
     )
     return LIFScan.apply(cur3, net[8].beta, net[8].threshold, spec)

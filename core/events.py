@@ -13,12 +13,15 @@ Orchard's original ``Read_Ndataset.m`` and of ``tonic.io.read_mnist_file``).
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
-import threading
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
+
+from core.files import atomic_write_bytes
+from core.limits import format_bytes, limits
 
 SENSOR_SIZE: tuple[int, int, int] = (34, 34, 2)  # width, height, polarities (tonic's order)
 EVENT_DTYPE = np.dtype([("x", np.int64), ("y", np.int64), ("t", np.int64), ("p", np.int64)])
@@ -114,24 +117,46 @@ def decode_nmnist(raw: bytes | bytearray | memoryview | np.ndarray, path: PathLi
     return _decode_padded(buf, len(data), path)
 
 
-def _read_padded(path: PathLike) -> tuple[bytearray, int]:
-    """The bytes of ``path`` after ``_PAD`` zero bytes, and their number; our error on anything but a file."""
+def _open_problem(path: PathLike, exc: OSError) -> str:
+    """Why ``path`` cannot be opened, in words (a dangling symbolic link and a link loop are named as such)."""
+    if isinstance(exc, FileNotFoundError):
+        return f"dangling symbolic link (to {_link_target(path)})" if os.path.islink(path) else "no such file"
+    if exc.errno == errno.ELOOP:
+        return "symbolic link loop (the link leads back to itself)"
+    if isinstance(exc, IsADirectoryError):
+        return "is a directory, not a file"
+    if isinstance(exc, PermissionError):
+        return "permission denied"
+    return f"cannot be read ({exc.strerror or exc})"
+
+
+def _link_target(path: PathLike) -> str:
+    try:
+        return os.readlink(path)
+    except OSError:
+        return "?"
+
+
+def _read_padded(path: PathLike, max_bytes: int | None = None) -> tuple[bytearray, int]:
+    """The bytes of ``path`` after ``_PAD`` zero bytes, and their number; our error on anything but a file.
+
+    A file over ``max_bytes`` (default: ``limits().event_file_bytes``) is refused from its size,
+    before any of it is read.
+    """
     try:
         # O_NONBLOCK: a FIFO or device must be refused, not waited on.
         fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
-    except FileNotFoundError:
-        raise NMNISTFormatError(path, "no such file") from None
-    except IsADirectoryError:
-        raise NMNISTFormatError(path, "is a directory, not a file") from None
-    except PermissionError:
-        raise NMNISTFormatError(path, "permission denied") from None
     except OSError as exc:
-        raise NMNISTFormatError(path, f"cannot be read ({exc.strerror or exc})") from None
+        raise NMNISTFormatError(path, _open_problem(path, exc)) from None
     info = os.fstat(fd)
     if not stat.S_ISREG(info.st_mode):
         os.close(fd)
         what = "is a directory, not a file" if stat.S_ISDIR(info.st_mode) else "is not a regular file"
         raise NMNISTFormatError(path, what)
+    limit = limits().event_file_bytes if max_bytes is None else max_bytes
+    if info.st_size > limit:
+        os.close(fd)
+        raise NMNISTFormatError(path, too_large(info.st_size, limit))
     with open(fd, "rb", buffering=0) as fh:
         buf = bytearray(_PAD + info.st_size)
         view = memoryview(buf)[_PAD:]
@@ -146,14 +171,61 @@ def _read_padded(path: PathLike) -> tuple[bytearray, int]:
     return buf, size
 
 
-def read_nmnist(path: PathLike) -> np.ndarray:
+def too_large(size: int, limit: int) -> str:
+    """Why a file of ``size`` bytes is refused: over the event-file budget (and how to raise it)."""
+    return (
+        f"{format_bytes(size)} ({size // BYTES_PER_EVENT:,} events) is over the {format_bytes(limit)} limit for one "
+        f"event file (N-MNIST recordings are about 25 kB; NMNIST_LIMIT_EVENT_FILE_BYTES changes the limit)"
+    )
+
+
+def read_nmnist(path: PathLike, max_bytes: int | None = None) -> np.ndarray:
     """Read one N-MNIST ``.bin`` recording; raises :class:`NMNISTFormatError` on a bad file.
 
     Returns exactly what ``tonic.io.read_mnist_file(path, dtype=tonic.datasets.NMNIST.dtype)``
-    returns for a valid file, only faster.
+    returns for a valid file, only faster. A file over ``max_bytes`` (default: the
+    ``event_file_bytes`` budget of :func:`core.limits.limits`) is refused before it is read.
     """
-    buf, size = _read_padded(path)
+    buf, size = _read_padded(path, max_bytes)
     return _decode_padded(buf, size, path)
+
+
+@dataclass(frozen=True)
+class RecordingSummary:
+    """What statistics need of one recording: its number of events, ON events and first and last timestamps."""
+
+    events: int
+    on_events: int
+    first_us: int  # the smallest timestamp
+    last_us: int  # the largest timestamp
+
+    @property
+    def span_us(self) -> int:
+        """Microseconds from the earliest to the latest event (``t.max() - t.min()``)."""
+        return self.last_us - self.first_us
+
+
+def summarize_nmnist(path: PathLike, max_bytes: int | None = None) -> RecordingSummary:
+    """The counts and time span of a recording, exactly as :func:`read_nmnist`'s events give them, about 5x faster.
+
+    Reads the file once and looks at the bytes that hold polarity and time, without
+    building the event array; a file with overflow markers (or bad events) goes
+    through the full decoder, so the numbers and the errors are always read_nmnist's.
+    """
+    buf, size = _read_padded(path, max_bytes)
+    if size == 0 or size % BYTES_PER_EVENT:
+        _decode_padded(buf, size, path)  # raises the same NMNISTFormatError as read_nmnist
+    n = size // BYTES_PER_EVENT
+    # Bytes 1-4 of each record (y, then polarity and the 23 timestamp bits) as one big-endian word.
+    words = np.ndarray((n,), dtype=">u4", buffer=buf, offset=_PAD + 1, strides=(BYTES_PER_EVENT,)).astype(np.uint32)
+    x = np.ndarray((n,), dtype=np.uint8, buffer=buf, offset=_PAD, strides=(BYTES_PER_EVENT,))
+    width, height = SENSOR_SIZE[0], SENSOR_SIZE[1]
+    if x.max() >= width or (words >> 24).max() >= height:
+        events = _decode_padded(buf, size, path)
+        t = events["t"]
+        return RecordingSummary(len(events), int(np.count_nonzero(events["p"])), int(t.min()), int(t.max()))
+    t = words & MAX_TIMESTAMP_US
+    return RecordingSummary(n, int(np.count_nonzero(words & (MAX_TIMESTAMP_US + 1))), int(t.min()), int(t.max()))
 
 
 def recording_span_us(path: PathLike) -> int:
@@ -212,10 +284,5 @@ def encode_nmnist(events: np.ndarray, path: PathLike | None = None) -> bytes:
 
 
 def write_nmnist(path: PathLike, events: np.ndarray) -> None:
-    """Write events as an N-MNIST ``.bin`` file, atomically (temp file, then rename)."""
-    p = Path(path)
-    data = encode_nmnist(events, p)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(f".{p.name}.{os.getpid()}-{threading.get_ident()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, p)
+    """Write events as an N-MNIST ``.bin`` file, atomically (:func:`core.files.atomic_write_bytes`)."""
+    atomic_write_bytes(path, encode_nmnist(events, path))

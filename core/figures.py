@@ -8,10 +8,12 @@ the MP4, through explicit ``Figure`` objects on the Agg canvas (never the
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 import plotly.graph_objects as go
@@ -21,6 +23,7 @@ from core.events import SENSOR_SIZE
 
 ON_COLOR = "#d62728"  # ON events (brightness up)
 OFF_COLOR = "#1f77b4"  # OFF events (brightness down)
+POLARITY_SCALE = [[0.0, OFF_COLOR], [0.5, "#ffffff"], [1.0, ON_COLOR]]  # ON minus OFF: blue < 0 < red
 DIGITS: tuple[str, ...] = tuple(str(d) for d in range(10))
 SACCADE_US = 105_000  # nominal duration of one N-MNIST saccade (Orchard et al. 2015)
 
@@ -92,10 +95,13 @@ def estimate_saccade_boundaries(events: np.ndarray, n_saccades: int = 3, search_
 
 
 def event_cloud_figure(events: np.ndarray, max_points: int = 15_000, seed: int = 0) -> go.Figure:
-    """Interactive 3D point cloud of x, time (ms) and y, coloured by polarity.
+    """Interactive 3D point cloud of time (ms), x and y, coloured by polarity.
 
-    Above ``max_points`` events a uniform random subset is drawn (the browser
-    stays responsive; the subset is said in the title).
+    The camera looks at the sensor from the front, a little from the side and from
+    above, with an orthographic projection: the whole recording (all three saccades)
+    lies along the time axis from left to right, and each saccade shows the digit
+    upright and unmirrored. Above ``max_points`` events a uniform random subset is
+    drawn (the browser stays responsive; the subset is said in the title).
     """
     x, y, t, p = _as_events(events)
     n = len(t)
@@ -107,42 +113,71 @@ def event_cloud_figure(events: np.ndarray, max_points: int = 15_000, seed: int =
         sel = keep[p[keep] == polarity]
         fig.add_trace(
             go.Scatter3d(
-                x=x[sel], y=t[sel] / 1000.0, z=y[sel], mode="markers", name=f"{name} ({int((p == polarity).sum())})",
-                marker=dict(size=1.6, color=color, opacity=0.7),
-                hovertemplate="x=%{x}<br>y=%{z}<br>t=%{y:.3f} ms<extra>" + name + "</extra>",
+                x=(t[sel] / 1000.0).astype(np.float32), y=x[sel].astype(np.int8), z=y[sel].astype(np.int8), mode="markers",
+                name=f"{name} ({int((p == polarity).sum()):,})", marker=dict(size=1.6, color=color, opacity=0.7),
+                hovertemplate="x=%{y}<br>y=%{z}<br>t=%{x:.3f} ms<extra>" + name + "</extra>",
             )
         )
     shown = f"{len(keep):,} of {n:,} events" if n > max_points else f"{n:,} events"
+    t_end = float(t.max()) / 1000.0 if n else 1.0
+    width, height, _ = SENSOR_SIZE
     fig.update_layout(
         title=f"Events in space and time ({shown})",
         scene=dict(
-            xaxis=dict(title="x", range=[0, SENSOR_SIZE[0]]),
-            yaxis=dict(title="time (ms)"),
-            zaxis=dict(title="y", range=[SENSOR_SIZE[1], 0]),
-            aspectmode="manual", aspectratio=dict(x=1, y=2.2, z=1),
+            xaxis=dict(title="time (ms)", range=[min(0.0, float(t.min()) / 1000.0) if n else 0.0, max(t_end, 1.0)]),
+            yaxis=dict(title="x", range=[width, 0]),  # reversed: seen from the front, x grows to the right
+            zaxis=dict(title="y", range=[height, 0]),  # reversed: row 0 (the top of the digit) at the top
+            # Orthographic scenes scale with the chart's height, not its width: 0.8 keeps the whole box
+            # (and its tick labels) inside a 525 px wide chart, the Events page at a 1000 px window.
+            aspectmode="manual", aspectratio=dict(x=1.92, y=0.8, z=0.8),
+            camera=dict(eye=dict(x=-1.2, y=-1.8, z=0.45), up=dict(x=0, y=0, z=1), center=dict(x=0, y=0, z=0.05),
+                        projection=dict(type="orthographic")),
         ),
-        margin=dict(l=0, r=0, t=40, b=0), height=480, legend=dict(itemsizing="constant"),
+        margin=dict(l=0, r=0, t=40, b=0), height=440,
+        legend=dict(itemsizing="constant", orientation="h", x=0, xanchor="left", y=0, yanchor="bottom"),  # under the scene
     )
     return fig
 
 
+def _pixel_axes(fig: go.Figure, cols: int, rows: int = 1, labels: bool = True) -> None:
+    """Square pixel axes (row 0 at the top) for every panel of a grid of sensor images."""
+    width, height, _ = SENSOR_SIZE
+    for i in range(rows * cols):
+        row, col = i // cols + 1, i % cols + 1
+        anchor = "x" if i == 0 else f"x{i + 1}"
+        fig.update_xaxes(range=[-0.5, width - 0.5], constrain="domain", showticklabels=labels, dtick=10,
+                         title_text="x (pixel)" if labels else None, row=row, col=col)
+        fig.update_yaxes(range=[height - 0.5, -0.5], scaleanchor=anchor, constrain="domain", showticklabels=labels, dtick=10,
+                         title_text="y (pixel)" if labels and col == 1 else None, row=row, col=col)
+
+
 def event_image_figure(events: np.ndarray, sensor_size: tuple[int, int, int] = SENSOR_SIZE) -> go.Figure:
-    """The recording accumulated into images: ON count, OFF count and ON minus OFF."""
+    """The recording accumulated into images: ON count, OFF count and ON minus OFF, with pixel axes and a colour bar each.
+
+    The colour bars lie under their panels, so three panels still fit a narrow page.
+    """
     counts = accumulate(events, sensor_size)
     on, off = counts[1], counts[0]
     diff = on - off
-    fig = make_subplots(rows=1, cols=3, subplot_titles=("ON", "OFF", "ON − OFF"), horizontal_spacing=0.06)
+    spacing = 0.04
+    fig = make_subplots(rows=1, cols=3, subplot_titles=("ON events", "OFF events", "ON − OFF"), horizontal_spacing=spacing)
     lim = max(1, int(np.abs(diff).max()))
-    fig.add_trace(go.Heatmap(z=on, colorscale="Reds", showscale=False, hovertemplate="x=%{x} y=%{y} ON=%{z}<extra></extra>"), 1, 1)
-    fig.add_trace(go.Heatmap(z=off, colorscale="Blues", showscale=False, hovertemplate="x=%{x} y=%{y} OFF=%{z}<extra></extra>"), 1, 2)
-    fig.add_trace(
-        go.Heatmap(z=diff, colorscale="RdBu", reversescale=True, zmin=-lim, zmax=lim, colorbar=dict(len=0.9, thickness=12),
-                   hovertemplate="x=%{x} y=%{y} ON−OFF=%{z}<extra></extra>"), 1, 3,
-    )
-    for col in (1, 2, 3):
-        fig.update_yaxes(autorange="reversed", scaleanchor=f"x{'' if col == 1 else col}", showticklabels=False, row=1, col=col)
-        fig.update_xaxes(showticklabels=False, constrain="domain", row=1, col=col)
-    fig.update_layout(height=300, margin=dict(l=10, r=10, t=40, b=10))
+    panel = (1 - 2 * spacing) / 3
+
+    def colorbar(col: int) -> dict:  # horizontal, under its own panel
+        centre = (col - 1) * (panel + spacing) + panel / 2
+        return dict(orientation="h", x=centre, xanchor="center", y=-0.2, yanchor="top", len=panel * 0.9, thickness=10)
+
+    fig.add_trace(go.Heatmap(z=_compact(on), colorscale=[[0, "#ffffff"], [1, ON_COLOR]], zmin=0, colorbar=colorbar(1),
+                             hovertemplate="x=%{x} y=%{y} ON=%{z}<extra></extra>"), 1, 1)
+    fig.add_trace(go.Heatmap(z=_compact(off), colorscale=[[0, "#ffffff"], [1, OFF_COLOR]], zmin=0, colorbar=colorbar(2),
+                             hovertemplate="x=%{x} y=%{y} OFF=%{z}<extra></extra>"), 1, 2)
+    fig.add_trace(go.Heatmap(z=_compact(diff), **_polarity_heat(lim), colorbar=colorbar(3),
+                             hovertemplate="x=%{x} y=%{y} ON − OFF=%{z}<extra></extra>"), 1, 3)
+    _pixel_axes(fig, cols=3)
+    fig.update_yaxes(showticklabels=False, row=1, col=2)
+    fig.update_yaxes(showticklabels=False, row=1, col=3)
+    fig.update_layout(height=400, margin=dict(l=10, r=10, t=30, b=80))
     return fig
 
 
@@ -167,31 +202,161 @@ def event_rate_figure(events: np.ndarray, bin_us: int = 1000, boundaries_us: Seq
     return fig
 
 
-def frames_figure(frames: np.ndarray, labels: Sequence[str] | None = None, title: str = "Frames") -> go.Figure:
-    """Frames (T, 2, H, W) as ON minus OFF images with a play button and a time slider.
+def event_projection_figure(events: np.ndarray, bin_us: int = 2000, boundaries_us: Sequence[int] = ()) -> go.Figure:
+    """The recording seen along y and along x: ON minus OFF events per time bin and column (x-t), and per row (y-t).
+
+    The three saccades show as three sweeps of the digit across the sensor, the
+    boundaries between them as dashed lines.
+    """
+    x, y, t, p = _as_events(events)
+    width, height, _ = SENSOR_SIZE
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.12,
+                        subplot_titles=("x over time (each column summed over y)", "y over time (each row summed over x)"))
+    if len(t):
+        t0 = int(t.min())
+        n_bins = int((int(t.max()) - t0) // bin_us) + 1
+        index = (t - t0) // bin_us
+        sign = np.where(p > 0, 1, -1)
+        xt = np.zeros((width, n_bins), dtype=np.int64)
+        yt = np.zeros((height, n_bins), dtype=np.int64)
+        np.add.at(xt, (x, index), sign)
+        np.add.at(yt, (y, index), sign)
+        lim = float(max(1, np.abs(xt).max(), np.abs(yt).max()))
+        times = (t0 + bin_us * (np.arange(n_bins) + 0.5)) / 1000.0
+        for row, z, name in ((1, xt, "x"), (2, yt, "y")):
+            fig.add_trace(go.Heatmap(z=_compact(z), x=times.astype(np.float32), coloraxis="coloraxis",
+                                     hovertemplate="t=%{x:.1f} ms " + name + "=%{y} ON − OFF=%{z}<extra></extra>"), row, 1)
+        fig.update_layout(coloraxis=dict(colorscale=POLARITY_SCALE, cmin=-lim, cmax=lim, colorbar=dict(title=dict(text="ON − OFF", side="right"), thickness=10)))
+    for b in boundaries_us:
+        fig.add_vline(x=b / 1000.0, line=dict(color="#555", dash="dash", width=1.2), row="all", col=1)
+    fig.update_yaxes(title_text="x (pixel)", range=[-0.5, width - 0.5], row=1, col=1)
+    fig.update_yaxes(title_text="y (pixel)", range=[height - 0.5, -0.5], row=2, col=1)
+    fig.update_xaxes(title_text="time (ms)", row=2, col=1)
+    fig.update_layout(height=420, margin=dict(l=10, r=10, t=40, b=10))
+    return fig
+
+
+def digit_gallery_figure(
+    recordings: Mapping[int, np.ndarray], columns: int = 5, window_us: int | None = SACCADE_US
+) -> go.Figure:
+    """One recording per digit as an ON minus OFF image of its first ``window_us`` (one saccade), one colour scale.
+
+    Over one saccade the digit's leading edges are ON (red) and its trailing edges
+    OFF (blue), so the stroke reads clearly; over a whole recording the three
+    saccades' directions cancel out. ``window_us=None`` takes every event.
+    """
+    digits = sorted(recordings)
+    rows = max(1, math.ceil(len(digits) / columns))
+    fig = make_subplots(rows=rows, cols=columns, subplot_titles=[f"digit {d}" for d in digits],
+                        horizontal_spacing=0.02, vertical_spacing=0.1)
+
+    def first(events: np.ndarray) -> np.ndarray:
+        if window_us is None or not len(events):
+            return events
+        return events[events["t"] < int(events["t"].min()) + window_us]
+
+    diffs = [accumulate(first(recordings[d])) for d in digits]
+    diffs = [c[1] - c[0] for c in diffs]
+    # The 99th percentile, not the maximum: one hot pixel would otherwise wash every image out.
+    lim = float(max(1.0, *(np.percentile(np.abs(z[z != 0]), 99) if np.any(z) else 1.0 for z in diffs))) if diffs else 1.0
+    for i, z in enumerate(diffs):
+        fig.add_trace(go.Heatmap(z=_compact(z), coloraxis="coloraxis", hovertemplate="x=%{x} y=%{y} ON − OFF=%{z}<extra></extra>"),
+                      i // columns + 1, i % columns + 1)
+    _pixel_axes(fig, cols=columns, rows=rows, labels=False)
+    fig.update_layout(
+        coloraxis=dict(colorscale=POLARITY_SCALE, cmin=-lim, cmax=lim,
+                       colorbar=dict(title=dict(text="ON − OFF events", side="right"), thickness=10, len=0.9)),
+        height=170 * rows + 40, margin=dict(l=5, r=5, t=30, b=5),
+    )
+    return fig
+
+
+def _polarity_heat(lim: float) -> dict:
+    """Heatmap settings of ON minus OFF counts: the app's polarity colours (OFF blue, none white, ON red)."""
+    return dict(colorscale=POLARITY_SCALE, zmin=-lim, zmax=lim)
+
+
+def _compact(values: np.ndarray) -> np.ndarray:
+    """Counts in the smallest integer type that holds them (plotly sends numpy arrays as typed binary)."""
+    if values.dtype.kind not in "iu":
+        return values.astype(np.float32)
+    low, high = (int(values.min()), int(values.max())) if values.size else (0, 0)
+    for dtype in (np.int8, np.int16, np.int32):
+        info = np.iinfo(dtype)
+        if info.min <= low and high <= info.max:
+            return values.astype(dtype)
+    return values.astype(np.float64)
+
+
+def event_count_figure(before: np.ndarray, after: np.ndarray, bin_us: int | None = None) -> go.Figure:
+    """Events per millisecond over time, before and after a pipeline's event steps: what a filter removed, and when.
+
+    ``bin_us`` defaults to about 150 bins over the recording, in whole milliseconds.
+    Both curves share the bins (from the first to the last timestamp of either).
+    """
+    t_before = np.asarray(before["t"], dtype=np.float64)
+    t_after = np.asarray(after["t"], dtype=np.float64)
+    both = np.concatenate([t_before, t_after])
+    fig = go.Figure()
+    if len(both):
+        first, last = float(both.min()), float(both.max())
+        if bin_us is None:
+            bin_us = max(1000, int(round((last - first) / 150 / 1000)) * 1000)
+        edges = first + bin_us * np.arange(int((last - first) // bin_us) + 2)
+        centres_ms = (edges[:-1] + bin_us / 2) / 1000.0
+        scale = 1000.0 / bin_us
+        kept = np.histogram(t_after, bins=edges)[0] * scale
+        fig.add_trace(go.Scatter(x=centres_ms, y=np.histogram(t_before, bins=edges)[0] * scale, name=f"before ({len(t_before):,})",
+                                 mode="lines", line=dict(color="#b0b0b0", width=1), fill="tozeroy", fillcolor="rgba(176,176,176,0.35)"))
+        fig.add_trace(go.Scatter(x=centres_ms, y=kept, name=f"after ({len(t_after):,})", mode="lines",
+                                 line=dict(color="#2b2b2b", width=1.6)))
+    removed = len(t_before) - len(t_after)
+    title = "Events over time" + (f": {removed:,} removed" if removed > 0 else "")
+    fig.update_layout(
+        title=title, xaxis_title="time (ms)", yaxis_title="events per ms", height=280,
+        margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h", y=-0.3, x=0.5, xanchor="center", yanchor="top"),
+    )
+    return fig
+
+
+def frames_figure(
+    frames: np.ndarray, labels: Sequence[str] | None = None, title: str = "Frames", start: int = 0
+) -> go.Figure:
+    """Frames (T, 2, H, W) as ON minus OFF images with a play button and a time slider, opening on frame ``start``.
 
     The animation runs in the browser (plotly frames), so scrubbing never
-    reruns the page.
+    reruns the page. The images go to the browser as typed binary arrays (a few
+    bytes a pixel), not as lists of numbers.
     """
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[1] != 2:
         raise ValueError(f"frames must have shape (T, 2, H, W), got {frames.shape}")
     n = len(frames)
-    diff = (frames[:, 1].astype(np.float32) - frames[:, 0].astype(np.float32)) if n else np.zeros((1, *frames.shape[2:]))
+    if frames.dtype.kind in "iub":
+        diff = frames[:, 1].astype(np.int64) - frames[:, 0].astype(np.int64)
+    else:
+        diff = frames[:, 1].astype(np.float32) - frames[:, 0].astype(np.float32)
+    if not n:
+        diff = np.zeros((1, *frames.shape[2:]), dtype=np.int64)
     lim = float(max(1.0, np.abs(diff).max()))
+    diff = _compact(diff)
+    start = min(max(0, int(start)), max(0, n - 1))
     labels = [str(s) for s in (labels if labels is not None else range(n))]
-    heat = dict(colorscale="RdBu", reversescale=True, zmin=-lim, zmax=lim, colorbar=dict(thickness=12, title="ON−OFF"),
-                hovertemplate="x=%{x} y=%{y} ON−OFF=%{z}<extra></extra>")
-    fig = go.Figure(data=[go.Heatmap(z=diff[0], **heat)])
-    fig.update(frames=[dict(data=[dict(type="heatmap", z=diff[i].tolist())], traces=[0], name=labels[i]) for i in range(n)])
+    heat = dict(**_polarity_heat(lim), colorbar=dict(thickness=8, thicknessmode="pixels", len=0.8, lenmode="fraction",
+                                                     title=dict(text="ON − OFF", side="right")),  # upright: no width
+                hovertemplate="x=%{x} y=%{y} ON − OFF=%{z}<extra></extra>")
+    fig = go.Figure(data=[go.Heatmap(z=diff[start], **heat)])
+    fig.update(frames=[dict(data=[dict(type="heatmap", z=diff[i])], traces=[0], name=labels[i]) for i in range(n)])
     steps = [dict(method="animate", label=labels[i],
                   args=[[labels[i]], dict(mode="immediate", frame=dict(duration=0, redraw=True), transition=dict(duration=0))])
              for i in range(n)]
     fig.update_layout(
         title=title, height=460, margin=dict(l=10, r=10, t=40, b=10),
-        yaxis=dict(autorange="reversed", scaleanchor="x", constrain="domain"), xaxis=dict(constrain="domain"),
-        sliders=[dict(steps=steps, active=0, currentvalue=dict(prefix="frame: "), pad=dict(t=30))] if n else [],
-        updatemenus=[dict(type="buttons", direction="left", showactive=False, x=0, y=0, xanchor="right", yanchor="top", pad=dict(t=30, r=10),
+        yaxis=dict(title="y (pixel)", autorange="reversed", scaleanchor="x", constrain="domain"),
+        xaxis=dict(title="x (pixel)", constrain="domain"),
+        # the slider under the plot, the play buttons under the slider: left of the plot they would narrow it
+        sliders=[dict(steps=steps, active=start, currentvalue=dict(prefix="frame: "), pad=dict(t=30), x=0, len=1)] if n else [],
+        updatemenus=[dict(type="buttons", direction="left", showactive=False, x=0, y=0, xanchor="left", yanchor="top", pad=dict(t=105),
                           buttons=[dict(label="▶", method="animate",
                                         args=[None, dict(frame=dict(duration=80, redraw=True), fromcurrent=True, transition=dict(duration=0))]),
                                    dict(label="❚❚", method="animate",
@@ -215,62 +380,228 @@ def event_grid_frames(events: np.ndarray, sensor_size: tuple[int, int, int] = SE
     return to_frame(events, sensor_size, n_time_bins=n_time_bins)
 
 
-def event_grid_figure(frames: np.ndarray, title: str = "") -> go.Figure:
-    """Frames side by side as ``frame[1] - frame[0]`` in viridis, axes off: plot_event_grid's look."""
+def event_grid_figure(frames: np.ndarray, title: str = "", subtitles: Sequence[str] | None = None) -> go.Figure:
+    """Frames side by side as ``frame[1] - frame[0]``, as plot_event_grid draws them, in the app's polarity colours.
+
+    One colour scale for all panels (ON red, OFF blue, white where they cancel
+    or nothing happened), labelled pixel axes and ``subtitles`` over the panels
+    (the time each one covers, say).
+    """
     frames = np.asarray(frames)
     n = len(frames)
-    fig = make_subplots(rows=1, cols=max(1, n), horizontal_spacing=0.02)
-    for i in range(n):
-        z = frames[i][1].astype(np.int64) - frames[i][0].astype(np.int64) if frames.shape[1] > 1 else frames[i][0]
-        fig.add_trace(go.Heatmap(z=z, colorscale="Viridis", showscale=False, hovertemplate="x=%{x} y=%{y} %{z}<extra></extra>"), 1, i + 1)
+    titles = [str(s) for s in subtitles] if subtitles is not None else None
+    fig = make_subplots(rows=1, cols=max(1, n), horizontal_spacing=0.03, subplot_titles=titles)
+    diffs = [frames[i][1].astype(np.int64) - frames[i][0].astype(np.int64) if frames.shape[1] > 1 else frames[i][0] for i in range(n)]
+    lim = float(max(1, *(int(np.abs(z).max()) for z in diffs))) if diffs else 1.0
+    for i, z in enumerate(diffs):
+        fig.add_trace(go.Heatmap(z=z, coloraxis="coloraxis", hovertemplate="x=%{x} y=%{y} ON − OFF=%{z}<extra></extra>"), 1, i + 1)
         anchor = "x" if i == 0 else f"x{i + 1}"
-        fig.update_yaxes(autorange="reversed", scaleanchor=anchor, visible=False, row=1, col=i + 1)
-        fig.update_xaxes(visible=False, constrain="domain", row=1, col=i + 1)
-    fig.update_layout(title=title or None, height=260, margin=dict(l=5, r=5, t=40 if title else 5, b=5))
+        fig.update_yaxes(autorange="reversed", scaleanchor=anchor, constrain="domain", title_text="y (pixel)" if i == 0 else None,
+                         showticklabels=i == 0, row=1, col=i + 1)
+        fig.update_xaxes(constrain="domain", title_text="x (pixel)", row=1, col=i + 1)
+    fig.update_layout(
+        title=title or None, height=300, margin=dict(l=5, r=5, t=60 if title else 30, b=5),
+        coloraxis=dict(colorscale=POLARITY_SCALE, cmin=-lim, cmax=lim, colorbar=dict(title="ON − OFF", thickness=12, len=0.9)),
+    )
+    if titles:
+        fig.update_annotations(font_size=12)
     return fig
 
 
+def event_grids_figure(rows: Sequence[tuple[str, np.ndarray, Sequence[str]]], height: int = 420) -> go.Figure:
+    """Rows of frames side by side as ``frame[1] - frame[0]`` (plot_event_grid's view), on one polarity scale.
+
+    Each row is ``(name, frames (T, P, H, W), a title per frame)``: the recording
+    before a pipeline and after its event steps, say, so their intensities compare.
+    ON is red, OFF blue, white where they cancel or nothing happened; pixel axes
+    are labelled once, the colour bar lies under the panels (it takes no width).
+    The layout is written out whole rather than through make_subplots, which
+    validates every axis update (ten times slower for a grid that changes with
+    every edit of a pipeline).
+    """
+    n_rows = max(1, len(rows))
+    n_cols = max([1, *(len(frames) for _, frames, _ in rows)])
+    gap_x, gap_y = 0.03, 0.16
+    width = (1 - gap_x * (n_cols - 1)) / n_cols
+    tall = (1 - gap_y * (n_rows - 1)) / n_rows
+    data, axes, titles, lim = [], {}, [], 1.0
+    for r, (name, frames, subtitles) in enumerate(rows):
+        frames = np.asarray(frames)
+        subtitles = list(subtitles)
+        for c in range(len(frames)):
+            z = frames[c][1].astype(np.int64) - frames[c][0].astype(np.int64) if frames.shape[1] > 1 else frames[c][0]
+            lim = max(lim, float(np.abs(z).max()) if z.size else 0.0)
+            index = r * n_cols + c + 1
+            suffix = "" if index == 1 else str(index)
+            x0, top = c * (width + gap_x), 1 - r * (tall + gap_y)
+            last_row = r == len(rows) - 1
+            axes[f"xaxis{suffix}"] = dict(domain=[x0, x0 + width], anchor=f"y{suffix}", constrain="domain",
+                                          showticklabels=last_row, title=dict(
+                                              text="x (pixel)" if last_row and c == n_cols // 2 else None, font=dict(size=12)))
+            axes[f"yaxis{suffix}"] = dict(domain=[top - tall, top], anchor=f"x{suffix}", autorange="reversed",
+                                          scaleanchor=f"x{suffix}", constrain="domain", showticklabels=c == 0,
+                                          title=dict(text=f"{name}<br>y (pixel)" if c == 0 else None, font=dict(size=12)))
+            data.append(dict(type="heatmap", z=z, xaxis=f"x{suffix}", yaxis=f"y{suffix}", coloraxis="coloraxis", name=name,
+                             hovertemplate=f"{name}: x=%{{x}} y=%{{y}} ON − OFF=%{{z}}<extra></extra>"))
+            if c < len(subtitles):
+                titles.append(dict(text=str(subtitles[c]), x=x0 + width / 2, y=top, xref="paper", yref="paper",
+                                   xanchor="center", yanchor="bottom", showarrow=False, font=dict(size=11)))
+    layout = dict(
+        height=height, margin=dict(l=10, r=10, t=30, b=60), annotations=titles, **axes,
+        coloraxis=dict(colorscale=POLARITY_SCALE, cmin=-lim, cmax=lim,
+                       colorbar=dict(title=dict(text="ON − OFF", side="top"), orientation="h", thickness=10,
+                                     thicknessmode="pixels", len=0.6, lenmode="fraction", y=-0.2, yanchor="top", x=0.5,
+                                     xanchor="center")),
+    )
+    return go.Figure(data=data, layout=layout)
+
+
 # --------------------------------------------------------------------------- training
+
+
+def smooth(values: Sequence[float], window: int | None = None) -> list[float]:
+    """An exponential moving average (debiased, as TensorBoard's), over about ``window`` points.
+
+    ``window=None`` picks one from the length: a tenth of the points, 1 to 50. Non-finite
+    values pass through unsmoothed and do not disturb the average.
+    """
+    n = len(values)
+    if window is None:
+        window = max(1, min(50, n // 10))
+    if window <= 1 or n == 0:
+        return [float(v) for v in values]
+    alpha = 2.0 / (window + 1)
+    out, average, weight = [], 0.0, 0.0
+    for v in values:
+        v = float(v)
+        if not math.isfinite(v):
+            out.append(v)
+            continue
+        average = (1 - alpha) * average + alpha * v
+        weight = (1 - alpha) * weight + alpha
+        out.append(average / weight)
+    return out
+
+
+_RUN_COLORS = ["#636efa", "#ef553b", "#00cc96", "#ab63fa", "#ffa15a", "#19d3f3", "#ff6692", "#b6e880", "#ff97ff", "#fecb52"]
+TEST_COLOR = "#2ca02c"  # test accuracy of a single run: its own colour, not the training curves'
 
 
 def training_curves_figure(
     histories: Mapping[str, Mapping[str, Sequence[float]]],
     metrics: Sequence[tuple[str, str]] = (("loss", "loss"), ("accuracy", "minibatch accuracy")),
     x: str = "iteration",
+    window: int | None = None,
+    raw: bool = False,
+    chance: float | None = None,
 ) -> go.Figure:
-    """One column per metric, one line per run: ``histories[run][column]`` are equal-length lists.
+    """One panel per metric, one line per run, then a panel of test accuracy where a run has test points.
 
-    Optional test points (``test_iteration``, ``test_accuracy``) are drawn as
-    markers on the accuracy panel.
+    ``histories[run][column]`` are equal-length lists. The training curves are smoothed
+    (:func:`smooth`, ``window`` points) with the raw values as faint lines where ``raw``;
+    test accuracy (``test_iteration``, ``test_accuracy``) is a series of its own: large
+    markers on solid lines, with the ``chance`` level as a dotted line.
     """
-    fig = make_subplots(rows=1, cols=len(metrics), subplot_titles=[title for _, title in metrics], horizontal_spacing=0.08)
-    palette = ["#636efa", "#ef553b", "#00cc96", "#ab63fa", "#ffa15a", "#19d3f3", "#ff6692", "#b6e880", "#ff97ff", "#fecb52"]
+    keys = [key for key, _ in metrics]
+    has_test = any(len(h.get("test_accuracy", ())) for h in histories.values())
+    titles = [title + (" (smoothed)" if window != 1 else "") for _, title in metrics]
+    if has_test:
+        titles.append("test accuracy")
+    fig = make_subplots(rows=1, cols=len(titles), subplot_titles=titles, horizontal_spacing=0.07)
+    single = len(histories) == 1
     for k, (name, history) in enumerate(histories.items()):
-        color = palette[k % len(palette)]
+        color = _RUN_COLORS[k % len(_RUN_COLORS)]
         xs = list(history.get(x, range(len(next(iter(history.values()), [])))))
-        for col, (key, _) in enumerate(metrics, start=1):
-            if key in history and len(history[key]):
-                fig.add_trace(go.Scatter(x=xs[: len(history[key])], y=list(history[key]), mode="lines", name=name,
-                                         legendgroup=name, showlegend=col == 1, line=dict(color=color, width=1.8)), 1, col)
-        if "test_accuracy" in history and len(history["test_accuracy"]) and "accuracy" in [m for m, _ in metrics]:
-            col = [m for m, _ in metrics].index("accuracy") + 1
-            fig.add_trace(go.Scatter(x=list(history.get("test_iteration", [])), y=list(history["test_accuracy"]),
-                                     mode="markers+lines", name=f"{name} (test)", legendgroup=name, showlegend=False,
-                                     marker=dict(color=color, symbol="diamond", size=8), line=dict(color=color, dash="dot")), 1, col)
-    for col, (key, _) in enumerate(metrics, start=1):
+        for col, key in enumerate(keys, start=1):
+            values = list(history.get(key, ()))
+            if not values:
+                continue
+            if raw:
+                fig.add_trace(go.Scatter(x=xs[: len(values)], y=values, mode="lines", name=f"{name} (raw)",
+                                         legendgroup=name, showlegend=False, opacity=0.3,
+                                         line=dict(color=color, width=1)), 1, col)
+            fig.add_trace(go.Scatter(x=xs[: len(values)], y=smooth(values, window), mode="lines", name=name,
+                                     legendgroup=name, showlegend=col == 1, line=dict(color=color, width=2.2)), 1, col)
+        if has_test and len(history.get("test_accuracy", ())):
+            fig.add_trace(go.Scatter(
+                x=list(history.get("test_iteration", [])), y=list(history["test_accuracy"]), mode="markers+lines",
+                name=f"{name} (test)", legendgroup=name, showlegend=False,
+                marker=dict(color=TEST_COLOR if single else color, size=10, symbol="diamond",
+                            line=dict(color="white", width=1)),
+                line=dict(color=TEST_COLOR if single else color, width=2.5),
+                hovertemplate="iteration %{x}: test accuracy %{y:.1%}<extra>" + name + "</extra>",
+            ), 1, len(titles))
+    for col, key in enumerate([*keys, *(["test_accuracy"] if has_test else [])], start=1):
         fig.update_xaxes(title_text=x, row=1, col=col)
         if "acc" in key:
             fig.update_yaxes(range=[0, 1.02], tickformat=".0%", row=1, col=col)
+            if chance is not None:
+                fig.add_hline(y=chance, line=dict(color="#888", dash="dot", width=1), row=1, col=col,
+                              annotation_text="chance", annotation_position="bottom right")
+    fig.update_xaxes(matches="x")  # every panel over the same iterations (a lone test point stays in place)
     fig.update_layout(height=340, margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h", y=-0.25))
     return fig
 
 
+def compare_runs_figure(
+    runs: Sequence[Mapping[str, object]], window: int | None = None, raw: bool = False, chance: float | None = None
+) -> go.Figure:
+    """Several runs side by side, like with like: test accuracy, minibatch accuracy, and one loss panel per loss.
+
+    Each run is a mapping with ``label``, ``loss_name`` and the columns of
+    :func:`training_curves_figure`. Accuracies compare across every run; losses only
+    between runs of the same loss function (an mse_count loss of ~30 and a ce_rate
+    loss of ~2 on one axis would say nothing), so each loss function has its own panel.
+    """
+    losses = list(dict.fromkeys(str(r.get("loss_name") or "unknown loss") for r in runs)) or ["loss"]
+    cols = max(2, len(losses))
+    titles = ["test accuracy", "minibatch accuracy (smoothed)"] + [""] * (cols - 2)
+    titles += [f"loss: {name} (smoothed)" for name in losses] + [""] * (cols - len(losses))
+    fig = make_subplots(rows=2, cols=cols, subplot_titles=titles, horizontal_spacing=0.07, vertical_spacing=0.2)
+    for k, run in enumerate(runs):
+        label = str(run.get("label", f"run {k}"))
+        color = _RUN_COLORS[k % len(_RUN_COLORS)]
+        xs = list(run.get("iteration", ()))  # type: ignore[arg-type]
+        tests = list(run.get("test_accuracy", ()))  # type: ignore[arg-type]
+        if tests:
+            fig.add_trace(go.Scatter(x=list(run.get("test_iteration", ())), y=tests, mode="markers+lines",  # type: ignore[arg-type]
+                                     name=label, legendgroup=label, showlegend=True,
+                                     marker=dict(color=color, size=9, symbol="diamond"), line=dict(color=color, width=2.5),
+                                     hovertemplate="iteration %{x}: test accuracy %{y:.1%}<extra>" + label + "</extra>"),
+                          1, 1)
+        accuracy = list(run.get("accuracy", ()))  # type: ignore[arg-type]
+        loss = list(run.get("loss", ()))  # type: ignore[arg-type]
+        panels = ((1, 2, accuracy), (2, 1 + losses.index(str(run.get("loss_name") or "unknown loss")), loss))
+        for row, col, values in panels:
+            if not values:
+                continue
+            if raw:
+                fig.add_trace(go.Scatter(x=xs[: len(values)], y=values, mode="lines", name=f"{label} (raw)",
+                                         legendgroup=label, showlegend=False, opacity=0.3,
+                                         line=dict(color=color, width=1)), row, col)
+            fig.add_trace(go.Scatter(x=xs[: len(values)], y=smooth(values, window), mode="lines", name=label,
+                                     legendgroup=label, showlegend=not tests and row == 1,
+                                     line=dict(color=color, width=2)), row, col)
+    for row in (1, 2):
+        for col in range(1, cols + 1):
+            fig.update_xaxes(title_text="iteration", row=row, col=col)
+    for col in (1, 2):
+        fig.update_yaxes(range=[0, 1.02], tickformat=".0%", row=1, col=col)
+        if chance is not None:
+            fig.add_hline(y=chance, line=dict(color="#888", dash="dot", width=1), row=1, col=col)
+    fig.update_xaxes(matches="x")
+    fig.update_layout(height=620, margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h", y=-0.12))
+    return fig
+
+
 def confusion_matrix_figure(matrix: np.ndarray, labels: Sequence[str] = DIGITS) -> go.Figure:
-    """Confusion matrix (rows: true class, columns: predicted), counts annotated."""
+    """Confusion matrix (rows: true digit, columns: predicted), counts annotated, with a colour bar."""
     m = np.asarray(matrix)
     fig = go.Figure(go.Heatmap(z=m, x=list(labels), y=list(labels), colorscale="Blues", text=m, texttemplate="%{text}",
-                               hovertemplate="true %{y}, predicted %{x}: %{z}<extra></extra>", showscale=False))
-    fig.update_layout(xaxis_title="predicted", yaxis_title="true", yaxis=dict(autorange="reversed", scaleanchor="x"),
+                               hovertemplate="true %{y}, predicted %{x}: %{z}<extra></extra>", showscale=True,
+                               colorbar=dict(title=dict(text="samples"), thickness=12)))
+    fig.update_layout(xaxis_title="predicted digit", yaxis_title="true digit",
+                      yaxis=dict(autorange="reversed", scaleanchor="x"),
                       height=420, margin=dict(l=10, r=10, t=30, b=10), xaxis=dict(side="bottom", type="category"))
     fig.update_yaxes(type="category")
     return fig
@@ -362,12 +693,18 @@ def membrane_figure(mem, labels: Sequence[str] = DIGITS, threshold: float | None
 
 @dataclass(frozen=True)
 class SpikeVideoConfig:
-    """How the spike-count MP4 is drawn; defaults reproduce the tutorial's ``spike_count`` call."""
+    """How the spike-count MP4 is drawn; the picture reproduces the tutorial's ``spike_count`` call.
+
+    The timing does too where the record is long enough (``fps``); a shorter one is slowed
+    down or its frames held, so that the video lasts ``min_seconds`` (see :func:`video_timing`).
+    """
 
     figsize: tuple[float, float] = (12.0, 7.0)  # the tutorial's plt.subplots(figsize=(12, 7))
     dpi: int = 100  # matplotlib's default figure dpi, which anim.save uses
     interpolate: int = 1  # frames per time step (spike_count's `interpolate`)
     fps: float = 40.0  # spike_count's interval=25 ms -> 40 frames per second
+    min_seconds: float = 3.0  # shortest video: 10 steps at 40 fps (0.25 s) would be over before anyone sees it
+    min_fps: float = 10.0  # slowest frame rate before frames are held instead
     gridshader: bool = True
     crf: int = 23  # libx264 quality (lower is better)
     preset: str = "veryfast"  # libx264 speed/size trade-off
@@ -375,10 +712,31 @@ class SpikeVideoConfig:
     def __post_init__(self) -> None:
         if self.interpolate < 1:
             raise ValueError(f"interpolate must be at least 1, got {self.interpolate}")
-        if self.fps <= 0:
-            raise ValueError(f"fps must be positive, got {self.fps}")
+        if self.fps <= 0 or self.min_fps <= 0:
+            raise ValueError(f"fps and min_fps must be positive, got {self.fps} and {self.min_fps}")
+        if self.min_fps > self.fps:
+            raise ValueError(f"min_fps ({self.min_fps}) must not exceed fps ({self.fps})")
+        if not 0 <= self.min_seconds <= 600:
+            raise ValueError(f"min_seconds must lie in [0, 600], got {self.min_seconds}")
         if self.dpi <= 0 or min(self.figsize) <= 0:
             raise ValueError("figsize and dpi must be positive")
+
+
+def video_timing(frames: int, config: SpikeVideoConfig = SpikeVideoConfig()) -> tuple[Fraction, int]:
+    """The MP4's frame rate and how many times each drawn frame is shown (held), for ``frames`` drawn frames.
+
+    ``config.fps`` where the frames last ``min_seconds`` at that rate; else a slower rate that
+    makes the video last exactly ``min_seconds``; below ``min_fps`` that rate would stutter, so
+    each frame is held for several video frames instead, at a rate between ``min_fps`` and twice it.
+    """
+    if frames < 1:
+        raise ValueError(f"a video needs at least one frame, got {frames}")
+    fps = Fraction(config.fps).limit_denominator(1001)
+    seconds = Fraction(config.min_seconds).limit_denominator(1000)
+    if frames >= fps * seconds:
+        return fps, 1
+    hold = max(1, math.ceil(Fraction(config.min_fps).limit_denominator(1001) * seconds / frames))
+    return Fraction(frames * hold) / seconds, hold
 
 
 # spike_count sets these rcParams after the tutorial made its axes, so they
@@ -389,8 +747,15 @@ _SC_RC = {
 }
 
 
-def _spike_count_axes(data: np.ndarray, labels: Sequence[str], config: SpikeVideoConfig):
-    """One Agg figure styled as spike_count draws it, and its moving artists (bars, dots, time line)."""
+TITLE_BAND = 0.115  # the top of the figure that holds a video's title (spike_count leaves it blank: axes start at 0.88)
+
+
+def _spike_count_axes(data: np.ndarray, labels: Sequence[str], config: SpikeVideoConfig, title: str | None = None):
+    """One Agg figure styled as spike_count draws it, and its moving artists (bars, dots, time line).
+
+    ``title`` (at most two lines) goes in the figure's top margin, above the axes, where
+    spike_count's own figure is blank: the plot itself stays exactly spike_count's.
+    """
     import matplotlib
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
@@ -423,20 +788,25 @@ def _spike_count_axes(data: np.ndarray, labels: Sequence[str], config: SpikeVide
                 ax.axvspan(s, e, zorder=0, facecolor="lightgrey", alpha=0.7)
             ax.set_xlim([lo, hi])
         line = ax.axvline(x=0, color="tab:orange", linewidth=3)
+        if title:
+            fig.text(0.5, 0.985, title, ha="center", va="top", fontsize=18, color=_SC_TEXT, linespacing=1.3,
+                     parse_math=False)
     return fig, ax, bars, dots, line
 
 
-def spike_count_frames(spk, labels: Sequence[str] = DIGITS, config: SpikeVideoConfig = SpikeVideoConfig()):
+def spike_count_frames(
+    spk, labels: Sequence[str] = DIGITS, config: SpikeVideoConfig = SpikeVideoConfig(), title: str | None = None
+):
     """Yield the RGBA frames (H, W, 4) uint8 of the spike-count animation, one per frame.
 
-    Draws the static parts once, then per frame restores that background and
-    redraws only the bars, the dots and the time line (blitting): the same
-    picture spike_count's Camera animation produces, at a fraction of the cost.
+    Draws the static parts once (``title`` among them), then per frame restores that
+    background and redraws only the bars, the dots and the time line (blitting): the
+    same picture spike_count's Camera animation produces, at a fraction of the cost.
     """
     data = _spike_array(spk)
     steps, n = data.shape
     counts = np.vstack([np.zeros((1, n), np.float32), np.cumsum(data, axis=0)])
-    fig, ax, bars, dots, line = _spike_count_axes(data, labels, config)
+    fig, ax, bars, dots, line = _spike_count_axes(data, labels, config, title)
     for artist in (bars, dots, line):
         artist.set_visible(False)
     canvas = fig.canvas
@@ -465,11 +835,15 @@ def spike_count_video(
     labels: Sequence[str] = DIGITS,
     config: SpikeVideoConfig = SpikeVideoConfig(),
     progress: Callable[[int, int], None] | None = None,
+    title: str | None = None,
 ) -> bytes:
     """The animated spike-count histogram as H.264 MP4 bytes, drawn as snntorch.spikeplot.spike_count draws it.
 
-    Frames are piped as raw RGBA into ffmpeg (imageio-ffmpeg's bundled binary);
-    ``progress(frames_done, frames_total)`` is called every 25 frames.
+    Frames are piped as raw RGBA into ffmpeg (imageio-ffmpeg's bundled binary), at the
+    rate :func:`video_timing` chooses, each held as many times as it says, so that even a
+    short record makes a video of ``config.min_seconds``. ``title`` (the run, the sample,
+    its label and the prediction) is written above the plot. ``progress(frames_done,
+    frames_total)`` counts drawn frames and is called every 25 of them.
     """
     import imageio_ffmpeg
 
@@ -477,22 +851,24 @@ def spike_count_video(
     if data.shape[0] == 0:
         raise ValueError("the spike record has no time steps")
     width, height = int(round(config.figsize[0] * config.dpi)), int(round(config.figsize[1] * config.dpi))
+    total = data.shape[0] * config.interpolate
+    fps, hold = video_timing(total, config)
     fd, path = tempfile.mkstemp(suffix=".mp4", prefix="spike_count_")
     os.close(fd)
     try:
         writer = imageio_ffmpeg.write_frames(
-            path, (width, height), pix_fmt_in="rgba", pix_fmt_out="yuv420p", fps=config.fps, codec="libx264",
+            path, (width, height), pix_fmt_in="rgba", pix_fmt_out="yuv420p", fps=fps, codec="libx264",
             macro_block_size=2, quality=None,
             output_params=["-preset", config.preset, "-crf", str(config.crf), "-movflags", "+faststart"],
         )
         writer.send(None)
-        total = data.shape[0] * config.interpolate
-        for i, frame in enumerate(spike_count_frames(data, labels, config)):
+        for i, frame in enumerate(spike_count_frames(data, labels, config, title)):
             if progress is not None and i % 25 == 0:
                 progress(i, total)
             if frame.shape[:2] != (height, width):
                 raise RuntimeError(f"canvas is {frame.shape[1]}x{frame.shape[0]}, expected {width}x{height}")
-            writer.send(frame)  # the canvas buffer itself: no copy
+            for _ in range(hold):
+                writer.send(frame)  # the canvas buffer itself: no copy
         writer.close()
         with open(path, "rb") as f:
             return f.read()

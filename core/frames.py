@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from core.files import atomic_write_bytes, atomic_write_json, default_home
 from core.transforms import Pipeline, from_json
 
 if TYPE_CHECKING:
@@ -148,8 +149,6 @@ def _slug(text: str, limit: int = 40) -> str:
 
 def default_cache_root() -> Path:
     """``<data home>/cache/frames`` (git-ignored with the rest of the data home)."""
-    from core.data import default_home
-
     return default_home() / "cache" / "frames"
 
 
@@ -211,7 +210,7 @@ class FrameCache:
         if not directory.is_dir():
             directory.mkdir(parents=True, exist_ok=True)
             self._write_spec(directory, source_key, split, pipeline)
-        _atomic_write(path, entry.encode())
+        atomic_write_bytes(path, entry.encode())
         return path
 
     def contains(self, source_key: str, split: str, pipeline: Pipeline, index: int, identity: str = "") -> bool:
@@ -225,22 +224,11 @@ class FrameCache:
             "source": source_key, "split": split, "key": pipeline.key,
             "sensor_size": list(pipeline.sensor_size), "transforms": pipeline.to_json(),
         }
-        _atomic_write(directory / "spec.json", json.dumps(spec, indent=2).encode())
+        atomic_write_json(directory / "spec.json", spec)
 
     def _count(self, name: str) -> None:
         with self._lock:
             setattr(self.stats, name, getattr(self.stats, name) + 1)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 # --- the data set -------------------------------------------------------------------------------

@@ -241,25 +241,7 @@ def _filter_events(events: np.ndarray, kernel: int, parameter: float, tonic_func
 # --- ToFrame ---------------------------------------------------------------------------------
 
 
-def _python_slices(starts: np.ndarray, ends: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Normalise ``data[start:end]`` bounds as Python slicing does (negatives count from the end)."""
-    starts = np.asarray(starts, dtype=np.int64)
-    ends = np.asarray(ends, dtype=np.int64)
-    if starts.size and (starts.min() < 0 or ends.min() < 0 or starts.max() > n or ends.max() > n):
-        starts, ends = starts.copy(), ends.copy()
-        for bound in (starts, ends):
-            bound[bound < 0] += n
-            np.clip(bound, 0, n, out=bound)
-    return starts, np.maximum(ends, starts)
-
-
-def slice_bounds(events: np.ndarray, **params: Any) -> tuple[np.ndarray, np.ndarray]:
-    """(start, end) event indices of each frame of ``to_frame(events, ..., **params)``, clipped as Python slices."""
-    starts, ends = _raw_slice_bounds(events, **params)
-    return _python_slices(starts, ends, len(events))
-
-
-def _raw_slice_bounds(
+def _slice_bounds(
     events: np.ndarray,
     time_window: float | None = None,
     event_count: int | None = None,
@@ -374,7 +356,7 @@ def to_frame(
     if x.dtype.kind not in "iu" or y.dtype.kind not in "iu" or p.dtype.kind not in "iufb":
         return _tonic_to_frame(*fallback)
     p = _int64(p)  # tonic indexes with events["p"].astype(int)
-    starts, ends = _raw_slice_bounds(
+    starts, ends = _slice_bounds(
         events, time_window, event_count, n_time_bins, n_event_bins,
         overlap, include_incomplete, start_time, end_time,
     )

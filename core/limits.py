@@ -26,6 +26,7 @@ class Limits:
     event_file_bytes: int = 16 * MIB  # one event file (N-MNIST's are about 20 KB; 16 MiB is 3.3 M events)
     training_batch_bytes: int = 6 * GIB  # one training batch's frames with the network's activations
     page_cache_bytes: int = 512 * MIB  # derived arrays and figures the pages keep, all sessions together
+    upload_image_bytes: int = 8 * MIB  # one picture uploaded on the Draw page (a phone photo is 2 to 6 MB)
 
 
 class LimitExceeded(ValueError):

@@ -1,4 +1,4 @@
-"""The tutorial's spiking CNN (12C5-MP2-32C5-MP2-800FC10 with ``snn.Leaky`` neurons).
+"""The tutorial's spiking CNN (12C5-MP2-32C5-MP2-800FC10 with ``snn.Leaky`` neurons; average pooling optional).
 
 ``build_model(config)`` keeps the tutorial's layers as an ``nn.Sequential`` at
 ``model.net``, so the tutorial's own :func:`forward_pass` runs on the same
@@ -10,8 +10,9 @@ and with the step-by-step loop otherwise (``model.engine_reason`` says why).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
-from typing import Any, Callable
+from collections.abc import Callable
+from dataclasses import dataclass, fields
+from typing import Any
 
 import snntorch as snn
 import torch
@@ -19,24 +20,20 @@ from snntorch import surrogate as snn_surrogate
 from snntorch import utils
 from torch import nn
 
+from core.configs import UnknownFieldError, config_from_dict, config_to_dict
+from core.engine import (  # the neuron and pooling tables live with the kernels that implement them
+    POOLING,
+    RESET_MECHANISMS,
+    SURROGATES,
+    NeuronSpec,
+    fast_forward,
+    unsupported_frames_reason,
+    unsupported_reason,
+)
 from core.events import SENSOR_SIZE
 
 FRAME_SHAPE: tuple[int, int, int] = (SENSOR_SIZE[2], SENSOR_SIZE[1], SENSOR_SIZE[0])  # (polarity, height, width)
-POOL = 2
-
-# snnTorch surrogate name -> (its shape parameter's keyword, snnTorch's default value).
-# The stochastic SSO, the broken LSO and custom surrogates are left out on purpose.
-SURROGATES: dict[str, tuple[str | None, float | None]] = {
-    "atan": ("alpha", 2.0),
-    "fast_sigmoid": ("slope", 25.0),
-    "sigmoid": ("slope", 25.0),
-    "spike_rate_escape": ("slope", 25.0),
-    "SFS": ("slope", 25.0),
-    "triangular": ("threshold", 1.0),
-    "straight_through_estimator": (None, None),
-    "heaviside": (None, None),
-}
-RESET_MECHANISMS: tuple[str, ...] = ("subtract", "zero", "none")
+POOL = 2  # the pooling window and stride
 ENGINES: tuple[str, ...] = ("auto", "fast", "loop")
 
 
@@ -56,12 +53,14 @@ class ModelConfig:
     beta: float = 0.5  # membrane decay per time step, in [0, 1]
     threshold: float = 1.0  # membrane threshold, > 0
     surrogate: str = "atan"  # any key of SURROGATES
-    surrogate_slope: float | None = None  # atan's alpha, the sigmoids' slope, triangular's threshold; None = snnTorch's default
+    # atan's alpha, the sigmoids' slope, triangular's threshold; None = snnTorch's default
+    surrogate_slope: float | None = None
     learn_beta: bool = False
     learn_threshold: bool = False
     reset_mechanism: str = "subtract"  # "subtract", "zero" or "none"
     channels: tuple[int, int] = (12, 32)  # output channels of the two convolutions
     kernel_size: int = 5
+    pool: str = "max"  # 2 x 2 pooling of the conv currents: "max" (the tutorial's) or "avg" (NIR can express it)
     n_classes: int = 10
     engine: str = "auto"  # "auto": fast engine where supported, else the loop; "fast": fast or error; "loop"
 
@@ -69,24 +68,34 @@ class ModelConfig:
         _check_number("beta", self.beta, low=0.0, high=1.0)
         _check_number("threshold", self.threshold, low=0.0, low_open=True)
         if self.surrogate not in SURROGATES:
-            raise ModelConfigError("surrogate", f"unknown surrogate {self.surrogate!r}; choose one of {sorted(SURROGATES)}")
+            raise ModelConfigError(
+                "surrogate", f"unknown surrogate {self.surrogate!r}; choose one of {sorted(SURROGATES)}"
+            )
         if self.surrogate_slope is not None:
             if SURROGATES[self.surrogate][0] is None:
-                raise ModelConfigError("surrogate_slope", f"the {self.surrogate!r} surrogate has no shape parameter; leave it None")
+                raise ModelConfigError(
+                    "surrogate_slope", f"the {self.surrogate!r} surrogate has no shape parameter; leave it None"
+                )
             _check_number("surrogate_slope", self.surrogate_slope, low=0.0, low_open=True)
         for name in ("learn_beta", "learn_threshold"):
             if not isinstance(getattr(self, name), bool):
                 raise ModelConfigError(name, f"must be True or False, got {getattr(self, name)!r}")
         if self.reset_mechanism not in RESET_MECHANISMS:
-            raise ModelConfigError("reset_mechanism", f"must be one of {RESET_MECHANISMS}, got {self.reset_mechanism!r}")
+            raise ModelConfigError(
+                "reset_mechanism", f"must be one of {RESET_MECHANISMS}, got {self.reset_mechanism!r}"
+            )
         channels = tuple(self.channels)
         if len(channels) != 2 or not all(_is_int(c) and c >= 1 for c in channels):
             raise ModelConfigError("channels", f"must be two positive integers, got {self.channels!r}")
         object.__setattr__(self, "channels", tuple(int(c) for c in channels))
         if not _is_int(self.kernel_size) or self.kernel_size < 1:
             raise ModelConfigError("kernel_size", f"must be a positive integer, got {self.kernel_size!r}")
+        if self.pool not in POOLING:
+            raise ModelConfigError("pool", f"must be one of {tuple(POOLING)}, got {self.pool!r}")
         if self.feature_size < 1:
-            raise ModelConfigError("kernel_size", f"{self.kernel_size} leaves no pixels after two conv + pool stages on a 34 x 34 frame")
+            raise ModelConfigError(
+                "kernel_size", f"{self.kernel_size} leaves no pixels after two conv + pool stages on a 34 x 34 frame"
+            )
         if not _is_int(self.n_classes) or self.n_classes < 1:
             raise ModelConfigError("n_classes", f"must be a positive integer, got {self.n_classes!r}")
         if self.engine not in ENGINES:
@@ -110,20 +119,23 @@ class ModelConfig:
         """The surrogate's shape parameter as used (the explicit one or snnTorch's default)."""
         return SURROGATES[self.surrogate][1] if self.surrogate_slope is None else float(self.surrogate_slope)
 
+    @property
+    def neuron(self) -> NeuronSpec:
+        """What the engine needs to know about the ``snn.Leaky`` layers besides their tensors."""
+        return NeuronSpec(self.reset_mechanism, self.surrogate, self.slope)
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (``channels`` as a list)."""
-        d = asdict(self)
-        d["channels"] = list(self.channels)
-        return d
+        return config_to_dict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
         """Inverse of :meth:`to_dict`; unknown keys are refused by name."""
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ModelConfigError(unknown[0], f"unknown field (known: {sorted(names)})")
-        return cls(**d)
+        try:
+            return config_from_dict(cls, d)
+        except UnknownFieldError as exc:
+            known = ", ".join(f.name for f in fields(cls))
+            raise ModelConfigError(exc.field, f"unknown field (known: {known})") from None
 
 
 def _is_int(value: object) -> bool:
@@ -196,12 +208,13 @@ class SpikingCNN(nn.Module):
         self.config = config
         c1, c2 = config.channels
         k = config.kernel_size
+        pool = POOLING[config.pool]
         self.net = nn.Sequential(
             nn.Conv2d(FRAME_SHAPE[0], c1, k),
-            nn.MaxPool2d(POOL),
+            pool(POOL),
             _leaky(config),
             nn.Conv2d(c1, c2, k),
-            nn.MaxPool2d(POOL),
+            pool(POOL),
             _leaky(config),
             nn.Flatten(),
             nn.Linear(config.hidden, config.n_classes),
@@ -212,11 +225,7 @@ class SpikingCNN(nn.Module):
     def _config_reason(self) -> str | None:
         if self.config.engine == "loop":
             return "engine='loop' was requested"
-        try:
-            from core import engine
-        except ImportError as exc:  # pragma: no cover - the engine ships with the package
-            return f"fast engine unavailable ({exc})"
-        return engine.unsupported_reason(self.net, self.config)
+        return unsupported_reason(self.net, self.config.neuron)
 
     @property
     def engine_name(self) -> str:
@@ -228,12 +237,10 @@ class SpikingCNN(nn.Module):
         check_frames(frames)
         reason = self._config_reason()
         if reason is None:
-            from core import engine
-
-            reason = engine.unsupported_frames_reason(frames)
+            reason = unsupported_frames_reason(frames)
             if reason is None:
                 self.engine_reason = None
-                return engine.fast_forward(self.net, self.config, frames)
+                return fast_forward(self.net, self.config.neuron, frames)
         if self.config.engine == "fast":
             raise RuntimeError(f"engine='fast' cannot run this: {reason}")
         self.engine_reason = reason
@@ -248,8 +255,9 @@ class SpikingCNN(nn.Module):
         c = self.config
         c1, c2 = c.channels
         k = c.kernel_size
+        p = {"max": "MP", "avg": "AP"}[c.pool] + str(POOL)
         return (
-            f"{c1}C{k}-MP2-{c2}C{k}-MP2-{c.hidden}FC{c.n_classes}, Leaky beta={c.beta:g}"
+            f"{c1}C{k}-{p}-{c2}C{k}-{p}-{c.hidden}FC{c.n_classes}, Leaky beta={c.beta:g}"
             f"{' (learned)' if c.learn_beta else ''}, threshold={c.threshold:g}"
             f"{' (learned)' if c.learn_threshold else ''}, reset={c.reset_mechanism}, "
             f"surrogate={c.surrogate}({c.slope if c.slope is not None else ''}), "
@@ -263,7 +271,8 @@ def check_frames(frames: torch.Tensor) -> None:
     if not isinstance(frames, torch.Tensor):
         raise TypeError(f"frames: expected a torch.Tensor, got {type(frames).__name__}")
     if frames.dim() != 5 or tuple(frames.shape[2:]) != FRAME_SHAPE:
-        raise ValueError(f"frames: expected shape (time, batch, {', '.join(map(str, FRAME_SHAPE))}), got {tuple(frames.shape)}")
+        expected = ", ".join(map(str, FRAME_SHAPE))
+        raise ValueError(f"frames: expected shape (time, batch, {expected}), got {tuple(frames.shape)}")
     if frames.shape[0] < 1 or frames.shape[1] < 1:
         raise ValueError(f"frames: needs at least one time step and one sample, got {tuple(frames.shape)}")
     if not frames.is_floating_point():

@@ -8,8 +8,13 @@ A run folder (``<runs root>/<YYYYmmdd-HHMMSS>-<preset>``) holds:
     log.txt         the job's log lines
     final.pt        the last weights (written when the run ends, however it ends)
     best.pt         the weights with the best test accuracy seen so far
+    data.json       what it trained on, once prepared: folder, kind, image source, samples used per split
     results.json    the outcome: status, reason, iterations, seconds, test accuracy, confusion matrix
+    evaluations/    the run's network tested on other data (core.evaluate), one JSON file each
     RUNNING         present (holding the pid) while a job writes to the folder
+
+A folder whose config, results or metrics cannot be read is listed as damaged, with
+the reason; it never stops the listing (or a page) of the others.
 
 Checkpoints are plain dicts of tensors and numbers saved with ``torch.save`` and read
 back with ``torch.load(weights_only=True)``, so a checkpoint file can never run code.
@@ -19,21 +24,25 @@ during a save leaves the previous checkpoint intact.
 
 from __future__ import annotations
 
-import dataclasses
+import io
 import json
 import os
 import re
 import shutil
 import time
-import types
-import typing
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from core.data import default_home
+from core.configs import config_from_dict, config_to_dict
+from core.files import atomic_write_bytes, atomic_write_json, atomic_write_text, default_home, pid_alive, read_json
+from core.model import ModelConfig, build_model
+
+if TYPE_CHECKING:
+    from core.training import TrainConfig
 
 CHECKPOINT_FORMAT = "nmnist-dashboard-checkpoint/1"
 RUN_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -41,6 +50,7 @@ CONFIG_FILE = "config.json"
 METRICS_FILE = "metrics.jsonl"
 LOG_FILE = "log.txt"
 RESULTS_FILE = "results.json"
+DATA_FILE = "data.json"
 RUNNING_FILE = "RUNNING"
 CHECKPOINT_NAMES = ("best", "final")
 
@@ -62,90 +72,7 @@ class RunNotFoundError(KeyError):
 
 
 # ---------------------------------------------------------------------------
-# Configs as JSON
-
-
-def config_to_dict(config: Any) -> dict[str, Any]:
-    """A frozen config dataclass as a JSON-ready dict (tuples become lists, nested configs dicts)."""
-    return json.loads(json.dumps(dataclasses.asdict(config)))
-
-
-def config_from_dict(cls: type, data: Mapping[str, Any]) -> Any:
-    """Rebuild a config dataclass from :func:`config_to_dict`'s output.
-
-    Lists become tuples where the field is a tuple, nested dataclasses are rebuilt,
-    and an unknown field is refused by name (a config from another version).
-    """
-    if not isinstance(data, Mapping):
-        raise ValueError(f"{cls.__name__}: expected a JSON object, got {type(data).__name__}")
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(data) - names)
-    if unknown:
-        raise ValueError(f"{cls.__name__}: unknown field(s) {', '.join(unknown)}")
-    kwargs: dict[str, Any] = {}
-    for name, value in data.items():
-        kwargs[name] = _coerce(hints.get(name), value)
-    return cls(**kwargs)
-
-
-def _coerce(hint: Any, value: Any) -> Any:
-    if hint is None or value is None:
-        return value
-    if dataclasses.is_dataclass(hint) and isinstance(value, Mapping):
-        return config_from_dict(hint, value)
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        for arg in typing.get_args(hint):
-            if arg is type(None):
-                continue
-            if dataclasses.is_dataclass(arg) and isinstance(value, Mapping):
-                return config_from_dict(arg, value)
-            if typing.get_origin(arg) is tuple and isinstance(value, list):
-                return _coerce(arg, value)
-        return value
-    if (origin is tuple or hint is tuple) and isinstance(value, (list, tuple)):
-        args = typing.get_args(hint)
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_coerce(args[0], v) for v in value)
-        if args and len(args) == len(value):
-            return tuple(_coerce(a, v) for a, v in zip(args, value))
-        return tuple(value)
-    return value
-
-
-# ---------------------------------------------------------------------------
 # Checkpoints
-
-
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write ``data`` to ``path`` so that readers see the old file or the new one, never half of one."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.{time.monotonic_ns()}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    _fsync_dir(target.parent)
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def save_checkpoint(path: str | os.PathLike[str], checkpoint: Mapping[str, Any]) -> None:
@@ -154,19 +81,17 @@ def save_checkpoint(path: str | os.PathLike[str], checkpoint: Mapping[str, Any])
     The dict holds only tensors, numbers, strings, lists and dicts, so that
     :func:`load_checkpoint` can read it with ``weights_only=True``.
     """
-    import io
-
     buffer = io.BytesIO()
     torch.save(dict(checkpoint), buffer)
-    atomic_write_bytes(path, buffer.getvalue())
+    atomic_write_bytes(path, buffer.getvalue(), durable=True)
 
 
 def make_checkpoint(
     model: torch.nn.Module,
-    model_config: Any,
+    model_config: ModelConfig,
     *,
     iteration: int,
-    train_config: Any = None,
+    train_config: TrainConfig | None = None,
     metrics: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The checkpoint dict of a model: its weights on the CPU, its ModelConfig, where training was."""
@@ -188,13 +113,30 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     try:
         data = torch.load(p, map_location="cpu", weights_only=True)
     except Exception as exc:  # pickle errors, truncated zip, refused globals
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(p, f"not a loadable weights-only checkpoint ({first[:200]})") from None
+        raise CheckpointError(p, refusal(exc)) from None
     if not isinstance(data, dict) or data.get("format") != CHECKPOINT_FORMAT:
         raise CheckpointError(p, f"not a checkpoint of this app (expected format {CHECKPOINT_FORMAT!r})")
     if not isinstance(data.get("state_dict"), dict) or not isinstance(data.get("model_config"), dict):
         raise CheckpointError(p, "checkpoint lacks its weights or its model config")
     return data
+
+
+_GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
+
+
+def refusal(exc: BaseException) -> str:
+    """Why ``torch.load(weights_only=True)`` refused a file, in this app's words (never advice to load it anyway)."""
+    text = str(exc)
+    if "weights only" in text.lower() or "weights_only" in text or "GLOBAL" in text:
+        found = _GLOBAL.search(text)
+        what = f" ({found.group(1)})" if found else ""
+        return (
+            f"refused: it holds Python objects{what} that only running code could rebuild, and this app reads "
+            "nothing but plain weights and numbers from a checkpoint, so that no file can run code here; "
+            "it was not saved by this app, or it was changed since"
+        )
+    first = next((line.strip() for line in text.splitlines() if line.strip()), type(exc).__name__)
+    return f"not a readable checkpoint: the file is damaged or not a PyTorch file ({first[:160]})"
 
 
 def check_architecture(path: str | os.PathLike[str], state_dict: Mapping[str, torch.Tensor], model: torch.nn.Module) -> None:
@@ -221,7 +163,7 @@ def check_architecture(path: str | os.PathLike[str], state_dict: Mapping[str, to
 
 def load_model(
     path: str | os.PathLike[str],
-    config: Any = None,
+    config: ModelConfig | None = None,
     device: str | torch.device = "cpu",
 ) -> torch.nn.Module:
     """A ready model (eval mode) from a checkpoint.
@@ -229,8 +171,6 @@ def load_model(
     With ``config`` (a ModelConfig) the model is built from it and a checkpoint for
     another architecture is refused; without, the checkpoint's own ModelConfig is used.
     """
-    from core.model import ModelConfig, build_model
-
     checkpoint = load_checkpoint(path)
     if config is None:
         try:
@@ -260,16 +200,35 @@ class RunInfo:
     path: Path
     preset: str
     created: float  # seconds since the epoch (the config file's time)
-    status: str  # finished / stopped / failed / running / incomplete
+    status: str  # finished / stopped / diverged / failed / running / incomplete / damaged
     iterations: int
     seconds: float
     test_accuracy: float | None
     has_checkpoint: bool
+    damaged: str | None = None  # why the folder cannot be read whole (config, results or metrics); None if sound
+    reason: str | None = None  # how it ended, in the run's words
+    max_iters: int | None = None
+    lr: float | None = None
+    batch_size: int | None = None
+    loss: str | None = None
+    transform: str | None = None  # the steps in short: "Denoise(filter_time=10000) → ToFrame(time_window=30000)"
+    data_kind: str | None = None  # "simulated" or "nmnist"
+    data_root: str | None = None  # None: the default simulated set
+    data_source: str | None = None  # the images a simulated set was made from ("mnist-t10k[5000:10000]")
+    train_samples: int | None = None  # recordings it trained on (None before data.json, in older runs)
+
+    @property
+    def data_label(self) -> str:
+        """The data it trained on, in short: kind, image source, folder name."""
+        kind = {"simulated": "simulated", "nmnist": "N-MNIST"}.get(self.data_kind or "", self.data_kind or "data")
+        source = f" from {self.data_source}" if self.data_source else ""
+        folder = "default set" if self.data_root is None else Path(self.data_root).name
+        return f"{kind}{source} ({folder})"
 
 
 @dataclass(frozen=True)
 class RunRecord:
-    """Everything stored for a run: config, metrics history, results, log."""
+    """Everything stored for a run: config, metrics history, results, log (what can be read of each)."""
 
     info: RunInfo
     config: dict[str, Any]
@@ -277,6 +236,7 @@ class RunRecord:
     evals: tuple[dict[str, Any], ...]
     results: dict[str, Any] | None
     log: tuple[str, ...]
+    data: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -290,6 +250,7 @@ class RunCurves:
     accuracy: tuple[float, ...]
     eval_iteration: tuple[int, ...]
     test_accuracy: tuple[float, ...]
+    loss_name: str | None = None  # the loss function: losses of different functions do not compare
 
 
 class RunFolder:
@@ -300,10 +261,10 @@ class RunFolder:
         self.run_id = self.path.name
 
     def write_config(self, config: Mapping[str, Any]) -> None:
-        atomic_write_bytes(self.path / CONFIG_FILE, json.dumps(config, indent=2).encode())
+        atomic_write_json(self.path / CONFIG_FILE, config)
 
     def mark_running(self) -> None:
-        (self.path / RUNNING_FILE).write_text(str(os.getpid()))
+        atomic_write_text(self.path / RUNNING_FILE, str(os.getpid()))
 
     def clear_running(self) -> None:
         (self.path / RUNNING_FILE).unlink(missing_ok=True)
@@ -324,7 +285,10 @@ class RunFolder:
         return target
 
     def write_results(self, results: Mapping[str, Any]) -> None:
-        atomic_write_bytes(self.path / RESULTS_FILE, json.dumps(results, indent=2).encode())
+        atomic_write_json(self.path / RESULTS_FILE, results)
+
+    def write_data(self, data: Mapping[str, Any]) -> None:
+        atomic_write_json(self.path / DATA_FILE, data)
 
 
 class RunStore:
@@ -332,6 +296,7 @@ class RunStore:
 
     def __init__(self, root: str | os.PathLike[str] | None = None) -> None:
         self.root = Path(root) if root is not None else default_runs_root()
+        self._metrics_checked: dict[Path, tuple[tuple[int, int], str | None]] = {}
 
     # -- writing
     def create_run(self, preset: str = "custom", when: float | None = None) -> RunFolder:
@@ -360,58 +325,74 @@ class RunStore:
         return path
 
     def list_runs(self) -> list[RunInfo]:
-        """Every run with a config, newest first."""
-        if not self.root.is_dir():
+        """Every run with a config, newest first; a folder that cannot be read whole is listed as damaged."""
+        try:
+            paths = [p for p in self.root.iterdir() if RUN_ID_PATTERN.match(p.name) and (p / CONFIG_FILE).is_file()]
+        except OSError:  # no runs folder yet, or one that cannot be listed
             return []
-        infos = []
-        for path in self.root.iterdir():
-            if path.is_dir() and RUN_ID_PATTERN.match(path.name) and (path / CONFIG_FILE).is_file():
-                infos.append(self._info(path))
+        infos = [self._info(path) for path in paths]
         return sorted(infos, key=lambda i: (i.created, i.run_id), reverse=True)
 
     def _info(self, path: Path) -> RunInfo:
-        config = _read_json(path / CONFIG_FILE) or {}
-        results = _read_json(path / RESULTS_FILE)
-        if results is None:
-            status = "running" if _running_pid(path) is not None else "incomplete"
-            iterations, seconds, accuracy = _count_iterations(path / METRICS_FILE), 0.0, None
-        else:
-            status = str(results.get("status", "finished"))
-            iterations = int(results.get("iterations", 0))
-            seconds = float(results.get("seconds", 0.0))
-            accuracy = results.get("test_accuracy")
-        return RunInfo(
-            run_id=path.name,
-            path=path,
-            preset=str(config.get("preset", "custom")),
-            created=(path / CONFIG_FILE).stat().st_mtime,
-            status=status,
-            iterations=iterations,
-            seconds=seconds,
-            test_accuracy=None if accuracy is None else float(accuracy),
-            has_checkpoint=any((path / f"{n}.pt").is_file() for n in CHECKPOINT_NAMES),
-        )
+        """One run's line of the list; never raises (a damaged folder gets status "damaged" and the reason)."""
+        try:
+            created = (path / CONFIG_FILE).stat().st_mtime
+        except OSError:
+            created = 0.0
+        base = dict(run_id=path.name, path=path, created=created, has_checkpoint=_has_checkpoint(path))
+        try:
+            return RunInfo(**base, **_read_info(path, self._metrics_problem(path)))
+        except (DamagedRun, TypeError, ValueError, OverflowError, AttributeError, OSError, RecursionError) as exc:
+            reason = str(exc) if isinstance(exc, DamagedRun) else f"{type(exc).__name__}: {exc}"
+            return RunInfo(
+                **base, preset="?", status="damaged", iterations=0, seconds=0.0, test_accuracy=None, damaged=reason[:300]
+            )
+
+    def _metrics_problem(self, path: Path) -> str | None:
+        """What is wrong in a run's metrics.jsonl (a torn last line is not), remembered while the file is unchanged."""
+        file = path / METRICS_FILE
+        try:
+            stat = file.stat()
+        except OSError:
+            return None
+        stamp = (stat.st_mtime_ns, stat.st_size)
+        known = self._metrics_checked.get(file)
+        if known is not None and known[0] == stamp:
+            return known[1]
+        problem = metrics_problem(file)
+        self._metrics_checked[file] = (stamp, problem)
+        return problem
 
     def load_run(self, run_id: str) -> RunRecord:
-        """Config, metrics history, results and log of one run."""
+        """Config, metrics history, results and log of one run (what can be read of each; see ``info.damaged``)."""
         path = self.run_path(run_id)
         iterations, evals = read_metrics(path / METRICS_FILE)
         log_path = path / LOG_FILE
-        log = tuple(log_path.read_text(encoding="utf-8").splitlines()) if log_path.is_file() else ()
+        try:
+            log = tuple(log_path.read_text(encoding="utf-8", errors="replace").splitlines()) if log_path.is_file() else ()
+        except OSError:
+            log = ()
+        config = read_json(path / CONFIG_FILE)
+        results = read_json(path / RESULTS_FILE)
+        data = read_json(path / DATA_FILE)
         return RunRecord(
             info=self._info(path),
-            config=_read_json(path / CONFIG_FILE) or {},
+            config=config if isinstance(config, dict) else {},
             iterations=iterations,
             evals=evals,
-            results=_read_json(path / RESULTS_FILE),
+            results=results if isinstance(results, dict) else None,
             log=log,
+            data=data if isinstance(data, dict) else None,
         )
 
     def compare(self, run_ids: list[str]) -> list[RunCurves]:
-        """The loss and accuracy curves of several runs, for overlaid plots."""
+        """The loss and accuracy curves of several runs, for overlaid plots (runs gone since are left out)."""
         curves = []
         for run_id in run_ids:
-            record = self.load_run(run_id)
+            try:
+                record = self.load_run(run_id)
+            except RunNotFoundError:
+                continue
             its, evs = record.iterations, record.evals
             acc = record.info.test_accuracy
             label = f"{run_id} ({record.info.preset}" + (f", {acc:.1%})" if acc is not None else ")")
@@ -424,6 +405,7 @@ class RunStore:
                     accuracy=tuple(float(r["accuracy"]) for r in its),
                     eval_iteration=tuple(int(r["iteration"]) for r in evs),
                     test_accuracy=tuple(float(r["accuracy"]) for r in evs),
+                    loss_name=record.info.loss,
                 )
             )
         return curves
@@ -455,34 +437,151 @@ class RunStore:
         shutil.rmtree(path)
 
 
+_RECORD_FIELDS = {"iteration": ("iteration", "loss", "accuracy"), "eval": ("iteration", "accuracy")}
+
+
+def _record_problem(record: Any) -> str | None:
+    """What makes a metrics line unusable: not an object, an unknown type, a field that is not a number."""
+    if not isinstance(record, dict):
+        return f"a line holds {type(record).__name__}, not a record"
+    kind = record.get("type")
+    if kind not in _RECORD_FIELDS:
+        return f"a record of unknown type {str(kind)[:40]!r}"
+    for name in _RECORD_FIELDS[kind]:
+        value = record.get(name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return f"an {kind} record's {name} is {str(value)[:40]!r}, not a number"
+    return None
+
+
+def _metric_lines(path: Path) -> list[str]:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError:
+        return []
+
+
 def read_metrics(path: Path) -> tuple[tuple[dict[str, Any], ...], tuple[dict[str, Any], ...]]:
-    """(iteration records, eval records) of a metrics.jsonl; a torn last line is skipped."""
+    """(iteration records, eval records) of a metrics.jsonl; a torn last line and malformed records are skipped."""
     iterations: list[dict[str, Any]] = []
     evals: list[dict[str, Any]] = []
-    if not path.is_file():
-        return (), ()
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in _metric_lines(path):
         try:
             record = json.loads(line)
-        except json.JSONDecodeError:
+        except (json.JSONDecodeError, RecursionError):
             continue
-        kind = record.get("type") if isinstance(record, dict) else None
-        if kind == "iteration":
-            iterations.append(record)
-        elif kind == "eval":
-            evals.append(record)
+        if _record_problem(record) is not None:
+            continue
+        (iterations if record["type"] == "iteration" else evals).append(record)
     return tuple(iterations), tuple(evals)
 
 
-def _count_iterations(path: Path) -> int:
-    return len(read_metrics(path)[0])
+def metrics_problem(path: Path) -> str | None:
+    """What is wrong in a metrics.jsonl, naming the line; None if every line but a torn last one is a sound record."""
+    lines = _metric_lines(path)
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except (json.JSONDecodeError, RecursionError):
+            if number == len(lines):
+                continue  # a torn last line: the job was killed while appending
+            return f"{METRICS_FILE} line {number} is not JSON"
+        problem = _record_problem(record)
+        if problem is not None:
+            return f"{METRICS_FILE} line {number}: {problem}"
+    return None
 
 
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError):
+class DamagedRun(ValueError):
+    """A run folder's file that cannot be read as this app wrote it; the message says which and why."""
+
+
+def _number(results: dict[str, Any], name: str, kind: type, optional: bool = False) -> Any:
+    value = results.get(name)
+    if value is None and optional:
         return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and value != int(value)):
+        raise DamagedRun(f"{RESULTS_FILE}: {name} is {str(value)[:40]!r}, not {'an integer' if kind is int else 'a number'}")
+    return kind(value)
+
+
+def _read_info(path: Path, metrics: str | None) -> dict[str, Any]:
+    """The list fields of a run read from its files; raises :class:`DamagedRun` where one is malformed."""
+    config = read_json(path / CONFIG_FILE)
+    if not isinstance(config, dict):
+        raise DamagedRun(f"{CONFIG_FILE} is not a JSON object")
+    results = read_json(path / RESULTS_FILE)
+    if results is None and (path / RESULTS_FILE).exists():
+        raise DamagedRun(f"{RESULTS_FILE} cannot be read as JSON")
+    if results is not None and not isinstance(results, dict):
+        raise DamagedRun(f"{RESULTS_FILE} holds {type(results).__name__}, not a JSON object")
+    data = read_json(path / DATA_FILE)
+    data = data if isinstance(data, dict) else (results or {}).get("data") if isinstance((results or {}).get("data"), dict) else {}
+    if results is None:
+        status = "running" if _running_pid(path) is not None else "incomplete"
+        iterations, seconds, accuracy, reason = len(read_metrics(path / METRICS_FILE)[0]), 0.0, None, None
+    else:
+        status = results.get("status", "finished")
+        if not isinstance(status, str):
+            raise DamagedRun(f"{RESULTS_FILE}: status is {str(status)[:40]!r}, not a word")
+        iterations = _number(results, "iterations", int)
+        seconds = _number(results, "seconds", float)
+        accuracy = _number(results, "test_accuracy", float, optional=True)
+        reason = results.get("reason") if isinstance(results.get("reason"), str) else None
+    lr, batch = config.get("lr"), config.get("batch_size")
+    data_root = data.get("root", config.get("data_root"))
+    return dict(
+        preset=str(config.get("preset", "custom")),
+        status="damaged" if metrics else status,
+        iterations=iterations,
+        seconds=seconds,
+        test_accuracy=accuracy,
+        damaged=metrics,
+        reason=reason,
+        max_iters=config.get("max_iters") if isinstance(config.get("max_iters"), int) else None,
+        lr=float(lr) if isinstance(lr, (int, float)) and not isinstance(lr, bool) else None,
+        batch_size=batch if isinstance(batch, int) and not isinstance(batch, bool) else None,
+        loss=str(config["loss"]) if isinstance(config.get("loss"), str) else None,
+        transform=transform_summary(config.get("transform")),
+        data_kind=_data_kind(data, config, data_root),
+        data_root=str(data_root) if isinstance(data_root, str) else None,
+        data_source=str(data["source"]) if isinstance(data.get("source"), str) else None,
+        train_samples=data.get("train_samples") if isinstance(data.get("train_samples"), int) else None,
+    )
+
+
+def _data_kind(data: dict[str, Any], config: dict[str, Any], data_root: Any) -> str | None:
+    """"simulated" or "nmnist": data.json's word, else the config's, else simulated for the default set."""
+    for kind in (data.get("kind"), config.get("data_kind")):
+        if kind in ("simulated", "nmnist"):
+            return kind
+    return "simulated" if data_root is None else None
+
+
+def transform_summary(transform: Any) -> str | None:
+    """A transform's steps in short, ``Denoise(filter_time=10000) → ToFrame(time_window=30000)``; None if unreadable."""
+    steps = transform
+    if isinstance(transform, str):
+        try:
+            steps = json.loads(transform)
+        except (json.JSONDecodeError, RecursionError):
+            return None
+    if not isinstance(steps, list) or not all(isinstance(s, dict) for s in steps):
+        return None
+    parts = []
+    for step in steps:
+        params = ", ".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in step.items() if k != "name")
+        parts.append(f"{step.get('name', '?')}({params})")
+    return " → ".join(parts)[:200]
+
+
+def _has_checkpoint(path: Path) -> bool:
+    try:
+        return any((path / f"{n}.pt").is_file() for n in CHECKPOINT_NAMES)
+    except OSError:
+        return False
 
 
 def _running_pid(path: Path) -> int | None:
@@ -491,10 +590,4 @@ def _running_pid(path: Path) -> int | None:
         pid = int((path / RUNNING_FILE).read_text().strip())
     except (OSError, ValueError):
         return None
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None
-    except PermissionError:
-        return pid
-    return pid
+    return pid if pid_alive(pid) else None

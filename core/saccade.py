@@ -15,7 +15,6 @@ recording.
 from __future__ import annotations
 
 import functools
-import json
 import math
 import multiprocessing
 import os
@@ -24,16 +23,19 @@ import threading
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numba
 import numpy as np
 
+from core.configs import config_from_dict, config_to_dict
+from core.data import CLASSES, FILE_ID_DIGITS, NMNIST_FOLDER, SIMULATION_MARKER, class_folder, recording_path
 from core.events import EVENT_DTYPE, MAX_TIMESTAMP_US, SENSOR_SIZE, write_nmnist
+from core.files import atomic_write_json, pid_alive
 
 IMAGE_SHAPE = (28, 28)
-SIMULATION_FILE = "simulation.json"
 
 
 @dataclass(frozen=True)
@@ -129,24 +131,14 @@ class SimulationConfig:
         """Length of the whole recording: one slot per saccade."""
         return int(self.saccade_duration_us) * len(self.path)
 
-    def to_dict(self) -> dict:
-        """Plain JSON-ready form (tuples become lists)."""
-        return json.loads(json.dumps(asdict(self)))
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready form (tuples become lists): :func:`core.configs.config_to_dict`."""
+        return config_to_dict(self)
 
     @classmethod
-    def from_dict(cls, values: dict) -> SimulationConfig:
-        """Inverse of :meth:`to_dict`; unknown keys are an error naming them."""
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"SimulationConfig: unknown fields {unknown}")
-        values = dict(values)
-        if "path" in values:
-            values["path"] = tuple(tuple(step) for step in values["path"])
-        for name in ("velocity_shape", "image_offset", "path_scale", "axis_lag_us"):
-            if name in values:
-                values[name] = tuple(values[name])
-        return cls(**values)
+    def from_dict(cls, values: dict[str, Any]) -> SimulationConfig:
+        """Inverse of :meth:`to_dict`; an unknown key is a :class:`core.configs.UnknownFieldError` naming it."""
+        return config_from_dict(cls, values)
 
 
 def image_positions(config: SimulationConfig, times_us: np.ndarray) -> np.ndarray:
@@ -402,23 +394,13 @@ def _worker_context() -> multiprocessing.context.BaseContext:
     return multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _remove_stale_temps(out_root: Path) -> None:
     for stale in out_root.glob(".generating-*"):
         try:
             pid = int(stale.name.split("-")[1])
         except (IndexError, ValueError):
             continue
-        if not _pid_alive(pid):
+        if not pid_alive(pid):
             shutil.rmtree(stale, ignore_errors=True)
 
 
@@ -470,7 +452,7 @@ def generate_dataset(
     if out_root.exists() and not out_root.is_dir():
         raise ValueError(f"out_root {out_root} exists and is not a folder")
     out_root.mkdir(parents=True, exist_ok=True)
-    marker = out_root / SIMULATION_FILE
+    marker = out_root / SIMULATION_MARKER
     marker.unlink(missing_ok=True)  # from here on the folder reads as incomplete
     _remove_stale_temps(out_root)
 
@@ -479,11 +461,11 @@ def generate_dataset(
     jobs: list[tuple[int, str, np.ndarray]] = []
     split_ids: dict[str, list[int]] = {}
     for split, indices in splits.items():
-        width = max(5, len(str(len(indices))))
-        for digit in range(10):
-            (temp / "NMNIST" / split / str(digit)).mkdir(parents=True, exist_ok=True)
+        width = max(FILE_ID_DIGITS, len(str(len(indices))))
+        for digit in CLASSES:
+            class_folder(temp, split, digit).mkdir(parents=True, exist_ok=True)
         for position, index in enumerate(indices):
-            path = temp / "NMNIST" / split / str(int(labels[index])) / f"{position + 1:0{width}d}.bin"
+            path = recording_path(temp, split, int(labels[index]), position + 1, digits=width)
             jobs.append((int(index), str(path), images[index]))
         split_ids[split] = [int(i) for i in indices]
 
@@ -520,11 +502,11 @@ def generate_dataset(
                 # on an error or an interrupt, drop the queued batches instead of finishing them
                 pool.shutdown(wait=True, cancel_futures=True)
 
-        final = out_root / "NMNIST"
+        final = out_root / NMNIST_FOLDER
         if final.exists():
             old = temp / "previous"
             os.replace(final, old)
-        os.replace(temp / "NMNIST", final)
+        os.replace(temp / NMNIST_FOLDER, final)
     finally:
         shutil.rmtree(temp, ignore_errors=True)
 
@@ -536,25 +518,14 @@ def generate_dataset(
         "config": config.to_dict(),
         "counts": {
             split: {"samples": len(idx), "events": int(counts[idx].sum()),
-                    "per_class": [int((labels[idx] == d).sum()) for d in range(10)]}
+                    "per_class": [int((labels[idx] == d).sum()) for d in CLASSES]}
             for split, idx in splits.items()
         },
         # file id k of a split (k = 1, 2, ...) is a recording of source image split_ids[split][k - 1]
         "split_ids": split_ids,
     }
-    tmp_marker = out_root / f".{SIMULATION_FILE}.{os.getpid()}.tmp"
-    tmp_marker.write_text(json.dumps(description, indent=1))
-    os.replace(tmp_marker, marker)
+    atomic_write_json(marker, description)
     return out_root
-
-
-def read_simulation_info(root: Path) -> dict | None:
-    """The ``simulation.json`` of a generated set, or None where the set is not (completely) simulated."""
-    path = Path(root) / SIMULATION_FILE
-    try:
-        return json.loads(path.read_text())
-    except (FileNotFoundError, json.JSONDecodeError):
-        return None
 
 
 __all__ = [
@@ -564,5 +535,4 @@ __all__ = [
     "image_positions",
     "split_by_source",
     "sample_seed",
-    "read_simulation_info",
 ]

@@ -27,6 +27,8 @@ import functools
 import hashlib
 import json
 import math
+import types
+import typing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -34,7 +36,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from core import functional
-from core.events import SENSOR_SIZE
+from core.events import EVENT_DTYPE, SENSOR_SIZE
+from core.limits import LimitExceeded, format_bytes, limits
 
 SensorSize = tuple[int, int, int]
 SPEC_FORMAT = 1  # bump when a step's output changes for the same parameters (invalidates cache keys)
@@ -46,11 +49,15 @@ TUTORIAL_JSON: list[dict[str, Any]] = [
 
 
 class TransformSpecError(ValueError):
-    """An invalid transform parameter or combination; ``field`` names it (``"ToFrame.time_window"``)."""
+    """An invalid transform parameter or combination; ``field`` names it (``"ToFrame.time_window"``).
 
-    def __init__(self, field: str, problem: str) -> None:
+    ``step`` is the index of the faulty step in its pipeline, where known (a form marks that step).
+    """
+
+    def __init__(self, field: str, problem: str, step: int | None = None) -> None:
         self.field = field
         self.problem = problem
+        self.step = step
         super().__init__(f"{field} {problem}")
 
 
@@ -126,6 +133,7 @@ class TransformSpec:
     needs_sensor_size: ClassVar[bool] = False  # tonic's constructor takes sensor_size
     tonic_required: ClassVar[tuple[str, ...]] = ()  # always written out in tonic code
     draws_random: ClassVar[bool] = False  # may call the random state (as tonic calls np.random)
+    units: ClassVar[dict[str, str]] = {}  # parameter -> its unit, as a form labels it ("µs")
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -186,6 +194,7 @@ class Denoise(TransformSpec):
 
     name: ClassVar[str] = "Denoise"
     tonic_required: ClassVar[tuple[str, ...]] = ("filter_time",)
+    units: ClassVar[dict[str, str]] = {"filter_time": "µs"}
     filter_time: float = 10000  # microseconds; the tutorial's value
 
     def check(self) -> None:
@@ -195,7 +204,44 @@ class Denoise(TransformSpec):
         return functional.denoise(events, self.filter_time)
 
 
-_SLICING = ("time_window", "event_count", "n_time_bins", "n_event_bins")
+@dataclass(frozen=True)
+class Slicing:
+    """One way ToFrame cuts a recording into frames: the parameter that chooses it and the ones that apply with it."""
+
+    field: str  # the ToFrame parameter that selects this slicing
+    label: str  # how a person says it
+    unit: str  # of that parameter
+    default: int | float  # a value that suits N-MNIST (recordings of about 300 ms and 4,000 events)
+    overlap_unit: str  # overlap is counted in these units with this slicing
+    fields: tuple[str, ...]  # the ToFrame parameters that apply, the selecting one first
+
+
+SLICINGS: dict[str, Slicing] = {
+    s.field: s
+    for s in (
+        Slicing("time_window", "by time window", "µs", 1000, "µs",
+                ("time_window", "overlap", "include_incomplete", "start_time", "end_time")),
+        Slicing("event_count", "by event count", "events", 500, "events", ("event_count", "overlap", "include_incomplete")),
+        Slicing("n_time_bins", "into n equal time bins", "frames", 20, "fraction of a bin", ("n_time_bins", "overlap")),
+        Slicing("n_event_bins", "into n equal event bins", "frames", 20, "fraction of a bin", ("n_event_bins", "overlap")),
+    )
+}
+_SLICING = tuple(SLICINGS)
+
+
+def with_slicing(step: dict[str, Any], method: str) -> dict[str, Any]:
+    """A ToFrame step (as JSON) switched to slicing ``method``, keeping only the parameters that still apply.
+
+    The selecting parameter keeps its value where the step already had it, else takes
+    the method's default; ``overlap`` is dropped when the method changes (its unit changes).
+    """
+    slicing = SLICINGS[method]
+    previous = next((name for name in _SLICING if step.get(name) is not None), None)
+    out: dict[str, Any] = {"name": "ToFrame", method: step.get(method) if step.get(method) is not None else slicing.default}
+    for name in slicing.fields[1:]:
+        if name in step and (name != "overlap" or previous == method):
+            out[name] = step[name]
+    return out
 
 
 @dataclass(frozen=True)
@@ -205,6 +251,10 @@ class ToFrame(TransformSpec):
     name: ClassVar[str] = "ToFrame"
     produces_frames: ClassVar[bool] = True
     needs_sensor_size: ClassVar[bool] = True
+    units: ClassVar[dict[str, str]] = {
+        "time_window": "µs", "event_count": "events", "n_time_bins": "frames", "n_event_bins": "frames",
+        "start_time": "µs", "end_time": "µs",
+    }  # overlap's unit depends on the slicing: SLICINGS[method].overlap_unit
     time_window: float | None = None  # microseconds per frame (the tutorial: 1000)
     event_count: int | None = None  # events per frame
     n_time_bins: int | None = None  # fixed number of frames, equal in time
@@ -265,6 +315,7 @@ class Downsample(TransformSpec):
     """Multiply timestamps and coordinates by factors (or scale to ``target_size``); shrinks the sensor."""
 
     name: ClassVar[str] = "Downsample"
+    units: ClassVar[dict[str, str]] = {"time_factor": "×", "spatial_factor": "×", "target_size": "pixels"}
     time_factor: float = 1  # timestamps are multiplied by it (and truncated to integers)
     spatial_factor: float | tuple[float, float] = 1  # x (and y) multiplied by it, truncated
     target_size: tuple[int, int] | None = None  # (width, height) to scale to, instead of spatial_factor
@@ -349,6 +400,7 @@ class TimeJitter(TransformSpec):
     draws_random: ClassVar[bool] = True
     name: ClassVar[str] = "TimeJitter"
     tonic_required: ClassVar[tuple[str, ...]] = ("std",)
+    units: ClassVar[dict[str, str]] = {"std": "µs"}
     std: float = 100  # microseconds
     clip_negative: bool = True  # drop events pushed before t = 0
     sort_timestamps: bool = False  # re-sort by time; needed before time slicing (checked by Pipeline)
@@ -380,6 +432,7 @@ class SpatialJitter(TransformSpec):
     draws_random: ClassVar[bool] = True
     name: ClassVar[str] = "SpatialJitter"
     needs_sensor_size: ClassVar[bool] = True
+    units: ClassVar[dict[str, str]] = {"var_x": "pixels²", "var_y": "pixels²", "sigma_xy": "pixels²"}
     var_x: float = 1  # pixels squared
     var_y: float = 1
     sigma_xy: float = 0
@@ -447,6 +500,7 @@ class RefractoryPeriod(TransformSpec):
     draws_random: ClassVar[bool] = True
     name: ClassVar[str] = "RefractoryPeriod"
     tonic_required: ClassVar[tuple[str, ...]] = ("delta",)
+    units: ClassVar[dict[str, str]] = {"delta": "µs"}
     delta: float | tuple[float, float] = 1000  # microseconds, or a (low, high) range
 
     def check(self) -> None:
@@ -470,6 +524,7 @@ class CenterCrop(TransformSpec):
     name: ClassVar[str] = "CenterCrop"
     needs_sensor_size: ClassVar[bool] = True
     tonic_required: ClassVar[tuple[str, ...]] = ("size",)
+    units: ClassVar[dict[str, str]] = {"size": "pixels"}
     size: int | tuple[int, int] = 32
 
     def check(self) -> None:
@@ -503,6 +558,7 @@ class ToVoxelGrid(TransformSpec):
     produces_frames: ClassVar[bool] = True
     needs_sensor_size: ClassVar[bool] = True
     tonic_required: ClassVar[tuple[str, ...]] = ("n_time_bins",)
+    units: ClassVar[dict[str, str]] = {"n_time_bins": "frames"}
     n_time_bins: int = 10
 
     def check(self) -> None:
@@ -531,6 +587,7 @@ class ToTimesurface(TransformSpec):
     produces_frames: ClassVar[bool] = True
     needs_sensor_size: ClassVar[bool] = True
     tonic_required: ClassVar[tuple[str, ...]] = ("dt", "tau")
+    units: ClassVar[dict[str, str]] = {"dt": "µs", "tau": "µs"}
     dt: float = 1000  # microseconds between surfaces
     tau: float = 5000  # decay time constant, microseconds
 
@@ -547,6 +604,49 @@ TRANSFORMS: dict[str, type[TransformSpec]] = {
     )
 }
 
+
+
+@dataclass(frozen=True)
+class Param:
+    """One parameter of a step as a form shows it: its name, kind, default and whether it may be left empty.
+
+    ``kind`` comes from the field's declared type: ``"flag"`` (bool), ``"pair"`` (a tuple is
+    allowed: a number or a JSON pair), ``"real"`` (float), ``"integer"`` (int), else ``"json"``.
+    """
+
+    name: str
+    kind: str
+    default: Any
+    optional: bool  # None is allowed: the parameter is off
+    unit: str = ""  # "µs", "pixels", ... ("" where it has none)
+
+
+def _param_kind(hint: Any) -> tuple[str, bool]:
+    """(kind, optional) of a declared field type."""
+    options = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+    optional = type(None) in options
+    if hint is bool:
+        return "flag", optional
+    if any(o is tuple or typing.get_origin(o) is tuple for o in options):
+        return "pair", optional
+    if float in options:
+        return "real", optional
+    if int in options:
+        return "integer", optional
+    return "json", optional
+
+
+@functools.cache
+def params_of(cls: type[TransformSpec]) -> tuple[Param, ...]:
+    """The parameters of a step class in field order, each with the kind its declared type gives it."""
+    hints = typing.get_type_hints(cls)
+    params = []
+    for f in dataclasses.fields(cls):
+        kind, optional = _param_kind(hints[f.name])
+        params.append(Param(f.name, kind, f.default, optional, cls.units.get(f.name, "")))
+    return tuple(params)
+
+
 _NEEDS_SORTED_TIME = "needs time-sorted events"
 
 
@@ -554,6 +654,52 @@ def _slices_by_time(step: TransformSpec) -> bool:
     if isinstance(step, ToFrame):
         return step.method in ("time_window", "n_time_bins")
     return isinstance(step, (ToVoxelGrid, ToTimesurface))
+
+
+# --- memory ------------------------------------------------------------------------------------
+
+_EVENT_BYTES = EVENT_DTYPE.itemsize  # one event of a recording (x, y, t, p as int64)
+_JITTER_SIGMAS = 8  # TimeJitter moves no event further than this many std (odds of 1e-15 per event)
+
+
+def _number_text(value: float) -> str:
+    """A parameter value as a person types it: 100000, 1000, 0.5, 1e-09."""
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    if float(value).is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return f"{value:g}"
+
+
+@dataclass(frozen=True)
+class SizeEstimate:
+    """The memory one step needs for one recording, estimated before it runs (an upper bound)."""
+
+    step: int  # index of the step in its pipeline
+    field: str  # the parameter that sets the size: "ToFrame.n_time_bins"
+    setting: str  # that parameter as set: "n_time_bins=100000"
+    nbytes: int
+    what: str  # the largest array: "100,000 frames of 2 × 34 × 34 int16"
+
+
+class StepTooLarge(LimitExceeded):
+    """A step whose estimated memory is over the budget; ``step`` is its index, the message names field and estimate."""
+
+    def __init__(self, estimate: SizeEstimate, limit_bytes: int) -> None:
+        super().__init__(estimate.field, estimate.nbytes, limit_bytes, estimate.setting)
+        self.step = estimate.step
+        self.estimate = estimate
+        self.args = (
+            f"{estimate.setting} needs {format_bytes(estimate.nbytes)} for this sample ({estimate.what}); "
+            f"the limit is {format_bytes(limit_bytes)}",
+        )
+
+
+def check_sizes(estimates: Sequence[SizeEstimate], limit_bytes: int) -> None:
+    """Raise :class:`StepTooLarge` for the largest estimate over ``limit_bytes`` (none: nothing happens)."""
+    over = [e for e in estimates if not e.nbytes <= limit_bytes]
+    if over:
+        raise StepTooLarge(max(over, key=lambda e: e.nbytes), limit_bytes)
 
 
 # --- the pipeline ------------------------------------------------------------------------------
@@ -575,27 +721,39 @@ class Pipeline:
         object.__setattr__(self, "steps", steps)
         object.__setattr__(self, "sensor_size", _check_sensor_size("Pipeline.sensor_size", self.sensor_size))
         size = self.sensor_size
-        for i, step in enumerate(steps):
-            if not isinstance(step, TransformSpec):
-                raise TransformSpecError(f"Pipeline.steps[{i}]", f"must be a transform spec, got {step!r}")
-            if step.produces_frames and i != len(steps) - 1:
-                raise TransformSpecError(step.name, f"makes frames, so it must be the last step (it is step {i + 1} of {len(steps)})")
-            step.check_input(size)
-            if isinstance(step, SpatialJitter) and not step.clip_outliers and i != len(steps) - 1:
+        i = 0
+        try:
+            for i, step in enumerate(steps):
+                size = self._check_step(i, step, size)
+        except TransformSpecError as exc:
+            if exc.step is None:
+                exc.step = i
+            raise
+
+    def _check_step(self, i: int, step: TransformSpec, size: SensorSize) -> SensorSize:
+        """Check step ``i`` in its place, given the sensor size reaching it; returns the size it passes on."""
+        steps = self.steps
+        if not isinstance(step, TransformSpec):
+            raise TransformSpecError(f"Pipeline.steps[{i}]", f"must be a transform spec, got {step!r}")
+        if step.produces_frames and i != len(steps) - 1:
+            raise TransformSpecError(step.name, f"makes frames, so it must be the last step (it is step {i + 1} of {len(steps)})")
+        step.check_input(size)
+        if isinstance(step, SpatialJitter) and not step.clip_outliers and i != len(steps) - 1:
+            raise TransformSpecError(
+                step.field("clip_outliers"),
+                "must be true unless SpatialJitter is the last step: events jittered off the sensor break the steps after it",
+            )
+        if isinstance(step, TimeJitter) and not step.sort_timestamps:
+            later = next((s for s in steps[i + 1:] if _slices_by_time(s)), None)
+            if later is not None:
                 raise TransformSpecError(
-                    step.field("clip_outliers"),
-                    "must be true unless SpatialJitter is the last step: events jittered off the sensor break the steps after it",
+                    step.field("sort_timestamps"),
+                    f"must be true when {later.name} follows: it slices by time and {_NEEDS_SORTED_TIME}",
                 )
-            if isinstance(step, TimeJitter) and not step.sort_timestamps:
-                later = next((s for s in steps[i + 1:] if _slices_by_time(s)), None)
-                if later is not None:
-                    raise TransformSpecError(
-                        step.field("sort_timestamps"),
-                        f"must be true when {later.name} follows: it slices by time and {_NEEDS_SORTED_TIME}",
-                    )
-            size = step.sensor_size_after(size)
-            if isinstance(step, (Downsample, CenterCrop)) and min(size[:2]) < 1:
-                raise TransformSpecError(step.name, f"leaves no sensor ({size})")
+        size = step.sensor_size_after(size)
+        if isinstance(step, (Downsample, CenterCrop)) and min(size[:2]) < 1:
+            raise TransformSpecError(step.name, f"leaves no sensor ({size})")
+        return size
 
     # -- descriptions
 
@@ -644,10 +802,14 @@ class Pipeline:
         """
         if not self.is_frame:
             return None
-        width, height, polarities = self.sensor_sizes[-2]
         for step in self.steps:
             if isinstance(step, Downsample) and duration is not None:
                 duration = duration * step.time_factor
+        return self._frames_shape(duration, n_events)
+
+    def _frames_shape(self, duration: float | None, n_events: int | None) -> tuple[int | None, int, int, int]:
+        """(T, C, H, W) of the last step's frames for events of this duration (in that step's units) and count."""
+        width, height, polarities = self.sensor_sizes[-2]
         last = self.steps[-1]
         n_frames: int | None = None
         if isinstance(last, ToVoxelGrid):
@@ -672,6 +834,80 @@ class Pipeline:
             rounding = math.ceil if last.include_incomplete else math.floor
             n_frames = rounding((n_events - count) / stride) + 1
         return (n_frames, polarities, height, width)
+
+    # -- memory, estimated before the work
+
+    def size_estimates(self, n_events: int, duration: float) -> list[SizeEstimate]:
+        """For each step, an upper bound of the memory it needs on a recording of ``n_events`` events lasting
+        ``duration`` (last minus first timestamp, microseconds) at the pipeline's input.
+
+        Nothing runs: event steps only keep, drop or move events, so the count
+        and (but for TimeJitter and Downsample, bounded here) the duration that
+        reach a step are at most the input's. A frame step's estimate is its
+        output (exact for the bin methods) plus its working arrays.
+        """
+        estimates = []
+        duration = max(0.0, float(duration))
+        for i, (step, size) in enumerate(zip(self.steps, self._sizes, strict=False)):
+            if step.produces_frames:
+                estimates.append(self._frames_estimate(i, duration, n_events))
+                continue
+            nbytes = 3 * n_events * _EVENT_BYTES  # the input, the output and one temporary copy
+            owner, field, setting, what = i, step.name, step.name, f"copies of {n_events:,} events"
+            if isinstance(step, (Denoise, RefractoryPeriod)):
+                width, height, _ = size
+                nbytes += width * height * 8  # tonic's float64 memory of the last timestamp per pixel
+                owner, field, setting = self._sensor_origin(i)
+                what = f"{step.name}'s float64 memory of a {width:,} × {height:,} sensor"
+            estimates.append(SizeEstimate(owner, field, setting, int(nbytes), what))
+            if isinstance(step, TimeJitter):
+                duration += 2 * _JITTER_SIGMAS * step.std
+            elif isinstance(step, Downsample):
+                duration = duration * step.time_factor + 1  # timestamps are truncated to integers
+        return estimates
+
+    def frames_estimate(self, events: np.ndarray) -> SizeEstimate:
+        """The memory of the last step's frames for ``events`` as they reach it: exact for the output's shape."""
+        if not self.is_frame:
+            raise TransformSpecError("Pipeline", "does not end in a frame-producing step (ToFrame, ToVoxelGrid, ToTimesurface)")
+        n = len(events)
+        duration = float(events["t"][-1]) - float(events["t"][0]) if n else None
+        return self._frames_estimate(len(self.steps) - 1, duration, n if n else None)
+
+    def _frames_estimate(self, i: int, duration: float | None, n_events: int | None) -> SizeEstimate:
+        last = self.steps[i]
+        n_frames, channels, height, width = self._frames_shape(duration, n_events)
+        n_frames = max(1, n_frames or 1)  # no events: one empty frame (n for the bin methods, known above)
+        dtype = self.frame_dtype
+        assert dtype is not None
+        frames = n_frames * channels * height * width * dtype.itemsize
+        if isinstance(last, ToFrame):
+            field = last.method
+            nbytes = frames + 16 * n_frames  # plus the start and end index of every frame
+        elif isinstance(last, ToTimesurface):
+            field = "dt"
+            nbytes = 2 * frames + channels * height * width * 8  # a list of surfaces, then np.array of it
+        else:
+            field = "n_time_bins"
+            nbytes = frames + 6 * 8 * (n_events or 0)  # tonic's per-event float64 arrays
+        what = f"{n_frames:,} frames of {channels} × {height:,} × {width:,} {dtype.name}"
+        if width * height > self.sensor_size[0] * self.sensor_size[1]:  # a Downsample grew the sensor: name it
+            owner, sensor_field, setting = self._sensor_origin(i)
+            if owner != i:
+                return SizeEstimate(owner, sensor_field, setting, int(nbytes), what)
+        return SizeEstimate(i, last.field(field), f"{field}={_number_text(getattr(last, field))}", int(nbytes), what)
+
+    def _sensor_origin(self, i: int) -> tuple[int, str, str]:
+        """(index, field, setting) of what made the sensor reaching step ``i``: the last Downsample or CenterCrop
+        before it, else step ``i`` itself."""
+        for j in range(i - 1, -1, -1):
+            earlier = self.steps[j]
+            if isinstance(earlier, (Downsample, CenterCrop)):
+                name = "size" if isinstance(earlier, CenterCrop) else (
+                    "target_size" if earlier.target_size is not None else "spatial_factor")
+                value = earlier.to_json().get(name)
+                return j, earlier.field(name), f"{name}={json.dumps(value)} ({earlier.name})"
+        return i, self.steps[i].name, self.steps[i].name
 
     def to_json(self) -> list[dict[str, Any]]:
         """The steps as ``[{"name": ..., <parameter>: <value>, ...}]`` (read back by :func:`from_json`)."""
@@ -754,9 +990,83 @@ class Pipeline:
 
 # --- JSON --------------------------------------------------------------------------------------
 
+MAX_JSON_CHARS = 20_000  # a pipeline's JSON text; the tutorial's is 70 characters
+MAX_JSON_DEPTH = 8  # nesting of lists and objects; a step needs 3 (list, step, a pair)
+MAX_STEPS = 32
+
+
+def json_depth(text: str) -> int:
+    """How deeply the lists and objects of JSON ``text`` nest, counted without parsing (brackets in strings skipped).
+
+    Python's json module recurses once per level: 3,000 nested brackets raise
+    RecursionError, so depth is measured before parsing.
+    """
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
+
+
+def load_json(text: str | bytes, field: str = "transforms") -> Any:
+    """JSON text of a pipeline, parsed within bounds (length, nesting); :class:`TransformSpecError` naming ``field``."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", errors="replace")
+    if len(text) > MAX_JSON_CHARS:
+        raise TransformSpecError(field, f"is {len(text):,} characters long; at most {MAX_JSON_CHARS:,} are read")
+    depth = json_depth(text)
+    if depth > MAX_JSON_DEPTH:
+        raise TransformSpecError(field, f"is nested {depth:,} levels deep; a pipeline needs at most {MAX_JSON_DEPTH}")
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, or an integer of over 4,300 digits
+        raise TransformSpecError(field, f"is not valid JSON ({exc})") from None
+
+
+def parse_steps(text: str | bytes, field: str = "pipeline") -> list[dict[str, Any]]:
+    """The steps of a pipeline's JSON text (a list of objects, each with a ``"name"``), not yet checked as specs.
+
+    What a form can show and mark step by step: a step's unknown name or bad
+    parameter is left for :func:`spec_from_dict` to name; only text that is no
+    list of step objects at all is refused here.
+    """
+    obj = load_json(text, field)
+    if not isinstance(obj, list):
+        raise TransformSpecError(field, f"must be a list of steps like {json.dumps(TUTORIAL_JSON)}, got {type(obj).__name__}")
+    if len(obj) > MAX_STEPS:
+        raise TransformSpecError(field, f"has {len(obj):,} steps; at most {MAX_STEPS} are allowed")
+    for i, item in enumerate(obj):
+        if not isinstance(item, dict):
+            raise TransformSpecError(f"{field}[{i}]", f'must be an object like {{"name": "Denoise", "filter_time": 10000}}, got {type(item).__name__}')
+        if "name" not in item:
+            raise TransformSpecError(f"{field}[{i}]", f"has no \"name\" (one of {', '.join(TRANSFORMS)})")
+    return obj
+
+
 
 def spec_from_dict(item: Any, index: int = 0) -> TransformSpec:
-    """One step from ``{"name": <tonic transform name>, <parameter>: <value>, ...}``."""
+    """One step from ``{"name": <tonic transform name>, <parameter>: <value>, ...}``; errors carry ``step=index``."""
+    try:
+        return _spec_from_dict(item, index)
+    except TransformSpecError as exc:
+        exc.step = index
+        raise
+
+
+def _spec_from_dict(item: Any, index: int) -> TransformSpec:
     where = f"transforms[{index}]"
     if not isinstance(item, dict):
         raise TransformSpecError(where, f'must be an object like {{"name": "Denoise", "filter_time": 10000}}, got {item!r}')
@@ -784,10 +1094,7 @@ def from_json(obj: Any, sensor_size: Sequence[int] = SENSOR_SIZE) -> Pipeline:
     the sensor size at that point of the pipeline.
     """
     if isinstance(obj, (str, bytes)):
-        try:
-            obj = json.loads(obj)
-        except json.JSONDecodeError as exc:
-            raise TransformSpecError("transforms", f"is not valid JSON ({exc})") from None
+        obj = load_json(obj)
     if isinstance(obj, dict) and "steps" in obj:
         sensor_size = obj.get("sensor_size", sensor_size)
         obj = obj["steps"]
@@ -795,11 +1102,12 @@ def from_json(obj: Any, sensor_size: Sequence[int] = SENSOR_SIZE) -> Pipeline:
         raise TransformSpecError("transforms", f"must be a list of steps, got {type(obj).__name__}")
     steps = tuple(spec_from_dict(item, i) for i, item in enumerate(obj))
     pipeline = Pipeline(steps, _check_sensor_size("sensor_size", sensor_size))
-    for step, item, size in zip(steps, obj, pipeline.sensor_sizes, strict=False):
+    for i, (step, item, size) in enumerate(zip(steps, obj, pipeline.sensor_sizes, strict=False)):
         if "sensor_size" in item and _plain(item["sensor_size"]) != tuple(size):
             raise TransformSpecError(
                 f"{step.name}.sensor_size",
                 f"is {tuple(_plain(item['sensor_size']))} but the data reaching it is {size}; leave it out, it comes from the data source",
+                step=i,
             )
     return pipeline
 
@@ -807,3 +1115,128 @@ def from_json(obj: Any, sensor_size: Sequence[int] = SENSOR_SIZE) -> Pipeline:
 def tutorial_pipeline(sensor_size: Sequence[int] = SENSOR_SIZE) -> Pipeline:
     """Tutorial 7's transform: Denoise(filter_time=10000), then ToFrame(time_window=1000)."""
     return from_json(TUTORIAL_JSON, sensor_size)
+
+
+# --- a preview of one recording, and a cache bounded by bytes -----------------------------------
+
+MAX_SHOWN_FRAMES = 100  # a preview keeps every k-th frame, at most this many (an animation of 8 s at 12 fps)
+MAX_SHOWN_VALUES = 2_000_000  # ... and at most this many values in all (a large sensor keeps fewer frames)
+
+
+@dataclass(frozen=True)
+class Preview:
+    """A pipeline's effect on one recording, kept small whatever the size of its frames.
+
+    The frames themselves are not kept (they may take hundreds of MB): only their
+    shape, each frame's activity and every ``every``-th frame for display.
+    """
+
+    after: np.ndarray  # the events that reach the frame step (for an events pipeline: its output)
+    shape: tuple[int, ...] | None  # of the frames; None where the pipeline ends in events
+    dtype: np.dtype | None  # of the frames
+    activity: np.ndarray  # per frame, the sum of its absolute values (its events, for ToFrame)
+    shown: np.ndarray  # frames 0, every, 2 * every, ... (none where one frame alone is too large to show)
+    every: int
+
+    @property
+    def frames_nbytes(self) -> int:
+        """Memory of the frames the pipeline made (as tonic returns them)."""
+        if self.shape is None or self.dtype is None:
+            return 0
+        return int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
+
+    @property
+    def nbytes(self) -> int:
+        """What keeping this preview costs."""
+        return self.after.nbytes + self.activity.nbytes + self.shown.nbytes + 1024
+
+
+def preview(
+    pipeline: Pipeline, events: np.ndarray, seed: int | None = 0, limit_bytes: int | None = None,
+    max_shown: int = MAX_SHOWN_FRAMES, max_shown_values: int = MAX_SHOWN_VALUES,
+) -> Preview:
+    """Run ``pipeline`` on one recording, as ``pipeline(events, seed=seed)`` does, and summarise the result.
+
+    The memory of every step is estimated first and a step over ``limit_bytes``
+    (default: ``limits().sample_frames_bytes``) is refused with :class:`StepTooLarge`
+    before any work: first from the input's size, then, once the event steps
+    have run, exactly for the frames.
+    """
+    limit = limits().sample_frames_bytes if limit_bytes is None else limit_bytes
+    n = len(events)
+    duration = float(np.ptp(events["t"])) if n else 0.0
+    check_sizes(pipeline.size_estimates(n, duration), limit)
+    rng = np.random.RandomState(seed) if pipeline._draws_random else None
+    if not pipeline.is_frame:
+        after = pipeline(events, rng=rng)
+        return Preview(after, None, None, np.zeros(0), np.zeros((0, 2, 1, 1), np.int16), 1)
+    event_steps = Pipeline(pipeline.steps[:-1], pipeline.sensor_size)
+    after = event_steps(events, rng=rng)
+    check_sizes([pipeline.frames_estimate(after)], limit)
+    if len(after):
+        frames = np.asarray(pipeline.steps[-1].apply(after, pipeline.sensor_sizes[-2], rng))
+    else:  # tonic's Compose stops at empty events: the frames of no events, as Pipeline.frames gives them
+        frames = pipeline.frames(after)
+    n_frames = len(frames)
+    flat = frames.reshape(n_frames, -1)
+    activity = flat.sum(axis=1, dtype=np.int64) if frames.dtype.kind in "iu" else np.abs(flat).sum(axis=1)
+    per_frame = max(1, flat.shape[1])
+    every = max(1, math.ceil(n_frames / max_shown), math.ceil(n_frames * per_frame / max_shown_values))
+    shown = frames[::every].copy() if per_frame <= max_shown_values else frames[:0].copy()
+    return Preview(after, tuple(frames.shape), frames.dtype, np.asarray(activity), shown, every)
+
+
+class ByteCache:
+    """A least-recently-used cache bounded by the bytes of what it holds, safe to share between threads.
+
+    ``st.cache_data`` and ``st.cache_resource`` bound entries, not bytes: sixty-four
+    entries of a few hundred MB each would take a server down. Here every value
+    comes with its size; the oldest are dropped past ``capacity_bytes``, and a
+    value larger than a quarter of the capacity is not kept at all.
+    """
+
+    def __init__(self, capacity_bytes: int) -> None:
+        import threading
+        from collections import OrderedDict
+
+        self.capacity_bytes = int(capacity_bytes)
+        self._items: OrderedDict[Any, tuple[Any, int]] = OrderedDict()
+        self._held = 0
+        self._lock = threading.Lock()
+
+    @property
+    def held_bytes(self) -> int:
+        return self._held
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def get(self, key: Any) -> Any | None:
+        with self._lock:
+            item = self._items.get(key)
+            if item is None:
+                return None
+            self._items.move_to_end(key)
+            return item[0]
+
+    def put(self, key: Any, value: Any, nbytes: int) -> None:
+        nbytes = max(1, int(nbytes))
+        with self._lock:
+            old = self._items.pop(key, None)
+            if old is not None:
+                self._held -= old[1]
+            if nbytes > self.capacity_bytes // 4:
+                return
+            self._items[key] = (value, nbytes)
+            self._held += nbytes
+            while self._held > self.capacity_bytes and self._items:
+                _, (_, size) = self._items.popitem(last=False)
+                self._held -= size
+
+    def get_or_make(self, key: Any, make: Callable[[], tuple[Any, int]]) -> Any:
+        """The value cached under ``key``, else ``make()`` -> (value, nbytes), kept for next time."""
+        value = self.get(key)
+        if value is None:
+            value, nbytes = make()
+            self.put(key, value, nbytes)
+        return value

@@ -1,4 +1,9 @@
-"""Events: one recording as a 3D point cloud, accumulated images, event rate, frame playback and raw table."""
+"""Events: one recording as a 3D point cloud, ON/OFF images, x-t and y-t views, event rate, playback and raw table.
+
+Every choice is in the URL: the recording (``data``, ``split``, ``digit``, ``sample``, see
+pages.common), the view (``view``, a tab's name) and each view's own setting (``bin_ms``
+for the event rate, ``frame_ms`` for the playback). Only the open tab is computed.
+"""
 
 from __future__ import annotations
 
@@ -9,9 +14,20 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from core import figures
-from pages.common import init_selection, require_data, sample_table, sample_ui
+from core.text import escape_markdown
+from pages.common import init_selection, require_data, sample_ui, split_table, warm_up_kernels
 
-init_selection()
+CLOUD, IMAGES, PROJECTIONS, RATE, PLAYBACK, TABLE, STATS = (
+    "3D point cloud", "Event image", "x-t and y-t", "Event rate", "Playback", "Raw events", "Statistics"
+)
+RATE_BINS_MS = (0.5, 1, 2, 5, 10)
+FRAME_LENGTHS_MS = (2, 5, 10, 20, 50)
+PROJECTION_BIN_US = 2000
+MAX_BINS = 5000  # time bins of one rate or x-t view (N-MNIST's 0.3 s in 0.5 ms bins is 620)
+MAX_PLAYBACK_FRAMES = 400  # frames of one playback (0.3 s in 2 ms frames is 155)
+MAX_TABLE_ROWS = 100_000  # rows of the raw table and its CSV (an N-MNIST recording has about 5,000)
+
+init_selection(warm_up=False)  # after the first view: see the end of this page
 source = require_data()
 
 
@@ -25,29 +41,57 @@ def image_figure(source_key: str, path_key: str, _events: np.ndarray) -> go.Figu
     return figures.event_image_figure(_events)
 
 
+@st.cache_resource(show_spinner=False, max_entries=32)  # see pages.common.FIGURE_CACHE
+def projection_figure(source_key: str, path_key: str, _events: np.ndarray) -> go.Figure:
+    return figures.event_projection_figure(_events, PROJECTION_BIN_US, figures.estimate_saccade_boundaries(_events))
+
+
 @st.cache_resource(show_spinner=False, max_entries=64)  # see pages.common.FIGURE_CACHE
 def rate_figure(source_key: str, path_key: str, _events: np.ndarray, bin_us: int) -> go.Figure:
     return figures.event_rate_figure(_events, bin_us, figures.estimate_saccade_boundaries(_events))
 
 
-@st.cache_resource(show_spinner=False, max_entries=64)  # see pages.common.FIGURE_CACHE
+@st.cache_resource(show_spinner=False, max_entries=16)  # see pages.common.FIGURE_CACHE
 def playback_figure(source_key: str, path_key: str, _events: np.ndarray, window_us: int) -> go.Figure:
     frames, starts = figures.bin_frames(_events, window_us)
     labels = [f"{s / 1000:.0f}–{(s + window_us) / 1000:.0f} ms" for s in starts]
     return figures.frames_figure(frames, labels, title=f"Playback, {window_us / 1000:g} ms frames")
 
 
-@st.cache_data(show_spinner=False, max_entries=64)
+@st.cache_data(show_spinner=False, max_entries=8)
 def events_csv(source_key: str, path_key: str, _events: np.ndarray) -> bytes:
-    return pd.DataFrame({f: _events[f] for f in "xytp"}).to_csv(index=False).encode()
+    shown = _events[:MAX_TABLE_ROWS]
+    return pd.DataFrame({f: shown[f] for f in "xytp"}).to_csv(index=False).encode()
 
 
-def view_ui() -> tuple[int, int]:
-    """Bin width of the rate plot and frame length of the playback, in microseconds."""
-    left, right = st.columns(2)
-    rate_ms = left.select_slider("Event-rate bin (ms)", [0.5, 1, 2, 5, 10], value=1, key="events_rate_bin")
-    window_ms = right.select_slider("Playback frame length (ms)", [2, 5, 10, 20, 50], value=10, key="events_window")
-    return int(rate_ms * 1000), int(window_ms * 1000)
+def span_us(events: np.ndarray) -> int:
+    return int(events["t"].max()) - int(events["t"].min()) if len(events) else 0
+
+
+def too_many(span: int, step_us: int, limit: int, what: str, advice: str) -> bool:
+    """Whether a view of ``span`` us in steps of ``step_us`` needs more than ``limit`` bins or frames; if so, says so.
+
+    An N-MNIST recording lasts 0.3 s; a file whose overflow markers stretch it over hours
+    would otherwise ask for millions of bins (gigabytes) before anything is drawn.
+    """
+    count = span // step_us + 1
+    if count <= limit:
+        return False
+    st.warning(f"This recording lasts {span / 1000:,.0f} ms: {count:,} {what}, more than the {limit:,} this view "
+               f"draws. {advice}", icon=":material/warning:")
+    return True
+
+
+def rate_ui() -> int:
+    """Bin width of the event-rate plot, in microseconds."""
+    rate_ms = st.select_slider("Event-rate bin (ms)", RATE_BINS_MS, value=1, key="bin_ms", bind="query-params")
+    return int(float(rate_ms) * 1000)
+
+
+def playback_ui() -> int:
+    """Frame length of the playback, in microseconds."""
+    window_ms = st.select_slider("Frame length (ms)", FRAME_LENGTHS_MS, value=10, key="frame_ms", bind="query-params")
+    return int(window_ms * 1000)
 
 
 st.title("Events")
@@ -59,51 +103,72 @@ key = f"{split}/{index}"
 
 n = len(events)
 t = events["t"]
-duration_ms = (int(t.max()) - int(t.min())) / 1000 if n else 0.0
+span = span_us(events)
 boundaries = figures.estimate_saccade_boundaries(events)
 m = st.columns(5)
 m[0].metric("label", label)
 m[1].metric("events", f"{n:,}")
-m[2].metric("duration", f"{duration_ms:.1f} ms")
+m[2].metric("duration (ms)", f"{span / 1000:,.1f}")  # the unit in the label: the value fits at 1000 px
 m[3].metric("ON fraction", f"{events['p'].mean():.2f}" if n else "–")
 m[4].metric("saccades", len(boundaries) + 1 if n else 0)
-st.caption(f"{source.label} · {split} sample {index}")
+st.caption(escape_markdown(f"{source.label} · {split} recording {index}"))
 
-rate_bin_us, window_us = view_ui()
-cloud_tab, image_tab, rate_tab, play_tab, table_tab, stats_tab = st.tabs(
-    ["3D point cloud", "Event image", "Event rate", "Playback", "Raw events", "Statistics"]
-)
+tabs = st.tabs([CLOUD, IMAGES, PROJECTIONS, RATE, PLAYBACK, TABLE, STATS], key="view", bind="query-params")
+cloud_tab, image_tab, projection_tab, rate_tab, play_tab, table_tab, stats_tab = tabs
 with cloud_tab:
-    st.plotly_chart(cloud_figure(source.key, key, events), width="stretch", key="events_cloud")
+    if cloud_tab.open:
+        st.plotly_chart(cloud_figure(source.key, key, events), width="stretch", key="events_cloud")
+        st.caption("Drag to turn the cloud, scroll to zoom. Time runs left to right; each of the three saccades "
+                   "sweeps the digit across the sensor.")
 with image_tab:
-    st.plotly_chart(image_figure(source.key, key, events), width="stretch", key="events_image")
+    if image_tab.open:
+        st.plotly_chart(image_figure(source.key, key, events), width="stretch", key="events_image")
+with projection_tab:
+    if projection_tab.open and not too_many(span, PROJECTION_BIN_US, MAX_BINS, "time bins of 2 ms",
+                                            "These views are made for N-MNIST's 0.3 s recordings."):
+        st.plotly_chart(projection_figure(source.key, key, events), width="stretch", key="events_projection")
+        st.caption("The recording seen from below (x over time) and from the side (y over time), 2 ms bins: each "
+                   "saccade moves the digit along one side of a triangle, so its strokes slant one way, then another.")
 with rate_tab:
-    st.plotly_chart(rate_figure(source.key, key, events, rate_bin_us), width="stretch", key="events_rate")
-    edges = [int(t.min()) if n else 0, *boundaries, int(t.max()) + 1 if n else 0]
-    per_saccade = [int(((t >= a) & (t < b)).sum()) for a, b in zip(edges[:-1], edges[1:])]
-    st.caption(
-        "Saccade boundaries where the event rate dips near every 105 ms: "
-        + ", ".join(f"{b / 1000:.0f} ms" for b in boundaries)
-        + " · events per saccade: " + ", ".join(f"{c:,}" for c in per_saccade)
-    )
+    rate_bin_us = rate_ui()  # drawn in every run, so the setting (and its URL parameter) outlives a tab switch
+    if rate_tab.open and not too_many(span, rate_bin_us, MAX_BINS, "bins", "Choose a wider bin."):
+        st.plotly_chart(rate_figure(source.key, key, events, rate_bin_us), width="stretch", key="events_rate")
+        edges = [int(t.min()) if n else 0, *boundaries, int(t.max()) + 1 if n else 0]
+        per_saccade = [int(((t >= a) & (t < b)).sum()) for a, b in zip(edges[:-1], edges[1:])]
+        st.caption(
+            "Saccade boundaries where the event rate dips near every 105 ms: "
+            + ", ".join(f"{b / 1000:.0f} ms" for b in boundaries)
+            + " · events per saccade: " + ", ".join(f"{c:,}" for c in per_saccade)
+        )
 with play_tab:
-    st.plotly_chart(playback_figure(source.key, key, events, window_us), width="stretch", key="events_playback")
+    window_us = playback_ui()
+    if play_tab.open and not too_many(span, window_us, MAX_PLAYBACK_FRAMES, "frames",
+                                      "Choose a longer frame length."):
+        st.plotly_chart(playback_figure(source.key, key, events, window_us), width="stretch", key="events_playback")
 with table_tab:
-    st.dataframe(pd.DataFrame({f: events[f] for f in "xytp"}), height=320, width="stretch", key="events_table")
-    st.download_button(
-        "Download events as CSV", events_csv(source.key, key, events), file_name=f"nmnist_{split}_{index}.csv",
-        mime="text/csv", key="events_csv",
-    )
+    if table_tab.open:
+        shown = events[:MAX_TABLE_ROWS]
+        if n > MAX_TABLE_ROWS:
+            st.caption(f"The first {MAX_TABLE_ROWS:,} of {n:,} events (table and CSV).")
+        st.dataframe(pd.DataFrame({f: shown[f] for f in "xytp"}), height=320, width="stretch", key="events_table")
+        st.download_button(
+            "Download events as CSV", events_csv(source.key, key, events), file_name=f"nmnist_{split}_{index}.csv",
+            mime="text/csv", key="events_csv",
+        )
 with stats_tab:
-    table = sample_table(source.key, str(source.root), split)
-    st.markdown(f"**{split}: {len(table):,} recordings**")
-    a, b, c = st.columns(3)
-    a.plotly_chart(px.box(table, x="label", y="events", title="Events per class", height=300),
-                   width="stretch", key="events_per_class")
-    b.plotly_chart(px.histogram(table, x="duration_ms", nbins=40, title="Durations (ms)", height=300),
-                   width="stretch", key="events_durations")
-    c.plotly_chart(px.histogram(table, x="on_fraction", nbins=40, title="ON fraction", height=300),
-                   width="stretch", key="events_on_fraction")
-    summary = table.groupby("label").agg(samples=("events", "size"), events=("events", "mean"),
-                                         duration_ms=("duration_ms", "mean"), on_fraction=("on_fraction", "mean"))
-    st.dataframe(summary.round(2), width="stretch", key="events_summary")
+    if stats_tab.open:
+        table, bad = split_table(source.key, str(source.root), split)
+        st.markdown(f"**{split}: {len(table):,} recordings**" + (f" ({len(bad):,} bad files skipped, listed on Home)"
+                                                                  if bad else ""))
+        a, b, c = st.columns(3)
+        a.plotly_chart(px.box(table, x="label", y="events", title="Events per class", height=300),
+                       width="stretch", key="events_per_class")
+        b.plotly_chart(px.histogram(table, x="duration_ms", nbins=40, title="Durations (ms)", height=300),
+                       width="stretch", key="events_durations")
+        c.plotly_chart(px.histogram(table, x="on_fraction", nbins=40, title="ON fraction", height=300),
+                       width="stretch", key="events_on_fraction")
+        summary = table.groupby("label").agg(samples=("events", "size"), events=("events", "mean"),
+                                             duration_ms=("duration_ms", "mean"), on_fraction=("on_fraction", "mean"))
+        st.dataframe(summary.round(2), width="stretch", key="events_summary")
+
+warm_up_kernels()  # now that the plots are out (see pages.common.init_selection)

@@ -1,130 +1,196 @@
-"""Spike counter: run a trained network on one sample and watch its 10 output neurons count spikes."""
+"""Spike counter: run a trained network on one sample and watch its 10 output neurons count spikes.
+
+The network shown is named in the URL (``?run=<run id>``, or ``?run=untrained``) beside the
+sample, so a copied link shows the same network on the same recording. Without one, the
+best finished run by test accuracy is shown, and the page says which and why. Damaged run
+folders are listed apart and never break the page.
+"""
 
 from __future__ import annotations
 
-import threading
-from dataclasses import dataclass
-
 import numpy as np
 import streamlit as st
-import torch
 
-from core import figures
-from core.model import ModelConfig, build_model
-from core.runs import CheckpointError, RunNotFoundError, RunStore, default_runs_root
-from core.training import PRESETS, ConfigError, TrainConfig, transform_steps
-from core.transforms import TransformSpecError, from_json
-from pages.common import init_selection, require_data, sample_ui
+from core import figures, inference
+from core.inference import UNTRAINED, UNTRAINED_PARAM, Network, NetworkError, Prediction, RunChoice
+from core.jobs import ProgressJob
+from core.runs import RunStore, default_runs_root
+from core.text import escape_markdown
+from pages.common import dataset, init_selection, require_data, sample_ui
 
-UNTRAINED = "untrained network (random weights)"
+RUN_PARAM = "run"  # the query parameter naming the network shown
 
 init_selection()
 source = require_data()
 
 
-@dataclass(frozen=True)
-class Network:
-    """A model ready to run and what it needs: its transform and a name for people."""
+@st.cache_resource(show_spinner=False, max_entries=4)
+def run_store(runs_root: str) -> RunStore:
+    """One store per runs folder for the server: it remembers which metrics files it has checked."""
+    return RunStore(runs_root)
 
-    model: torch.nn.Module
-    transform: str
-    label: str
+
+@st.cache_data(show_spinner=False, ttl=3, max_entries=4)
+def run_choices(runs_root: str) -> list[RunChoice]:
+    """Every run folder, damaged ones with their problem (read again after a few seconds: runs end, new ones start)."""
+    return inference.run_choices(run_store(runs_root))
+
+
+@st.cache_resource(show_spinner=False)
+def load_failures() -> dict[tuple[str, str, float], str]:
+    """Checkpoints that did not load, per (runs root, run, checkpoint time), with the reason; for every session."""
+    return {}
 
 
 @st.cache_resource(show_spinner="Loading the network…", max_entries=4)
 def load_network(runs_root: str, run_id: str, stamp: float) -> Network:
     """A run's best checkpoint (``stamp``, its modification time, reloads a newer one); or an untrained net."""
     if run_id == UNTRAINED:
-        torch.manual_seed(0)
-        return Network(build_model(ModelConfig()).eval(), PRESETS["tutorial"].transform, UNTRAINED)
-    store = RunStore(runs_root)
-    record = store.load_run(run_id)
-    config = TrainConfig.from_dict(record.config)
-    return Network(store.load_model(run_id).eval(), config.transform, run_id)
+        return inference.untrained_network()
+    return inference.load_network(run_store(runs_root), run_id)
 
 
 @st.cache_data(show_spinner="Running the network on the sample…", max_entries=64)
 def run_network(runs_root: str, run_id: str, stamp: float, source_key: str, sample_key: str,
                 _events: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Output spikes and membrane potentials (time, 10) of one sample."""
-    net = load_network(runs_root, run_id, stamp)
-    frames = np.asarray(from_json(transform_steps(net.transform)).frames(_events), dtype=np.float32)
-    with torch.no_grad():
-        spk, mem = net.model(torch.from_numpy(frames)[:, None])
-    return spk[:, 0].numpy(), mem[:, 0].numpy()
-
-
-class VideoJob:
-    """Renders one MP4 in a thread, so the page stays responsive while ffmpeg works."""
-
-    def __init__(self, spk: np.ndarray) -> None:
-        self.done = self.total = 0
-        self.data: bytes | None = None
-        self.error: str | None = None
-        self.thread = threading.Thread(target=self._run, args=(spk,), name="spike-video", daemon=True)
-        self.thread.start()
-
-    def _run(self, spk: np.ndarray) -> None:
-        try:
-            self.data = figures.spike_count_video(spk, progress=self._progress)
-        except Exception as exc:  # noqa: BLE001 - reported on the page
-            self.error = f"{type(exc).__name__}: {exc}"
-
-    def _progress(self, done: int, total: int) -> None:
-        self.done, self.total = done, total
+    return inference.run_sample(load_network(runs_root, run_id, stamp), _events)
 
 
 @st.cache_resource(show_spinner=False, max_entries=8)
-def video_job(run_id: str, stamp: float, source_key: str, sample_key: str, _spk: np.ndarray) -> VideoJob:
-    return VideoJob(_spk)
+def video_job(run_id: str, stamp: float, source_key: str, sample_key: str, title: str, _spk: np.ndarray) -> ProgressJob:
+    """The MP4 of one sample's spike counts, titled with the run, the label and the prediction, rendered once."""
+    return inference.spike_video_job(_spk, title)
 
 
 @st.cache_resource(show_spinner=False, max_entries=16)  # see pages.common.FIGURE_CACHE
 def interactive_figures(run_id: str, stamp: float, source_key: str, sample_key: str, _spk: np.ndarray,
                         _mem: np.ndarray, label: int, threshold: float):
-    return (figures.spike_count_figure(_spk, target=label), figures.spike_raster_figure(_spk),
-            figures.membrane_figure(_mem, threshold=threshold))
+    labels = inference.output_labels(_spk.shape[1])
+    target = label if 0 <= label < len(labels) else None
+    return (figures.spike_count_figure(_spk, labels, target=target), figures.spike_raster_figure(_spk, labels),
+            figures.membrane_figure(_mem, labels, threshold=threshold))
 
 
-def run_ui(store: RunStore) -> tuple[str, float]:
-    """The run to use (latest with a checkpoint by default) and its checkpoint's time stamp."""
-    runs = [r for r in store.list_runs() if r.has_checkpoint]
-    options = [r.run_id for r in runs] + [UNTRAINED]
-    if not runs:
-        st.info("No trained network yet: train one on the **Training** page. Meanwhile this page shows an "
-                "untrained network, whose output neurons vote at random.", icon=":material/model_training:")
-    if st.session_state.get("sc_run") not in options:
-        st.session_state["sc_run"] = options[0]
-    described = {r.run_id: f"{r.run_id} ({r.preset}, {r.status}"
-                 + (f", test accuracy {r.test_accuracy:.1%})" if r.test_accuracy is not None else ")") for r in runs}
-    run_id = st.selectbox("Network", options, key="sc_run", format_func=lambda r: described.get(r, r))
-    if run_id == UNTRAINED:
-        return run_id, 0.0
-    return run_id, store.checkpoint_path(run_id).stat().st_mtime
+def listed_runs(store: RunStore) -> list[RunChoice]:
+    """The runs of ``store``, those whose checkpoint did not load marked damaged."""
+    failures = load_failures()
+    runs = []
+    for run in run_choices(str(store.root)):
+        problem = failures.get((str(store.root), run.run_id, run.checkpoint_stamp))
+        runs.append(run.damaged(problem) if problem is not None and run.usable else run)
+    return runs
 
 
-def video_view(job: VideoJob, file_name: str) -> None:
-    @st.fragment(run_every=0.5 if job.thread.is_alive() else None)
-    def draw() -> None:
-        if job.error is not None:
-            st.error(f"The MP4 could not be made: {job.error}")
-        elif job.data is None:
-            st.progress(job.done / job.total if job.total else 0.0,
-                        text=f"Rendering the MP4 with ffmpeg: frame {job.done} of {job.total or '…'}")
+def url_choice(raw: str | None, runs: dict[str, RunChoice]) -> tuple[str | None, str | None]:
+    """The network a link names (None: the default) and a notice (plain text) where it cannot be shown."""
+    if not raw:
+        return None, None
+    if raw == UNTRAINED_PARAM:
+        return UNTRAINED, None
+    run = runs.get(raw)
+    if run is not None and run.usable:
+        return raw, None
+    name = raw if len(raw) <= 80 else raw[:80] + "…"  # the notice's own words must survive a huge parameter
+    if run is not None:
+        return None, f"The link names run {name}, which cannot be shown: {run.problem or 'it has no checkpoint yet'}."
+    return None, f"The link names run {name}, but there is no run of that name here."
+
+
+def run_ui(store: RunStore) -> RunChoice | None:
+    """The run to show (None: the untrained network), from the picker, else the link, else the best finished run.
+
+    Says which run is shown and why, what it trained on, and which run folders are
+    damaged; keeps the choice in the URL (``?run=``).
+    """
+    runs = listed_runs(store)
+    by_id = {run.run_id: run for run in runs}
+    options = [run.run_id for run in runs if run.usable] + [UNTRAINED]
+    default, why = inference.default_run(runs)
+    if "sc_choice" not in st.session_state:  # the session's first view: the link decides
+        st.session_state["sc_choice"], st.session_state["sc_notice"] = url_choice(st.query_params.get(RUN_PARAM), by_id)
+    chosen = st.session_state["sc_choice"]
+    if chosen is not None and chosen not in options:  # deleted, or its checkpoint did not load
+        gone = by_id.get(chosen)
+        reason = gone.problem if gone is not None and gone.problem else "its folder or checkpoint is gone"
+        st.session_state["sc_notice"] = f"Run {chosen} cannot be shown: {reason}."
+        st.session_state["sc_choice"] = chosen = None
+    shown = chosen or (default.run_id if default is not None else UNTRAINED)
+    st.session_state["sc_run"] = shown
+
+    def picked() -> None:
+        st.session_state["sc_choice"] = st.session_state["sc_run"]
+        st.session_state["sc_notice"] = None
+
+    st.selectbox("Network", options, key="sc_run", on_change=picked,
+                 format_func=lambda r: by_id[r].label() if r in by_id else r)
+    value = UNTRAINED_PARAM if shown == UNTRAINED else shown
+    if st.query_params.get(RUN_PARAM) != value:
+        st.query_params[RUN_PARAM] = value
+
+    if st.session_state.get("sc_notice"):
+        st.warning(escape_markdown(st.session_state["sc_notice"] + " Showing the default network instead.", limit=600))
+    run = by_id.get(shown)
+    if run is None:
+        if default is None:
+            st.info("No trained network yet: train one on the **Training** page. Meanwhile this page shows an "
+                    "untrained network, whose output neurons vote at random.")
         else:
-            st.video(job.data, format="video/mp4")
-            st.download_button("Download MP4", job.data, file_name=file_name, mime="video/mp4", key="sc_download")
-            if not job.thread.is_alive() and st.session_state.get("sc_video_polling"):
+            st.caption(escape_markdown(f"Shown: an untrained network (seeded random weights), as chosen: its output "
+                                       f"neurons vote at random. By default this page shows {default.run_id}, {why}."))
+    else:
+        if default is not None and shown == default.run_id:
+            line = f"Shown: run {shown}, {why}."
+        else:
+            line = f"Shown: run {shown}, as chosen" + (f"; by default this page shows {default.run_id}, {why}." if
+                                                      default is not None else ".")
+        if run.trained_on is not None:
+            line += f" Trained on {run.trained_on.describe()}."
+        st.caption(escape_markdown(line, limit=600))
+    damaged = [r for r in runs if r.problem is not None]
+    if damaged:
+        with st.expander(f"{len(damaged)} damaged run folder{'s' if len(damaged) > 1 else ''}, left out of the list"):
+            for r in damaged:
+                st.markdown(f"- **{escape_markdown(r.run_id)}**: {escape_markdown(r.problem)}")
+    return run
+
+
+def verdict_ui(vote: Prediction, steps: int) -> None:
+    """The prediction as four figures and a sentence in words (no arrows that mean nothing)."""
+    c = st.columns(4)
+    c[0].metric("true label", vote.label)
+    c[1].metric("predicted", "–" if vote.predicted is None else vote.predicted)
+    c[2].metric("time steps", steps)
+    c[3].metric("output spikes", sum(vote.counts))
+    colour = {"correct": "green", "wrong": "red"}.get(vote.verdict, "gray")
+    st.markdown(f":{colour}[**{vote.verdict.capitalize()}.**] {escape_markdown(vote.explain())}")
+
+
+def video_view(job: ProgressJob, file_name: str) -> None:
+    @st.fragment(run_every=0.5 if job.running else None)
+    def draw() -> None:
+        state = job.snapshot()
+        if state.error is not None:
+            st.error(f"The MP4 could not be made: {escape_markdown(state.error)}")
+        elif job.result is None:
+            st.progress(state.fraction,
+                        text=f"Rendering the MP4 with ffmpeg: frame {state.done} of {state.total or '…'}")
+        else:
+            st.video(job.result, format="video/mp4")
+            st.download_button("Download MP4", job.result, file_name=file_name, mime="video/mp4", key="sc_download")
+            if not job.running and st.session_state.get("sc_video_polling"):
                 st.session_state["sc_video_polling"] = False
                 st.rerun()  # redraw once without polling
-        st.session_state["sc_video_polling"] = job.thread.is_alive()
+        st.session_state["sc_video_polling"] = job.running
 
     draw()
 
 
 st.title("Spike counter")
-store = RunStore(default_runs_root())
-run_id, stamp = run_ui(store)
+store = run_store(str(default_runs_root()))
+choice = run_ui(store)
+run_id = choice.run_id if choice is not None else UNTRAINED
+stamp = choice.checkpoint_stamp if choice is not None else 0.0
 picked = sample_ui(source)
 if picked is None:
     st.stop()
@@ -132,30 +198,33 @@ split, index, events, label = picked
 sample_key = f"{split}/{index}"
 try:
     net = load_network(str(store.root), run_id, stamp)
+except NetworkError as exc:  # listed as damaged from now on; the page falls back to another network
+    load_failures()[(str(store.root), run_id, stamp)] = f"its checkpoint does not load ({exc.problem})"
+    st.rerun()
+try:
     spk, mem = run_network(str(store.root), run_id, stamp, source.key, sample_key, events)
-except (CheckpointError, RunNotFoundError, ConfigError, TransformSpecError, ValueError) as exc:
-    st.error(f"Run {run_id} cannot be used here: {exc}. Choose another network above.", icon=":material/error:")
+except (ValueError, TypeError, RuntimeError, MemoryError) as exc:
+    st.error(escape_markdown(f"Run {run_id} cannot run on this recording: {exc}. Choose another network above."))
     st.stop()
-counts = spk.sum(axis=0)
-predicted = int(np.argmax(counts)) if counts.max() > 0 else None
 
-c = st.columns(4)
-c[0].metric("true label", label)
-c[1].metric("predicted", "–" if predicted is None else predicted,
-            delta=None if predicted is None else ("correct" if predicted == label else "wrong"),
-            delta_color="normal" if predicted == label else "inverse")
-c[2].metric("time steps", spk.shape[0])
-c[3].metric("output spikes", int(counts.sum()))
-st.caption(f"{net.label} · {source.label} · {split} sample {index} · the prediction is the neuron with the most spikes")
+for note in (inference.data_note(choice, source),
+             inference.leakage_note(choice, source, split, dataset(source, split).files[index])):
+    if note:
+        st.info(escape_markdown(note, limit=600))
+vote = inference.prediction(spk, label)
+verdict_ui(vote, spk.shape[0])
+st.caption(escape_markdown(f"{split} recording {index} of {source.label}", limit=600))
 
-threshold = float(getattr(getattr(net.model, "config", None), "threshold", 1.0))
-count_fig, raster_fig, mem_fig = interactive_figures(run_id, stamp, source.key, sample_key, spk, mem, label, threshold)
-left, right = st.columns(2)
-with left:
-    st.markdown("**snnTorch's spike-count animation** (`spikeplot.spike_count`, as MP4)")
-    video_view(video_job(run_id, stamp, source.key, sample_key, spk), f"spike_count_{split}_{index}.mp4")
-with right:
-    st.markdown("**Interactive** (drag the time slider)")
+count_fig, raster_fig, mem_fig = interactive_figures(run_id, stamp, source.key, sample_key, spk, mem, label,
+                                                     net.threshold)
+title = inference.video_title(choice.headline() if choice is not None else UNTRAINED, split, index, vote)
+animation, interactive = st.tabs(["Animation (MP4)", "Interactive chart"])  # each as wide as the page
+with animation:
+    st.caption("snnTorch's spike-count animation (spikeplot.spike_count), titled with the network, the true label "
+               "and the prediction")
+    video_view(video_job(run_id, stamp, source.key, sample_key, title, spk), f"spike_count_{split}_{index}.mp4")
+with interactive:
+    st.caption("The same counts: drag the time slider, or press play")
     st.plotly_chart(count_fig, width="stretch", key="sc_count")
 a, b = st.columns(2)
 a.plotly_chart(raster_fig, width="stretch", key="sc_raster")

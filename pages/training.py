@@ -1,35 +1,53 @@
-"""Training: configure, estimate, launch a background job, watch it live, compare past runs."""
+"""Training: a new run's settings, the run shown (live while it trains), past runs compared, runs tested on other data.
+
+The run shown and the preset are in the URL (``?run=<run id>&preset=quick``), so a copied
+link shows the same run. While a run trains, its live view is at the top and the settings
+form is folded; the past runs and their comparison follow it live. The form shows the
+essentials first and only the fields that apply to the loss chosen; the rest is folded.
+"""
 
 from __future__ import annotations
 
-import dataclasses
 import json
+import re
+from pathlib import Path
 from typing import Any
 
 import streamlit as st
 
 from core import figures
-from core.model import RESET_MECHANISMS, SURROGATES
-from core.runs import RunStore, default_runs_root
+from core.data import default_source
+from core.evaluate import EvaluationError, EvaluationResult, evaluate, saved_evaluations
+from core.jobs import ProgressJob
+from core.runs import RUN_ID_PATTERN, RunInfo, RunNotFoundError, RunStore, default_runs_root
+from core.text import escape_markdown
 from core.training import (
-    LOSSES,
     PRESETS,
     ConfigError,
     JobBusyError,
     JobRegistry,
     JobSnapshot,
+    Setting,
+    StorageError,
     TrainConfig,
     TrainingJob,
+    check_data,
+    describe_ending,
     estimate_iteration_seconds,
+    form_settings,
+    with_settings,
 )
-from pages.common import DEFAULT_DATA, init_selection, require_data
+from pages.common import DEFAULT_DATA, init_selection, require_data, write_query_params
+
+COLUMNS = 3  # form fields a row: at 1000 px a number field and its label stay whole
+NO_RUN = ""  # the run chooser's "none shown"
+ERROR_ICON = "⚠️"
 
 init_selection()
 source = require_data()
-st.session_state.setdefault("train_preset", "quick")
-st.session_state.setdefault("train_estimate", None)
-st.session_state.setdefault("train_errors", {})
-st.session_state.setdefault("train_message", None)
+
+
+# ------------------------------------------------------------------ server-wide resources
 
 
 @st.cache_resource(show_spinner=False)
@@ -38,9 +56,62 @@ def registry(runs_root: str) -> JobRegistry:
     return JobRegistry(RunStore(runs_root))
 
 
+@st.cache_resource(show_spinner=False)
+def evaluation_jobs() -> dict[str, Any]:
+    """The evaluation in progress on this server (one at a time, like training): its run, job and what it tests."""
+    return {}
+
+
 @st.cache_data(show_spinner="Timing one training step on a few samples…", max_entries=32)
 def estimate(config: TrainConfig) -> float:
     return estimate_iteration_seconds(config)
+
+
+reg = registry(str(default_runs_root()))
+store = reg.store
+
+
+# ------------------------------------------------------------------ state: from the URL on a session's first run
+
+
+def _url_preset() -> str:
+    value = st.query_params.get("preset")
+    return value if value in PRESETS else "quick"
+
+
+def _url_run() -> str | None:
+    value = st.query_params.get("run")
+    if value is None:
+        return None
+    if not RUN_ID_PATTERN.match(value) or len(value) > 200:
+        st.session_state["train_message"] = ("warning", "The link's run name is not a run folder name; no run is shown.")
+        return None
+    return value
+
+
+st.session_state.setdefault("train_preset", _url_preset())
+st.session_state.setdefault("train_shown", _url_run())
+st.session_state.setdefault("train_errors", {})
+st.session_state.setdefault("train_message", None)
+st.session_state.setdefault("train_estimate", None)
+st.session_state.setdefault("train_compare", [])
+st.session_state.setdefault("train_compare_seen", [])
+
+
+def preset_name() -> str:
+    return st.session_state["train_preset"]
+
+
+def base_config(p: str) -> TrainConfig:
+    """The preset's settings, or a run's whose settings were loaded into the form (fields not on the form too)."""
+    loaded = st.session_state.get("train_loaded")
+    if loaded is not None and loaded["preset"] == p:
+        return loaded["config"]
+    return PRESETS[p]
+
+
+def widget_key(p: str, setting: Setting) -> str:
+    return f"f_{p}_{setting.form.key}"
 
 
 def data_fields() -> dict[str, Any]:
@@ -50,238 +121,592 @@ def data_fields() -> dict[str, Any]:
     return dict(data_root=str(source.root), data_kind=source.kind)
 
 
-def config_ui(base: TrainConfig) -> tuple[dict[str, Any], bool, bool]:
-    """The form: model and training fields (defaults from the preset); returns (fields, estimate?, start?)."""
-    p = st.session_state["train_preset"]
-    errors: dict[str, str] = st.session_state["train_errors"]
-
-    def note(field: str) -> None:
-        if field in errors:
-            st.error(errors[field], icon=":material/error:")
-
-    m = base.model
-    with st.form(key=f"train_form_{p}"):
-        st.markdown("**Model** (the tutorial's 12C5-MP2-32C5-MP2-800FC10 with Leaky neurons)")
-        c = st.columns(4)
-        with c[0]:
-            beta = st.number_input("beta (membrane decay)", value=float(m.beta), step=0.05, format="%.3f", key=f"f_{p}_beta")
-            note("model.beta")
-        with c[1]:
-            threshold = st.number_input("threshold", value=float(m.threshold), step=0.1, key=f"f_{p}_threshold")
-            note("model.threshold")
-        with c[2]:
-            surrogate = st.selectbox("surrogate gradient", list(SURROGATES), index=list(SURROGATES).index(m.surrogate),
-                                     key=f"f_{p}_surrogate")
-        with c[3]:
-            reset = st.selectbox("reset", list(RESET_MECHANISMS), index=list(RESET_MECHANISMS).index(m.reset_mechanism),
-                                 key=f"f_{p}_reset")
-        c = st.columns(4)
-        learn_beta = c[0].checkbox("learn beta", value=m.learn_beta, key=f"f_{p}_learn_beta")
-        learn_threshold = c[1].checkbox("learn threshold", value=m.learn_threshold, key=f"f_{p}_learn_threshold")
-
-        st.markdown("**Training**")
-        c = st.columns(4)
-        with c[0]:
-            batch_size = st.number_input("batch size", value=base.batch_size, step=1, key=f"f_{p}_batch")
-            note("batch_size")
-        with c[1]:
-            lr = st.number_input("learning rate (Adam)", value=base.lr, step=1e-3, format="%.4f", key=f"f_{p}_lr")
-            note("lr")
-        with c[2]:
-            max_iters = st.number_input("iterations", value=base.max_iters, step=1, key=f"f_{p}_iters")
-            note("max_iters")
-        with c[3]:
-            max_seconds = st.number_input("time limit (s, 0 = none)", value=float(base.max_seconds or 0.0), step=10.0,
-                                          key=f"f_{p}_seconds")
-            note("max_seconds")
-        c = st.columns(4)
-        with c[0]:
-            loss = st.selectbox("loss", list(LOSSES), index=list(LOSSES).index(base.loss), key=f"f_{p}_loss")
-        with c[1]:
-            correct_rate = st.number_input("correct rate (mse_count)", value=base.correct_rate, step=0.05, key=f"f_{p}_cr")
-            note("correct_rate")
-        with c[2]:
-            incorrect_rate = st.number_input("incorrect rate (mse_count)", value=base.incorrect_rate, step=0.05,
-                                             key=f"f_{p}_ir")
-            note("incorrect_rate")
-        with c[3]:
-            rotation = st.number_input("random rotation (± degrees)", value=base.augment_rotation, step=1.0, key=f"f_{p}_rot")
-            note("augment_rotation")
-        c = st.columns(4)
-        with c[0]:
-            eval_every = st.number_input("test every N iterations (0 = at the end)", value=base.eval_every, step=1,
-                                         key=f"f_{p}_eval_every")
-            note("eval_every")
-        with c[1]:
-            eval_samples = st.number_input("test samples (0 = all)", value=int(base.eval_samples or 0), step=1,
-                                           key=f"f_{p}_eval_samples")
-            note("eval_samples")
-        with c[2]:
-            seed = st.number_input("seed", value=base.seed, step=1, key=f"f_{p}_seed")
-            note("seed")
-        st.session_state.setdefault(f"f_{p}_transform", json.dumps(json.loads(base.transform)))
-        transform = st.text_area("transform (JSON, ending in ToFrame; the Transforms page builds one)",
-                                 key=f"f_{p}_transform", height=68)
-        note("transform")
-        note("data_root")
-        note("model")
-        b = st.columns([2, 2, 3])
-        do_estimate = b[0].form_submit_button("Estimate time per iteration")
-        do_start = b[1].form_submit_button("Start training", type="primary")
-    fields = dict(
-        model=dict(beta=beta, threshold=threshold, surrogate=surrogate, reset_mechanism=reset,
-                   learn_beta=learn_beta, learn_threshold=learn_threshold),
-        batch_size=int(batch_size), lr=float(lr), max_iters=int(max_iters),
-        max_seconds=float(max_seconds) or None, loss=loss, correct_rate=float(correct_rate),
-        incorrect_rate=float(incorrect_rate), augment_rotation=float(rotation), eval_every=int(eval_every),
-        eval_samples=int(eval_samples) or None, seed=int(seed), transform=transform,
-    )
-    return fields, do_estimate, do_start
+# ------------------------------------------------------------------ the form's actions (callbacks: they run first)
 
 
-def make_config(base: TrainConfig, fields: dict[str, Any]) -> TrainConfig | None:
-    """The config from the form, or None with the error stored under its field (shown next to the widget)."""
-    fields = dict(fields)
-    model_fields = fields.pop("model")
+def _set_errors(field: str, problem: str) -> None:
+    """Keep a refusal for the field it names, as ``field: problem`` (the problem may quote outside text: escaped)."""
+    name = re.sub(r"[^A-Za-z0-9_.\[\]]", "", str(field))[:60]
+    message = f"{name}: {escape_markdown(problem, limit=600)}"
+    st.session_state["train_errors"] = {"preset": preset_name(), "field": field, "message": message}
+
+
+def config_from_form() -> TrainConfig | None:
+    """The config the form holds, checked against its data; None with the error kept under its field."""
+    p = preset_name()
+    base = base_config(p)
+    loss = st.session_state.get(f"f_{p}_loss", base.loss)
+    values = {}
+    for setting in form_settings():
+        key = widget_key(p, setting)
+        if setting.form.applies(loss) and key in st.session_state:
+            values[setting.path] = setting.from_widget(st.session_state[key])
     try:
-        try:
-            model = dataclasses.replace(base.model, **model_fields)
-        except ValueError as exc:  # ModelConfigError names the field
-            field = getattr(exc, "field", "model")
-            raise ConfigError(f"model.{field}" if field != "model" else field, getattr(exc, "problem", str(exc))) from None
-        config = dataclasses.replace(base, model=model, **fields, **data_fields())
+        config = with_settings(base, {**values, **data_fields()})
+        check_data(config)
     except ConfigError as exc:
-        st.session_state["train_errors"] = {exc.field: str(exc)}
+        _set_errors(exc.field, exc.problem)
         return None
     st.session_state["train_errors"] = {}
     return config
 
 
-def histories_of(snap: JobSnapshot) -> dict[str, dict[str, list[float]]]:
-    return {snap.run_id: dict(
-        iteration=[r.iteration for r in snap.iterations], loss=[r.loss for r in snap.iterations],
-        accuracy=[r.accuracy for r in snap.iterations], test_iteration=[e.iteration for e in snap.evals],
-        test_accuracy=[e.accuracy for e in snap.evals],
-    )}
+def on_estimate() -> None:
+    config = config_from_form()
+    st.session_state["train_estimate"] = None if config is None else ("pending", config)
+
+
+def on_start() -> None:
+    """Start a run from the form: its live view goes to the top, the form folds, the run joins the comparison."""
+    st.session_state["train_message"] = None
+    config = config_from_form()
+    if config is None:
+        return
+    try:
+        job = reg.submit(config)
+    except JobBusyError as exc:
+        st.session_state["train_message"] = ("warning", str(exc))
+        return
+    except ConfigError as exc:
+        _set_errors(exc.field, exc.problem)
+        return
+    except StorageError as exc:
+        st.session_state["train_message"] = ("error", f"Cannot start: {exc}")
+        return
+    st.session_state["train_run"] = job.run_id
+    show_run(job.run_id)
+    st.session_state["train_compare"] = [job.run_id, *st.session_state["train_compare"]]
+
+
+def show_run(run_id: str | None) -> None:
+    st.session_state["train_shown"] = run_id
+    st.session_state["train_show"] = run_id or NO_RUN
+
+
+def on_preset_change() -> None:
+    """A field error belongs to the preset whose form made it: switching presets drops it (and a loaded run)."""
+    st.session_state["train_errors"] = {}
+    st.session_state.pop("train_loaded", None)
+
+
+def load_settings(run_id: str) -> None:
+    """Put a run's settings back into the form: its preset, every field, its data; fields not on the form too."""
+    record = store.load_run(run_id)
+    try:
+        config = TrainConfig.from_dict(record.config)
+    except (ValueError, TypeError) as exc:
+        st.session_state["train_message"] = ("error", f"The settings of run {run_id} cannot be read: {exc}")
+        return
+    p = config.preset if config.preset in PRESETS else preset_name()
+    st.session_state["train_preset"] = p
+    st.session_state["train_loaded"] = {"preset": p, "config": config, "run": run_id}
+    for setting in form_settings():
+        st.session_state[widget_key(p, setting)] = setting.widget_value(config)
+    st.session_state["sel_data"] = DEFAULT_DATA if config.data_root is None else config.data_root
+    st.session_state["train_errors"] = {}
+    st.session_state["train_message"] = ("info", f"The settings of run {run_id} are in the form below.")
+
+
+def delete_run(run_id: str) -> None:
+    try:
+        store.delete_run(run_id)
+    except (RuntimeError, RunNotFoundError, OSError) as exc:
+        st.session_state["train_message"] = ("error", f"Run {run_id} was not deleted: {exc}")
+        return
+    reg.forget(run_id)
+    if st.session_state.get("train_shown") == run_id:
+        show_run(None)
+    st.session_state["train_compare"] = [r for r in st.session_state["train_compare"] if r != run_id]
+    st.session_state["train_message"] = ("info", f"Run {run_id} was deleted.")
+
+
+def use_built(pipeline: str) -> None:
+    st.session_state[f"f_{preset_name()}_transform"] = pipeline
+
+
+# ------------------------------------------------------------------ the form
+
+
+def setting_ui(setting: Setting, base: TrainConfig, key: str) -> None:
+    """One widget for one setting, made from its description (its value is read from session state on submit)."""
+    hint = setting.form
+    value = setting.widget_value(base)
+    st.session_state.setdefault(key, value)
+    if setting.choices:
+        options = list(setting.choices)
+        if st.session_state[key] not in options:
+            st.session_state[key] = value
+        st.selectbox(hint.label, options, key=key, help=hint.help)
+    elif setting.kind is bool:
+        st.checkbox(hint.label, key=key, help=hint.help)
+    elif setting.kind is str:
+        st.text_area(hint.label, key=key, height=68, help=hint.help)
+    else:
+        st.number_input(hint.label, step=hint.step, format=hint.format, key=key, help=hint.help)
+
+
+def note(field: str) -> None:
+    """The form's error under its field (only for the preset whose form made it)."""
+    errors = st.session_state["train_errors"]
+    if errors.get("field") == field and errors.get("preset") == preset_name():
+        st.error(errors["message"], icon=ERROR_ICON)
+
+
+def grid(settings: list[Setting], base: TrainConfig, p: str, notes: bool = True) -> None:
+    """Settings in rows of ``COLUMNS``, each with its error under it (``notes``)."""
+    for start in range(0, len(settings), COLUMNS):
+        for column, setting in zip(st.columns(COLUMNS), settings[start : start + COLUMNS]):
+            with column:
+                setting_ui(setting, base, widget_key(p, setting))
+                if notes:
+                    note(setting.path)
+
+
+def new_run_ui() -> None:
+    """Preset and loss (they decide which fields apply), then the form: essentials, the rest folded, the buttons."""
+    top = st.columns([1, 1, 2], vertical_alignment="bottom")
+    top[0].selectbox("Preset", list(PRESETS), key="train_preset", on_change=on_preset_change,
+                     help="tutorial: the tutorial's exact settings; quick: learns within a minute on a CPU")
+    p = preset_name()
+    base = base_config(p)
+    settings = [s for s in form_settings()]
+    loss_setting = next(s for s in settings if s.path == "loss")
+    with top[1]:
+        setting_ui(loss_setting, base, widget_key(p, loss_setting))
+    loss = st.session_state[widget_key(p, loss_setting)]
+    loaded = st.session_state.get("train_loaded")
+    if loaded is not None and loaded["preset"] == p:
+        top[2].caption(f"Settings of run {escape_markdown(loaded['run'])}; data: {escape_markdown(source.label)}")
+    else:
+        top[2].caption(f"Data: {escape_markdown(source.label)} (change it on Home)")
+    note("loss")
+    built = st.session_state.get("tf_pipeline_json")
+    if isinstance(built, str) and len(built) < 20_000 and _ends_in_frames(built):
+        st.button("Use the pipeline from the Transforms page", key="train_use_pipeline", on_click=use_built,
+                  args=(built,), help="puts it in the transform field under More settings")
+    applicable = [s for s in settings if s is not loss_setting and s.form.applies(loss)]
+    essentials = [s for s in applicable if s.form.essential]
+    more = [s for s in applicable if not s.form.essential]
+    with st.form(key=f"train_form_{p}", border=False):
+        grid(essentials, base, p)
+        with st.expander("More settings: the network, augmentation, tests, seed, transform"):
+            grid([s for s in more if not _is_text(s)], base, p, notes=False)
+            for setting in (s for s in more if _is_text(s)):
+                setting_ui(setting, base, widget_key(p, setting))
+        errors = st.session_state["train_errors"]
+        if errors.get("preset") == p and errors.get("field") not in {s.path for s in essentials} | {"loss"}:
+            # a field folded under More settings, or one not on the form (the data, the memory of a batch)
+            where = "More settings → " if errors.get("field") in {s.path for s in more} else ""
+            st.error(where + errors["message"], icon=ERROR_ICON)
+        b = st.columns([2, 2, 3])
+        b[0].form_submit_button("Estimate time per iteration", on_click=on_estimate)
+        b[1].form_submit_button("Start training", type="primary", on_click=on_start)
+
+
+def _is_text(setting: Setting) -> bool:
+    return setting.kind is str and not setting.choices
+
+
+def _ends_in_frames(pipeline: str) -> bool:
+    try:
+        steps = json.loads(pipeline)
+    except (ValueError, RecursionError):
+        return False
+    return isinstance(steps, list) and bool(steps) and isinstance(steps[-1], dict) and steps[-1].get("name") == "ToFrame"
+
+
+def estimate_ui() -> None:
+    pending = st.session_state["train_estimate"]
+    if pending is None:
+        return
+    if pending[0] == "pending":
+        try:
+            st.session_state["train_estimate"] = pending = ("done", estimate(pending[1]), pending[1].batch_size)
+        except (ConfigError, ValueError, RuntimeError) as exc:
+            st.session_state["train_estimate"] = None
+            st.error(f"Cannot estimate: {escape_markdown(exc, limit=600)}", icon=ERROR_ICON)
+            return
+    _, seconds, batch = pending
+    st.info(f"Estimated time per iteration: **{seconds:.2f} s** (batch {batch}, measured on this machine)", icon="⏱️")
+
+
+# ------------------------------------------------------------------ a run: live or from its folder
+
+
+def histories(snap_iterations: list[dict[str, float]], evals: list[dict[str, float]]) -> dict[str, list[float]]:
+    return dict(
+        iteration=[r["iteration"] for r in snap_iterations], loss=[r["loss"] for r in snap_iterations],
+        accuracy=[r["accuracy"] for r in snap_iterations], test_iteration=[e["iteration"] for e in evals],
+        test_accuracy=[e["accuracy"] for e in evals],
+    )
+
+
+def curves_ui(run_id: str, history: dict[str, list[float]], key: str) -> None:
+    if not history["iteration"]:
+        return
+    raw = st.session_state.get("train_raw", False)
+    fig = figures.training_curves_figure({run_id: history}, raw=raw, chance=0.1)
+    st.plotly_chart(fig, width="stretch", key=key)
+
+
+def phase_text(snap: JobSnapshot) -> tuple[float, str]:
+    """The progress bar of the phase the job is in: preparing, training or testing, in words."""
+    if snap.testing is not None:
+        t = snap.testing
+        return (t.done / t.total if t.total else 0.0), f"final test: {t.done:,} of {t.total:,} samples"
+    if snap.status in ("queued", "preparing") or (snap.status == "stopping" and not snap.iterations):
+        p = snap.prepare
+        if p is None:
+            return 0.0, "starting…"
+        what = "generating the default data" if p.split == "generate" else f"preparing {p.split} frames"
+        return (p.done / p.total if p.total else 0.0), f"{what}: {p.done:,} of {p.total:,}"
+    limit = snap.config.max_seconds
+    bound = f" of {limit:g} s" if limit else ""
+    return snap.progress, f"training: {snap.iteration:,} of {snap.max_iters:,} iterations · {snap.elapsed:.0f} s{bound}"
+
+
+def job_metrics(snap: JobSnapshot) -> None:
+    last, test = (snap.iterations[-1] if snap.iterations else None), snap.last_eval
+    row = st.columns(3)
+    row[0].metric("status", snap.status)
+    row[1].metric("iteration", f"{snap.iteration} / {snap.max_iters}")
+    eta = snap.eta_seconds
+    row[2].metric("time left", "–" if snap.done else ("–" if eta is None else f"{eta:.0f} s"),
+                  help="to the end of the run, the final test included, at the recent pace")
+    row = st.columns(3)
+    row[0].metric("loss", f"{last.loss:.4f}" if last else "–", help="the last minibatch's")
+    row[1].metric("minibatch accuracy", f"{last.accuracy:.1%}" if last else "–")
+    row[2].metric("test accuracy", f"{test.accuracy:.1%}" if test else "–",
+                  help=f"on {test.samples:,} test samples after {test.iteration:,} iterations" if test else None)
 
 
 def draw_job(job: TrainingJob) -> None:
-    """The job's progress, live charts and stop button; polls while the job runs, then draws results."""
+    """A job's progress, phase, metrics, live charts and stop button; its results once it has ended."""
     snap = job.snapshot()
     st.subheader(f"Run {snap.run_id}")
-    c = st.columns(5)
-    c[0].metric("status", snap.status)
-    c[1].metric("iteration", f"{snap.iteration} / {snap.max_iters}")
-    c[2].metric("loss", f"{snap.iterations[-1].loss:.4f}" if snap.iterations else "–")
-    c[3].metric("minibatch accuracy", f"{snap.iterations[-1].accuracy:.1%}" if snap.iterations else "–")
-    eta = snap.eta_seconds
-    c[4].metric("ETA", "–" if eta is None else f"{eta:.0f} s", help="remaining time at the recent pace")
-    if snap.prepare is not None and snap.status == "preparing":
-        frac = snap.prepare.done / snap.prepare.total if snap.prepare.total else 0.0
-        st.progress(frac, text=f"preparing {snap.prepare.split} frames: {snap.prepare.done}/{snap.prepare.total}")
-    else:
-        st.progress(snap.progress, text=f"{snap.progress:.0%} · {snap.train_seconds:.0f} s of training")
+    fraction, text = phase_text(snap)
     if not snap.done:
-        st.button("Stop training", key="train_stop", icon=":material/stop_circle:", on_click=job.stop, type="secondary")
-    if snap.iterations:
-        st.plotly_chart(figures.training_curves_figure(histories_of(snap)), width="stretch", key="train_live")
-    if snap.error:
-        st.error(f"The run stopped: {snap.error}")
-    elif snap.reason and snap.done:
-        st.caption(f"Ended: {snap.reason}")
+        left, right = st.columns([4, 1], vertical_alignment="center")
+        left.progress(min(1.0, max(0.0, fraction)), text=text)
+        right.button("Stop training", key="train_stop", on_click=job.stop, type="secondary", width="stretch",
+                     help="ends the step in hand, tests and saves; press again to skip the test")
+    else:
+        ending_ui(snap.status, snap.ending or "")
+    job_metrics(snap)
+    data_caption(snap.data, snap.config)
+    curves_ui(snap.run_id, histories([r.__dict__ for r in snap.iterations], [e.__dict__ for e in snap.evals]), "train_live")
     if snap.done:
-        result_ui(snap)
+        last = snap.last_eval
+        test_results_ui(None if last is None else last.__dict__)
+        run_actions(snap.run_id, Path(snap.run_dir))
     with st.expander("Log"):
         st.code("\n".join(snap.log[-200:]) or "(empty)", language=None)
 
 
-def result_ui(snap: JobSnapshot) -> None:
-    last = snap.last_eval
-    if last is None:
-        st.info("No test evaluation was made.")
-        return
-    st.markdown(f"**Test accuracy {last.accuracy:.1%}** on {last.samples} samples after {last.iteration} iterations")
-    left, right = st.columns(2)
-    left.plotly_chart(figures.confusion_matrix_figure(last.confusion), width="stretch", key="train_confusion")
-    per_class = {str(k): (v if v is not None else float("nan")) for k, v in enumerate(last.per_class_accuracy)}
-    right.bar_chart(per_class, height=400, x_label="digit", y_label="test accuracy")
-
-
 def job_view(job: TrainingJob) -> None:
-    """A fragment that reruns every second while the job is active, and not at all once it has ended."""
-    active = job.active
+    """While the job is active, a fragment that redraws it every second; once it has ended, the page draws it."""
+    if not job.active:
+        draw_job(job)  # not a fragment: its buttons (load settings, delete) change the rest of the page
+        return
 
-    @st.fragment(run_every=1.0 if active else None)
+    @st.fragment(run_every=1.0)
     def live() -> None:
         draw_job(job)
-        if active and not job.active:
-            st.rerun()  # redraw the whole page without polling
+        if not job.active:
+            st.rerun()  # the whole page: the form unfolds, the run list and chooser catch up
 
     live()
+
+
+def ending_ui(status: str, text: str) -> None:
+    box = {"finished": st.success, "stopped": st.info, "diverged": st.warning}.get(status, st.error)
+    box(escape_markdown(text, limit=600))
+
+
+def data_caption(data: dict[str, Any] | None, config: TrainConfig | dict[str, Any] | None) -> None:
+    """What the run trained on and with: data kind, image source, folder, samples; lr, batch, loss, transform."""
+    c = config.to_dict() if isinstance(config, TrainConfig) else (config or {})
+    parts = []
+    if data:
+        kind = "simulated" if data.get("kind") == "simulated" else "real N-MNIST"
+        source_of = f" from {data['source']}" if data.get("source") else ""
+        parts.append(f"data: {kind}{source_of} in {data.get('root')}, {data.get('train_samples', '?')} train and "
+                     f"{data.get('test_samples', '?')} test samples")
+    parts.append(f"lr {c.get('lr')}, batch {c.get('batch_size')}, {c.get('loss')}")
+    st.caption(escape_markdown(" · ".join(parts), limit=600))
+
+
+def test_results_ui(last: dict[str, Any] | None) -> None:
+    if last is None:
+        st.info("No test was made.")
+        return
+    st.markdown(f"**Test accuracy {last['accuracy']:.1%}** on {last['samples']:,} samples after "
+                f"{last['iteration']:,} iterations")
+    confusion_ui(last.get("confusion"), last.get("per_class_accuracy"), "train_confusion")
+
+
+def confusion_ui(confusion: Any, per_class: Any, key: str) -> None:
+    if not confusion:
+        return
+    left, right = st.columns(2)
+    left.plotly_chart(figures.confusion_matrix_figure(confusion), width="stretch", key=key)
+    values = {str(k): (float(v) if isinstance(v, (int, float)) else float("nan")) for k, v in enumerate(per_class or ())}
+    right.bar_chart(values, height=400, x_label="digit", y_label="test accuracy")
+
+
+def run_actions(run_id: str, run_dir: Path) -> None:
+    """Load its settings into the form, download its checkpoint, delete it; test it on other data."""
+    cols = st.columns(3)
+    cols[0].button("Load its settings into the form", key=f"train_load_{run_id}", on_click=load_settings, args=(run_id,),
+                   width="stretch")
+    checkpoint = next((run_dir / f"{n}.pt" for n in ("best", "final") if (run_dir / f"{n}.pt").is_file()), None)
+    if checkpoint is not None:
+        try:
+            data = checkpoint.read_bytes()
+        except OSError:
+            data = None
+        if data is not None:
+            cols[1].download_button(f"Download its checkpoint ({checkpoint.name})", data, file_name=f"{run_id}-{checkpoint.name}",
+                                    mime="application/octet-stream", key=f"train_download_{run_id}", on_click="ignore",
+                                    width="stretch", help="torch.save of a dict of weights; core.runs.load_checkpoint reads it")
+    with cols[2].popover("Delete this run", width="stretch"):
+        st.write(f"Delete run {escape_markdown(run_id)} and its checkpoints for good?")
+        st.button("Delete it", key=f"train_delete_{run_id}", on_click=delete_run, args=(run_id,), type="primary")
+    if checkpoint is not None:
+        evaluate_ui(run_id, run_dir)
+
+
+def draw_stored(run_id: str) -> None:
+    """A run from its folder (no job of this server holds it): its end, curves, tests; damaged parts said so."""
+    try:
+        record = store.load_run(run_id)
+    except RunNotFoundError:
+        st.warning(f"There is no run {escape_markdown(run_id)} in {escape_markdown(store.root)}.")
+        return
+    info = record.info
+    st.subheader(f"Run {run_id}")
+    if info.damaged:
+        st.error(f"This run's folder is damaged: {escape_markdown(info.damaged, limit=400)}", icon=ERROR_ICON)
+    elif info.status in ("running", "incomplete"):
+        st.info("This run is being trained by another process." if info.status == "running"
+                else "This run ended without its results (the process was killed?): what it saved is below.")
+    else:
+        error = (record.results or {}).get("error")
+        ending_ui(info.status, describe_ending(info.status, info.reason, error if isinstance(error, str) else None,
+                                               info.iterations))
+    row = st.columns(3)
+    row[0].metric("status", info.status)
+    row[1].metric("iteration", f"{info.iterations} / {info.max_iters}" if info.max_iters else f"{info.iterations}")
+    row[2].metric("test accuracy", f"{info.test_accuracy:.1%}" if info.test_accuracy is not None else "–")
+    data_caption(record.data, record.config)
+    curves_ui(run_id, histories(list(record.iterations), list(record.evals)), "train_stored")
+    last = record.evals[-1] if record.evals else None
+    if last is not None and info.status not in ("running",):
+        test_results_ui(last)
+    run_actions(run_id, info.path)
+    with st.expander("Log"):
+        st.code("\n".join(record.log[-200:]) or "(empty)", language=None)
+
+
+# ------------------------------------------------------------------ testing a run on other data (core.evaluate)
+
+
+def start_evaluation(run_id: str, run_dir: str) -> None:
+    jobs = evaluation_jobs()
+    running = jobs.get("job")
+    if running is not None and running.running:
+        st.session_state["train_eval_message"] = f"An evaluation is running (run {jobs['run']}): wait for it to end."
+        return
+    kind = st.session_state.get("train_eval_kind", "default")
+    folder = (st.session_state.get("train_eval_folder") or "").strip()
+    if kind == "folder" and not folder:
+        st.session_state["train_eval_message"] = "Type the folder holding NMNIST/<split>/<digit>/*.bin first."
+        return
+    data = default_source().root if kind == "default" else Path(folder).expanduser()
+    split = st.session_state.get("train_eval_split", "Test")
+    samples = int(st.session_state.get("train_eval_samples", 1000) or 0) or None
+    exclude = bool(st.session_state.get("train_eval_exclude", True))
+
+    def work(progress: Any) -> EvaluationResult:
+        return evaluate(run_dir, data, split, exclude_trained_images=exclude, max_samples=samples, progress=progress)
+
+    jobs.update(run=run_id, job=ProgressJob(work, name=f"evaluate-{run_id}").start(), what=f"{data} {split}")
+    st.session_state["train_eval_message"] = None
+
+
+def evaluate_ui(run_id: str, run_dir: Path) -> None:
+    """"Evaluate this run on…": a data source (the default simulated set or a folder), then its results, kept with the run."""
+    saved = saved_evaluations(run_dir)
+    jobs = evaluation_jobs()
+    running = jobs.get("job") if jobs.get("run") == run_id else None
+    with st.expander("Evaluate this run on other data", expanded=bool(saved) or running is not None):
+        st.session_state.setdefault("train_eval_folder", "" if st.session_state["sel_data"] == DEFAULT_DATA
+                                    else str(st.session_state["sel_data"]))
+        cols = st.columns([2, 3])
+        cols[0].radio("data", ["default", "folder"], key="train_eval_kind", horizontal=True,
+                      format_func={"default": "the default simulated set", "folder": "a folder"}.get)
+        if st.session_state.get("train_eval_kind") == "folder":  # fields that do not apply are hidden
+            cols[1].text_input("folder (ROOT holding NMNIST/Train and NMNIST/Test)", key="train_eval_folder")
+        cols = st.columns(3)
+        cols[0].radio("split", ["Test", "Train"], key="train_eval_split", horizontal=True)
+        cols[1].number_input("samples (0 = all)", min_value=0, value=1000, step=100, key="train_eval_samples")
+        cols[2].checkbox("leave out images its data used", value=True, key="train_eval_exclude",
+                         help="N-MNIST Test recording k is MNIST test image k-1, and the default set is simulated from "
+                              "MNIST test images: a fair test leaves those out")
+        st.button("Evaluate", key=f"train_eval_{run_id}", on_click=start_evaluation, args=(run_id, str(run_dir)),
+                  disabled=running is not None and running.running)
+        message = st.session_state.get("train_eval_message")
+        if message:
+            st.warning(escape_markdown(message, limit=400))
+        if running is not None:
+            evaluation_progress(running)
+        if saved:
+            rows = [dict(data=f"{r.data_kind}{f' from {r.data_source}' if r.data_source else ''} ({Path(r.data_root).name})",
+                         split=r.split, samples=r.samples, left_out=r.excluded, accuracy=r.accuracy,
+                         trained_on_it=r.same_data) for r in saved]
+            st.dataframe(rows, hide_index=True, width="stretch", key=f"train_evals_{run_id}",
+                         column_config={"accuracy": st.column_config.NumberColumn(format="percent")})
+            latest = saved[0]
+            st.markdown(f"**{latest.accuracy:.1%}** on {latest.samples:,} {escape_markdown(latest.split)} recordings of "
+                        f"{escape_markdown(latest.data_root)}" + (" (the data it trained on)" if latest.same_data else ""))
+            confusion_ui(latest.confusion, latest.per_class_accuracy, f"train_eval_confusion_{run_id}")
+
+
+def evaluation_progress(job: ProgressJob) -> None:
+    @st.fragment(run_every=1.0 if job.running else None)
+    def draw() -> None:
+        state = job.snapshot()
+        if state.error is not None:
+            problem = state.error.split(": ", 1)[-1] if state.error.startswith(EvaluationError.__name__) else state.error
+            st.error(f"The evaluation failed: {escape_markdown(problem, limit=600)}", icon=ERROR_ICON)
+            return
+        if state.running:
+            st.progress(state.fraction, text=f"evaluating: {state.done:,} of {state.total:,} recordings")
+        elif job.result is not None and not st.session_state.get(f"train_eval_seen_{id(job)}"):
+            st.session_state[f"train_eval_seen_{id(job)}"] = True
+            st.rerun()
+
+    draw()
+
+
+# ------------------------------------------------------------------ past runs (live while a run trains)
+
+
+def past_runs_ui() -> None:
+    active = reg.active() is not None
+
+    @st.fragment(run_every=2.0 if active else None)
+    def live() -> None:
+        runs = store.list_runs()
+        st.subheader("Past runs")
+        if not runs:
+            st.caption("No runs yet.")
+            return
+        current = reg.active()
+        rows = []
+        for r in runs:
+            status, iterations = r.status, r.iterations
+            if current is not None and current.run_id == r.run_id:  # the live job knows more than its folder
+                snap = current.snapshot()
+                status, iterations = snap.status, snap.iteration
+            rows.append(dict(run=r.run_id, status=status, data=r.data_label, samples=r.train_samples, lr=r.lr,
+                             batch=r.batch_size, loss=r.loss, transform=r.transform, iterations=iterations,
+                             seconds=round(r.seconds, 1), test_accuracy=r.test_accuracy, problem=r.damaged))
+        st.dataframe(rows, width="stretch", hide_index=True, key="train_runs",
+                     column_config={"test_accuracy": st.column_config.NumberColumn("test accuracy", format="percent"),
+                                    "samples": st.column_config.NumberColumn("train samples"),
+                                    "lr": st.column_config.NumberColumn("learning rate", format="%g")})
+        compare_ui(runs)
+        if active and reg.active() is None:
+            st.rerun()
+
+    live()
+
+
+def compare_ui(runs: list[RunInfo]) -> None:
+    """Compare runs like with like: accuracies across all, losses per loss function; new runs join at once."""
+    ids = [r.run_id for r in runs]
+    seen = set(st.session_state["train_compare_seen"])
+    chosen = [r for r in st.session_state["train_compare"] if r in ids]
+    if not seen:  # a session's first look: the three newest
+        chosen = chosen or ids[:3]
+    else:  # a run started or stopped since (here or in another session) joins the comparison
+        chosen = [r for r in ids if r not in seen] + chosen
+    st.session_state["train_compare_seen"] = ids
+    st.session_state["train_compare"] = list(dict.fromkeys(chosen))
+    picked = st.multiselect("Compare runs", ids, key="train_compare")
+    if not picked:
+        return
+    curves = store.compare(picked)
+    st.plotly_chart(figures.compare_runs_figure(
+        [dict(label=c.label, loss_name=c.loss_name, iteration=c.iteration, loss=c.loss, accuracy=c.accuracy,
+              test_iteration=c.eval_iteration, test_accuracy=c.test_accuracy) for c in curves],
+        raw=st.session_state.get("train_raw", False), chance=0.1,
+    ), width="stretch", key="train_compare_chart")
+    st.caption("Accuracies compare across runs. Losses compare only between runs of the same loss function "
+               "(an mse_count loss is ~10 times a ce_rate one), so each loss function has its own panel.")
 
 
 # ------------------------------------------------------------------ page
 
 st.title("Training")
-reg = registry(str(default_runs_root()))
-left, right = st.columns([1, 3], vertical_alignment="bottom")
-preset_name = left.selectbox("Preset", list(PRESETS), key="train_preset",
-                             help="tutorial: the tutorial's exact settings; quick: learns within a minute on a CPU")
-right.caption(f"Data: {source.label} (change it on Home). One training at a time runs on this machine.")
-base = PRESETS[preset_name]
-built = st.session_state.get("tf_pipeline_json")
-if built and json.loads(built) and json.loads(built)[-1].get("name") == "ToFrame":
-    def use_built() -> None:
-        st.session_state[f"f_{preset_name}_transform"] = built
+message = st.session_state["train_message"]
+if message:
+    kind, text = message
+    {"warning": st.warning, "error": st.error, "info": st.info}[kind](escape_markdown(text, limit=800))
+    st.session_state["train_message"] = None  # said once
 
-    st.button("Use the pipeline from the Transforms page", key="train_use_pipeline", on_click=use_built,
-              icon=":material/input:", help=built)
-fields, do_estimate, do_start = config_ui(base)
-if do_estimate or do_start:
-    config = make_config(base, fields)
-    if config is None:
-        st.rerun()  # show the message next to its widget
-    if do_estimate:
-        try:
-            st.session_state["train_estimate"] = (estimate(config), config.batch_size)
-        except (ConfigError, ValueError, RuntimeError) as exc:
-            st.session_state["train_estimate"] = None
-            st.error(f"Cannot estimate: {exc}")
-    if do_start:
-        try:
-            job = reg.submit(config)
-            st.session_state["train_run"] = job.run_id
-            st.session_state["train_message"] = None
-        except JobBusyError as exc:
-            st.session_state["train_message"] = str(exc)
-        except ConfigError as exc:
-            st.session_state["train_errors"] = {exc.field: str(exc)}
-            st.rerun()
-if st.session_state["train_estimate"] is not None:
-    seconds, batch = st.session_state["train_estimate"]
-    st.info(f"Estimated time per iteration: **{seconds:.2f} s** (batch {batch}, measured on this machine)", icon=":material/timer:")
-if st.session_state["train_message"]:
-    st.warning(st.session_state["train_message"], icon=":material/traffic:")
+runs = store.list_runs()
+ids = [r.run_id for r in runs]
+active = reg.active()
+shown = st.session_state["train_shown"]
+if shown is None:  # nothing chosen: the running job, else the last one this server ran
+    current = reg.current()
+    shown = current.run_id if current is not None and current.run_id in ids else None
+if shown is not None and shown not in ids and reg.get(shown) is None:
+    if st.query_params.get("run") == shown:
+        st.warning(f"There is no run {escape_markdown(shown)} in {escape_markdown(store.root)}; none is shown.")
+    shown = None
+    st.session_state["train_shown"] = None
+options = [NO_RUN, *ids] if shown is None or shown in ids else [NO_RUN, shown, *ids]
+if st.session_state.get("train_show") != (shown or NO_RUN):
+    st.session_state["train_show"] = shown or NO_RUN
+top = st.columns([3, 1], vertical_alignment="bottom")
+# the options read as the run ids alone: a label that changed as the run went on (its status, its accuracy)
+# would leave the browser showing the old one
+top[0].selectbox("Run shown", options, key="train_show", on_change=lambda: show_run(st.session_state["train_show"] or None),
+                 format_func=lambda r: "–" if r == NO_RUN else r,
+                 help="the run whose results are shown below; the URL names it, so a copied link shows it too")
+top[1].toggle("raw values", key="train_raw", help="the training curves are smoothed; show the raw minibatch values too")
+if shown:
+    st.query_params["run"] = shown
+elif "run" in st.query_params:
+    del st.query_params["run"]
+if st.query_params.get("preset") != preset_name():
+    st.query_params["preset"] = preset_name()
+write_query_params("sel_data")
 
-job = reg.current()
-if job is not None:
-    job_view(job)
+if active is not None and active.run_id != shown:
+    snap = active.snapshot()
+    cols = st.columns([4, 1], vertical_alignment="center")
+    cols[0].info(f"Run {escape_markdown(snap.run_id)} is training: {snap.iteration:,} of {snap.max_iters:,} iterations.")
+    cols[1].button("Show it", key="train_show_active", on_click=show_run, args=(snap.run_id,), width="stretch")
 
-st.divider()
-st.subheader("Past runs")
-runs = reg.store.list_runs()
-if not runs:
-    st.caption("No runs yet.")
+if shown:
+    job = reg.get(shown)
+    if job is not None:
+        job_view(job)
+    else:
+        draw_stored(shown)
 else:
-    rows = [dict(run=r.run_id, preset=r.preset, status=r.status, iterations=r.iterations, seconds=round(r.seconds, 1),
-                 test_accuracy=r.test_accuracy, checkpoint=r.has_checkpoint) for r in runs]
-    st.dataframe(rows, width="stretch", hide_index=True, key="train_runs",
-                 column_config={"test_accuracy": st.column_config.NumberColumn(format="percent")})
-    chosen = st.multiselect("Compare runs", [r.run_id for r in runs], default=[r.run_id for r in runs[:3]],
-                            key="train_compare")
-    if chosen:
-        curves = reg.store.compare(chosen)
-        histories = {c.label: dict(iteration=list(c.iteration), loss=list(c.loss), accuracy=list(c.accuracy),
-                                   test_iteration=list(c.eval_iteration), test_accuracy=list(c.test_accuracy))
-                     for c in curves}
-        st.plotly_chart(figures.training_curves_figure(histories), width="stretch", key="train_compare_chart")
+    st.caption("No run shown: start one below, or choose a past run.")
+
+# While a run trains, its live view is what matters: the form folds under it (one click opens it). An
+# expander only then, not one whose state the page sets: a new element each time, nothing to fall out of step.
+with st.expander("New run", expanded=False) if active is not None else st.container(border=True):
+    if active is None:
+        st.markdown("**New run**")
+    new_run_ui()
+estimate_ui()
+
+past_runs_ui()

@@ -1,4 +1,4 @@
-"""Shared fixtures: temporary data folders and the real sample data (where present)."""
+"""Shared fixtures (the real sample data, where present), the ``--reverse`` option; helpers live in helpers.py."""
 
 from __future__ import annotations
 
@@ -16,6 +16,28 @@ if os.environ.get("CI"):
     settings.load_profile("ci")
 
 REPO = Path(__file__).resolve().parents[1]
+
+# The real-browser harness (fixtures server, fresh_server, home, browser, page): tests/browser.py.
+pytest_plugins = ["browser"]
+BROWSER_FIXTURES = frozenset({"server", "fresh_server", "browser", "page"})
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--reverse", action="store_true", help="run the tests in reverse order: no test may need an earlier one"
+    )
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` selects: the markers added here count
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A test that uses the browser harness is a browser test, marked or not; ``--reverse`` turns the order round."""
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        parametrized = set(callspec.params) if callspec is not None else set()  # e.g. a `page` that is a page file
+        if BROWSER_FIXTURES.intersection(set(getattr(item, "fixturenames", ())) - parametrized):
+            item.add_marker(pytest.mark.browser)
+    if config.getoption("--reverse"):
+        items.reverse()
 
 
 def _shared_data() -> Path | None:

@@ -2,35 +2,20 @@
 
 from __future__ import annotations
 
-import json
+import dataclasses
+import re
+import time
 from pathlib import Path
 
-import numpy as np
 import pytest
+import torch
 from streamlit.testing.v1 import AppTest
 
-from core.events import make_events, write_nmnist
+from helpers import write_tiny_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 TIMEOUT = 60
-
-
-def write_tiny_dataset(root: Path, per_class: dict[str, int] | None = None, seed: int = 0) -> Path:
-    """A small simulated-style N-MNIST folder: digit-dependent blobs of events over three 105 ms saccades."""
-    per_class = per_class or {"Train": 3, "Test": 2}
-    rng = np.random.default_rng(seed)
-    for split, count in per_class.items():
-        for digit in range(10):
-            for i in range(count):
-                n = 1500 + 100 * digit
-                cx, cy = 8 + 2 * digit, 25 - 2 * digit
-                x = np.clip(rng.normal(cx, 4, n), 0, 33).astype(np.int64)
-                y = np.clip(rng.normal(cy, 4, n), 0, 33).astype(np.int64)
-                t = np.sort(rng.integers(0, 315_000, n))
-                p = (rng.random(n) < 0.5).astype(np.int64)
-                write_nmnist(root / "NMNIST" / split / str(digit) / f"{i + 1:05d}.bin", make_events(x, y, t, p))
-    (root / "simulation.json").write_text(json.dumps({"made_by": "tests/test_app.py", "seed": seed}))
-    return root
+UNTRAINED = "untrained network (random weights)"
 
 
 @pytest.fixture(scope="module")
@@ -41,11 +26,29 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return home
 
 
-@pytest.fixture()
-def app(home: Path, monkeypatch: pytest.MonkeyPatch) -> AppTest:
+def open_app(home: Path, monkeypatch: pytest.MonkeyPatch) -> AppTest:
+    """The app through its entry point, on the data home ``home``."""
     monkeypatch.setenv("NMNIST_DASHBOARD_HOME", str(home))
     monkeypatch.chdir(REPO)
     return AppTest.from_file(str(REPO / "app.py"), default_timeout=TIMEOUT)
+
+
+@pytest.fixture()
+def app(home: Path, monkeypatch: pytest.MonkeyPatch) -> AppTest:
+    return open_app(home, monkeypatch)
+
+
+@pytest.fixture()
+def own_home(tmp_path: Path) -> Path:
+    """A data home for one test alone (the tiny default set, no runs): what it finds does not depend on other tests."""
+    home = tmp_path / "home"
+    write_tiny_dataset(home / "simulated")
+    return home
+
+
+def shown(markdown: str) -> str:
+    """The text a person reads in markdown that escapes outside text (core.text.escape_markdown): no backslashes."""
+    return re.sub(r"\\(.)", r"\1", markdown)
 
 
 def run_page(at: AppTest, page: str) -> AppTest:
@@ -58,7 +61,7 @@ def run_page(at: AppTest, page: str) -> AppTest:
 def test_home_shows_default_data_and_statistics(app: AppTest, home: Path) -> None:
     at = app.run()
     assert not at.exception, [e.value for e in at.exception]
-    assert any("Simulated N-MNIST" in s.value and str(home / "simulated") in s.value for s in at.success)
+    assert any("Simulated N-MNIST" in shown(s.value) and str(home / "simulated") in shown(s.value) for s in at.success)
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["samples"] in ("30", "20")
     assert at.query_params["data"] == ["simulated"] or at.query_params["data"] == "simulated"
@@ -82,7 +85,7 @@ def test_home_switches_to_a_real_folder(app: AppTest, tmp_path: Path) -> None:
     at.text_input(key="home_folder").input(str(real)).run()
     assert not at.exception, [e.value for e in at.exception]
     assert at.session_state["sel_data"] == str(real)
-    assert any("N-MNIST (" in s.value and str(real) in s.value for s in at.success)
+    assert any("N-MNIST (" in shown(s.value) and str(real) in shown(s.value) for s in at.success)
     # the Events page now shows that folder's recordings
     run_page(at, "pages/events.py")
     assert {m.label: m.value for m in at.metric}["events"] == f"{1500:,}"
@@ -108,8 +111,15 @@ def test_events_page_sample_selection(app: AppTest) -> None:
     at.number_input(key="sel_sample").set_value(5).run()
     assert not at.exception
     assert {m.label: m.value for m in at.metric}["label"] == "2"  # Test has 2 per class: index 5 is a 2
-    assert len(at.get("plotly_chart")) >= 4
-    assert at.get("download_button")
+    assert [c.key for c in at.get("plotly_chart")] == ["events_cloud"]  # only the open tab is drawn
+    # the link of this view, on the raw events tab: the same sample, and its CSV download
+    table = AppTest.from_file(str(REPO / "app.py"), default_timeout=TIMEOUT)
+    for name, value in at.query_params.items():
+        table.query_params[name] = value
+    table.query_params["view"] = "Raw events"
+    run_page(table, "pages/events.py")
+    assert {m.label: m.value for m in table.metric}["label"] == "2"
+    assert table.get("download_button")
 
 
 def test_events_page_reads_the_url(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -124,37 +134,6 @@ def test_events_page_reads_the_url(home: Path, monkeypatch: pytest.MonkeyPatch) 
     assert {m.label: m.value for m in at.metric}["label"] == "6"
 
 
-def test_transforms_page_edits_the_pipeline(app: AppTest) -> None:
-    at = run_page(app, "pages/transforms.py")
-    code = at.code[0].value
-    assert "transforms.Denoise(filter_time=10000)" in code and "transforms.ToFrame(sensor_size=sensor_size, time_window=1000" in code
-    metrics = {m.label: m.value for m in at.metric}
-    assert metrics["tensor shape (T, C, H, W)"].startswith("(") and ", 2, 34, 34)" in metrics["tensor shape (T, C, H, W)"]
-    # a parameter that makes no sense: a message next to it, no stack trace
-    at.number_input(key="tf_1_time_window").set_value(-5.0).run()
-    assert not at.exception
-    assert any("ToFrame.time_window" in e.value for e in at.error)
-    at.number_input(key="tf_1_time_window").set_value(10000.0).run()
-    assert not at.error
-    assert "time_window=10000" in at.code[0].value
-    # add a step, move it first, remove the Denoise
-    at.selectbox(key="tf_add_name").select("DropEvent").run()
-    at.button(key="tf_add").click().run()
-    assert not at.exception
-    at.button(key="tf_up_2").click().run()
-    at.button(key="tf_up_2").click().run()
-    at.button(key="tf_rm_0").click().run()
-    assert not at.exception, [e.value for e in at.exception]
-    code = at.code[0].value
-    assert "Denoise" not in code and code.index("DropEvent") < code.index("ToFrame")
-    steps = json.loads(at.query_params["pipeline"][0] if isinstance(at.query_params["pipeline"], list) else at.query_params["pipeline"])
-    assert [s["name"] for s in steps] == ["DropEvent", "ToFrame"]
-    # ToFrame not last: the pipeline-level check explains it
-    at.button(key="tf_up_1").click().run()
-    assert not at.exception
-    assert any("must be the last step" in e.value for e in at.error)
-
-
 def _metrics(at: AppTest) -> dict[str, str]:
     return {m.label: m.value for m in at.metric}
 
@@ -166,8 +145,6 @@ def _submit(at: AppTest, label: str) -> AppTest:
 
 def _tick_until(at: AppTest, done, timeout: float = 90.0) -> AppTest:
     """Rerun (as the fragment's run_every would) until ``done(at)`` or the timeout."""
-    import time
-
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         time.sleep(0.5)
@@ -178,8 +155,9 @@ def _tick_until(at: AppTest, done, timeout: float = 90.0) -> AppTest:
     raise AssertionError(f"timed out; metrics {_metrics(at)}")
 
 
-def test_training_estimate_start_finish_and_compare(app: AppTest) -> None:
-    at = run_page(app, "pages/training.py")
+@pytest.mark.slow
+def test_training_estimate_start_finish_and_compare(own_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    at = run_page(open_app(own_home, monkeypatch), "pages/training.py")
     assert at.selectbox(key="train_preset").value == "quick"
     # a bad value: a message next to the field, not a stack trace
     at.number_input(key="f_quick_lr").set_value(-1.0)
@@ -208,8 +186,9 @@ def test_training_estimate_start_finish_and_compare(app: AppTest) -> None:
     assert any(run_id in h.value for h in at.subheader)
 
 
-def test_training_stop_and_one_job_at_a_time(app: AppTest, home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    at = run_page(app, "pages/training.py")
+@pytest.mark.slow
+def test_training_stop_and_one_job_at_a_time(own_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    at = run_page(open_app(own_home, monkeypatch), "pages/training.py")
     at.number_input(key="f_quick_iters").set_value(100000)
     at.number_input(key="f_quick_seconds").set_value(600.0)
     _submit(at, "Start training")
@@ -237,22 +216,36 @@ def _expected_steps(home: Path, run: str) -> int:
     from core.transforms import from_json
 
     transform = PRESETS["tutorial"].transform
-    if run != "untrained network (random weights)":
+    if run != UNTRAINED:
         transform = TrainConfig.from_dict(RunStore(home / "runs").load_run(run).config).transform
     events = read_nmnist(home / "simulated" / "NMNIST" / "Train" / "0" / "00001.bin")
     return from_json(transform).frames(events).shape[0]
 
 
-def test_spike_counter_runs_the_latest_network(app: AppTest, home: Path) -> None:
-    at = run_page(app, "pages/spike_counter.py")
-    run = at.selectbox(key="sc_run").value
-    from core.runs import RunStore
+def write_finished_run(home: Path) -> str:
+    """A finished ``quick`` run with a checkpoint in ``home/runs``, written directly (seeded weights, no training)."""
+    from core.model import build_model
+    from core.runs import RunStore, make_checkpoint
+    from core.training import PRESETS
 
-    latest = RunStore(home / "runs").latest_with_checkpoint()  # made by the training tests above, if they ran
-    assert run == (latest.run_id if latest is not None else "untrained network (random weights)")
+    config = dataclasses.replace(PRESETS["quick"], data_root=str(home / "simulated"), max_iters=3)
+    torch.manual_seed(config.seed)
+    model = build_model(config.model)
+    run = RunStore(home / "runs").create_run(config.preset)
+    run.write_config(config.to_dict())
+    run.save_checkpoint("final", make_checkpoint(model, config.model, iteration=3, train_config=config))
+    run.write_results({"status": "finished", "iterations": 3, "seconds": 1.0, "test_accuracy": 0.1})
+    return run.run_id
+
+
+def test_spike_counter_runs_the_latest_network(own_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    home, run_id = own_home, write_finished_run(own_home)
+    at = run_page(open_app(home, monkeypatch), "pages/spike_counter.py")
+    run = at.selectbox(key="sc_run").value
+    assert run == run_id  # the latest run with a checkpoint is the default
     metrics = _metrics(at)
     assert metrics["true label"] == "0"
-    assert int(metrics["time steps"]) == _expected_steps(home, run)
+    assert int(metrics["time steps"]) == _expected_steps(home, run)  # through the run's own transform (30 ms frames)
     assert len(at.get("plotly_chart")) == 3
     # the MP4 renders in the background; the fragment's ticks pick it up
     _tick_until(at, lambda a: len(a.get("video")) == 1, timeout=60)
@@ -260,7 +253,7 @@ def test_spike_counter_runs_the_latest_network(app: AppTest, home: Path) -> None
     # another sample, then the untrained network
     at.selectbox(key="sel_digit").select("4").run()
     assert _metrics(at)["true label"] == "4"
-    at.selectbox(key="sc_run").select("untrained network (random weights)").run()
+    at.selectbox(key="sc_run").select(UNTRAINED).run()
     assert not at.exception, [e.value for e in at.exception]
     assert int(_metrics(at)["time steps"]) > 300  # the tutorial's 1 ms frames on a 315 ms recording
 
@@ -292,7 +285,9 @@ def test_first_start_generates_the_default_set_with_progress(tmp_path: Path, mon
     assert _metrics(at)["samples"] == "10"
 
 
-def test_events_page_on_the_real_recordings(home: Path, real_nmnist_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_events_page_on_the_real_recordings(
+    home: Path, real_nmnist_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A shared link to real N-MNIST data: the page reads the folder from the URL and marks three saccades."""
     monkeypatch.setenv("NMNIST_DASHBOARD_HOME", str(home))
     at = AppTest.from_file(str(REPO / "app.py"), default_timeout=TIMEOUT)
@@ -304,4 +299,4 @@ def test_events_page_on_the_real_recordings(home: Path, real_nmnist_root: Path, 
     assert not at.exception, [e.value for e in at.exception]
     metrics = _metrics(at)
     assert metrics["label"] == "0" and metrics["saccades"] == "3"
-    assert any(str(real_nmnist_root) in c.value and "Simulated" not in c.value for c in at.caption)
+    assert any(str(real_nmnist_root) in shown(c.value) and "Simulated" not in c.value for c in at.caption)

@@ -31,6 +31,7 @@ def report(real_nmnist_root: Path, mnist_sample):
     return calibrate(real_nmnist_root, *mnist_sample)
 
 
+@pytest.mark.slow  # calibrates the simulator against 50 real recordings (the report fixture)
 def test_simulated_recordings_meet_the_targets(report) -> None:
     """The issue's targets on the 50 real pairs: event count and per-saccade ON / OFF images."""
     low, high = COUNT_RATIO_TARGET
@@ -42,6 +43,7 @@ def test_simulated_recordings_meet_the_targets(report) -> None:
     assert report.meets_targets()
 
 
+@pytest.mark.slow  # calibrates the simulator against 50 real recordings (the report fixture)
 def test_events_are_shared_between_saccades_like_the_real_ones(report) -> None:
     sim, real = np.array(report.median_sim_fractions), np.array(report.median_real_fractions)
     np.testing.assert_allclose(sim, real, atol=0.06)
@@ -56,6 +58,7 @@ def test_a_wrong_simulator_fails_the_targets(real_nmnist_root: Path, mnist_sampl
     assert wrong.median_correlation < 0.5
 
 
+@pytest.mark.slow  # calibrates the simulator against 50 real recordings (the report fixture)
 def test_pairs_follow_nmnist_numbering(real_nmnist_root: Path, report) -> None:
     first = report.pairs[0]
     assert first.index == 0 and first.label == 7

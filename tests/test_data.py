@@ -16,45 +16,43 @@ import pytest
 import tonic
 
 import core.data as data
+import helpers
 from core.data import (
+    SIMULATION_MARKER,
     SPLITS,
-    DataSource,
     DatasetNotFoundError,
+    DataSource,
     DataUnavailableError,
     NMNISTFolder,
+    check_folder,
+    class_folder,
     dataset_stats,
     default_home,
     default_source,
     download_nmnist,
     main,
+    read_simulation_info,
+    recording_path,
+    scan_split,
+    split_folder,
     validate,
 )
-from core.events import EVENT_DTYPE, NMNISTFormatError, encode_nmnist, read_nmnist, write_nmnist
+from core.events import NMNISTFormatError, encode_nmnist, read_nmnist, write_nmnist
+from core.files import default_home as files_default_home
+from helpers import write_folder
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def random_events(rng: np.random.Generator, n: int) -> np.ndarray:
-    ev = np.zeros(n, dtype=EVENT_DTYPE)
-    ev["x"] = rng.integers(0, 34, n)
-    ev["y"] = rng.integers(0, 34, n)
-    ev["t"] = np.sort(rng.integers(0, 300_000, n))
-    ev["p"] = rng.integers(0, 2, n)
-    return ev
+    return helpers.random_events(n, rng)
 
 
 def make_folder(root: Path, counts: dict[str, dict[int, int]], seed: int = 0) -> dict[Path, np.ndarray]:
     """Write ``counts[split][digit]`` random recordings under ``root/NMNIST``; returns what was written."""
     rng = np.random.default_rng(seed)
-    written = {}
-    for split, per_digit in counts.items():
-        for digit, n in per_digit.items():
-            for k in range(n):
-                path = root / "NMNIST" / split / str(digit) / f"{k * 7 + 3:05d}.bin"
-                ev = random_events(rng, int(rng.integers(1, 60)))
-                write_nmnist(path, ev)
-                written[path] = ev
-    return written
+    return write_folder(root, counts, lambda split, digit, k: random_events(rng, int(rng.integers(1, 60))),
+                        file_name=lambda k: f"{k * 7 + 3:05d}.bin")
 
 
 @pytest.fixture()
@@ -69,6 +67,41 @@ def root_with_bad_file(small_root: Path) -> tuple[Path, Path]:
     bad = small_root / "NMNIST" / "Train" / "1" / "00001.bin"  # sorts before the good ones of digit 1
     bad.write_bytes(b"\x01\x02\x03\x04\x05\x06\x07")
     return small_root, bad
+
+
+# ---------------------------------------------------------------- the folder layout
+
+
+def test_layout_paths_are_nmnists(tmp_path: Path) -> None:
+    assert split_folder(tmp_path, "Test") == tmp_path / "NMNIST" / "Test"
+    assert class_folder(tmp_path, "Train", np.int64(7)) == tmp_path / "NMNIST" / "Train" / "7"
+    assert recording_path(tmp_path, "Test", 3, 12) == tmp_path / "NMNIST" / "Test" / "3" / "00012.bin"
+    assert recording_path(str(tmp_path), "Train", 0, 123456).name == "123456.bin"  # never truncated
+    assert recording_path(tmp_path, "Train", 0, 7, digits=6).name == "000007.bin"
+    write_nmnist(recording_path(tmp_path, "Test", 3, 12), random_events(np.random.default_rng(0), 4))
+    assert scan_split(tmp_path, "Test") == [(recording_path(tmp_path, "Test", 3, 12), 3)]
+
+
+def test_check_folder_says_what_is_wrong_in_plain_text(small_root: Path, tmp_path: Path) -> None:
+    assert check_folder("  ").source is None and "NMNIST/Train" in check_folder("").problem
+    missing = check_folder(str(tmp_path / "no_such_folder"))
+    assert missing.source is None and missing.problem.startswith(f"{tmp_path / 'no_such_folder'} is not a folder.")
+    assert "NMNIST/Train/<digit>/*.bin" in missing.problem  # plain text: escaping is the page's job
+    (tmp_path / "empty").mkdir()
+    empty = check_folder(str(tmp_path / "empty"))
+    assert empty.source is None and empty.problem.startswith("No N-MNIST recordings found in")
+    found = check_folder(f" {small_root} ")
+    assert found.problem is None and found.source == DataSource(small_root, "nmnist")
+
+
+def test_simulation_info_is_read_only_from_a_json_object(tmp_path: Path) -> None:
+    assert read_simulation_info(tmp_path) is None
+    (tmp_path / SIMULATION_MARKER).write_text("{ torn")
+    assert read_simulation_info(tmp_path) is None
+    (tmp_path / SIMULATION_MARKER).write_text("[1, 2]")
+    assert read_simulation_info(tmp_path) is None
+    (tmp_path / SIMULATION_MARKER).write_text('{"seed": 3}')
+    assert read_simulation_info(str(tmp_path)) == {"seed": 3}
 
 
 # ---------------------------------------------------------------- NMNISTFolder
@@ -224,6 +257,7 @@ def test_default_home_and_source(monkeypatch, tmp_path: Path) -> None:
     monkeypatch.setenv("NMNIST_DASHBOARD_HOME", str(tmp_path))
     assert default_home() == tmp_path
     assert default_source() == DataSource(tmp_path / "simulated", "simulated")
+    assert default_home is files_default_home  # one owner: core.files
 
 
 def test_source_key_follows_contents(small_root: Path) -> None:
@@ -439,7 +473,7 @@ def test_ensure_default_dataset_generates_once(monkeypatch, tmp_path: Path, few_
     import core.saccade
 
     monkeypatch.setenv("NMNIST_DASHBOARD_HOME", str(tmp_path / "home"))
-    monkeypatch.setattr(core.images, "load_sklearn_digits", lambda: few_digits)
+    monkeypatch.setattr(core.images, "load_default_digits", lambda: few_digits)
     seen: list[tuple[int, int]] = []
     source = data.ensure_default_dataset(progress=lambda done, total: seen.append((done, total)), workers=1)
     assert source == default_source() and source.root == tmp_path / "home" / "simulated"

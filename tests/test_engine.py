@@ -3,8 +3,8 @@
 snnTorch's surrogates return float32 spikes whatever the membrane's dtype, so
 the float64 oracle casts each layer's input to float64 (exact for 0/1
 spikes); the gradient arriving at those spikes is float32 too, which is why
-gradients are compared to rtol 1e-4 rather than float64 precision. Float64 keeps rounding from flipping a spike that sits on the
-threshold; float32 agreement is checked separately on most entries.
+gradients are compared to rtol 1e-4 rather than float64 precision. Float64 keeps rounding from flipping a spike
+that sits on the threshold; float32 agreement is checked separately on most entries.
 """
 
 from __future__ import annotations
@@ -31,10 +31,10 @@ def active_model(config: ModelConfig, dtype: torch.dtype = torch.float64, seed: 
     """A model whose hidden layers spike often on sparse input (default init is almost silent)."""
     torch.manual_seed(seed)
     model = build_model(config).to(dtype)
+    scales = (5.0, 2.5, 2.0) if config.pool == "max" else (10.0, 7.5, 3.0)  # averaging damps the currents
     with torch.no_grad():
-        model.net[0].weight.mul_(5.0)
-        model.net[3].weight.mul_(2.5)
-        model.net[7].weight.mul_(2.0)
+        for i, scale in zip((0, 3, 7), scales):
+            model.net[i].weight.mul_(scale)
     return model
 
 
@@ -53,7 +53,9 @@ def oracle(model: SpikingCNN, frames: torch.Tensor) -> tuple[torch.Tensor, torch
         model.net[i].register_forward_pre_hook(lambda mod, inp: (inp[0].to(mod.weight.dtype),)) for i in (3, 7)
     ]
     hooks += [
-        model.net[i].register_forward_hook(lambda mod, inp, out, i=i: rates[i].append(float(out.detach().float().mean())))
+        model.net[i].register_forward_hook(
+            lambda mod, inp, out, i=i: rates[i].append(float(out.detach().float().mean()))
+        )
         for i in (2, 5)
     ]
     mem_rec: list[torch.Tensor] = []
@@ -84,7 +86,9 @@ def assert_same_gradients(fast: dict[str, torch.Tensor], ref: dict[str, torch.Te
     assert fast.keys() == ref.keys()
     for name in ref:
         scale = float(ref[name].abs().max()) or 1.0
-        torch.testing.assert_close(fast[name], ref[name], rtol=rtol, atol=1e-5 * scale, msg=lambda m: f"{name}: {m}")
+        torch.testing.assert_close(
+            fast[name], ref[name], rtol=rtol, atol=1e-5 * scale, msg=lambda m, name=name: f"{name}: {m}"
+        )
 
 
 def compare(config: ModelConfig, frames: torch.Tensor, model: SpikingCNN | None = None) -> list[float]:
@@ -113,7 +117,9 @@ def test_every_surrogate_and_reset_matches_the_tutorial_loop(surrogate: str, res
 @pytest.mark.parametrize("learn_beta", [False, True])
 @pytest.mark.parametrize("learn_threshold", [False, True])
 @pytest.mark.parametrize("reset", ["subtract", "zero"])
-def test_learnable_beta_and_threshold_get_the_same_gradients(learn_beta: bool, learn_threshold: bool, reset: str) -> None:
+def test_learnable_beta_and_threshold_get_the_same_gradients(
+    learn_beta: bool, learn_threshold: bool, reset: str
+) -> None:
     config = ModelConfig(learn_beta=learn_beta, learn_threshold=learn_threshold, reset_mechanism=reset, beta=0.7,
                          threshold=0.8)
     compare(config, sparse_frames(seed=3))
@@ -133,6 +139,49 @@ def test_beta_at_and_beyond_the_clamp_edges(beta: float) -> None:
                                               ("triangular", 0.5), ("spike_rate_escape", 4.0), ("SFS", 10.0)])
 def test_surrogate_shape_parameters(surrogate: str, slope: float) -> None:
     compare(ModelConfig(surrogate=surrogate, surrogate_slope=slope, learn_threshold=True), sparse_frames(seed=5))
+
+
+@pytest.mark.parametrize("reset", ["subtract", "zero", "none"])
+@pytest.mark.parametrize("surrogate", ["atan", "sigmoid"])
+def test_average_pooling_matches_the_tutorial_loop(reset: str, surrogate: str) -> None:
+    """pool='avg': the oracle's net holds nn.AvgPool2d(2); same spikes, membranes and gradients."""
+    config = ModelConfig(pool="avg", reset_mechanism=reset, surrogate=surrogate, learn_beta=True, learn_threshold=True)
+    model = active_model(config)
+    assert all(type(model.net[i]) is torch.nn.AvgPool2d for i in (1, 4))
+    rates = compare(config, sparse_frames(seed=12), model)
+    assert all(0.0 < r < 1.0 for r in rates), rates
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_pool_cell_is_torchs_pooling_bit_for_bit(dtype: type) -> None:
+    """The one 2 x 2 pooling kernel against nn.MaxPool2d (ties, NaN, argmax) and nn.AvgPool2d (summation order)."""
+    rng = np.random.default_rng(14)
+    conv_map = (rng.standard_normal((8, 8, 5)) * np.exp(rng.standard_normal((8, 8, 5)) * 3)).astype(dtype)
+    conv_map[0:2, 0:2, 0] = 1.5  # a four-way tie: the first maximum wins
+    conv_map[2:4, 0:2, 1] = [[-1.0, 2.0], [2.0, -1.0]]
+    conv_map[4, 5, 2] = np.nan  # NaN wins
+    as_torch = torch.from_numpy(conv_map).permute(2, 0, 1)[None]  # (1, C, H, W)
+    ref_max, ref_arg = torch.nn.functional.max_pool2d(as_torch, 2, return_indices=True)
+    ref_avg = torch.nn.AvgPool2d(2)(as_torch)
+    for average, ref in ((False, ref_max), (True, ref_avg)):
+        pool = engine._Pool(average, dtype(0.25), dtype(0.0))
+        for py in range(4):
+            for px in range(4):
+                for c in range(5):
+                    value, arg = engine._pool_cell(conv_map[2 * py], conv_map[2 * py + 1], 2 * px, c, pool)
+                    expected = ref[0, c, py, px].numpy()
+                    assert np.array_equal(value, expected, equal_nan=True)  # numba returns the float32 as a float
+                    if not average:
+                        flat = int(ref_arg[0, c, py, px])  # torch's index into the (H, W) map
+                        assert (2 * py + (arg >> 1), 2 * px + (arg & 1)) == divmod(flat, 8)
+
+
+def test_mixed_pooling_is_not_the_tutorial_network() -> None:
+    model = build_model(ModelConfig(pool="avg"))
+    model.net[4] = torch.nn.MaxPool2d(2)
+    assert "pool differently" in engine.unsupported_reason(model.net, model.config.neuron)
+    model.net[4] = torch.nn.AvgPool2d(3)
+    assert "AvgPool2d(2)" in engine.unsupported_reason(model.net, model.config.neuron)
 
 
 def test_tutorial_loss_on_default_initialisation() -> None:
@@ -182,6 +231,7 @@ def recordings(real_recordings: list[Path]) -> list[Path]:
     return [by_digit[d] for d in sorted(by_digit)[:3]]
 
 
+@pytest.mark.slow  # the float64 snnTorch loop on real recordings
 def test_real_recordings_float64(recordings: list[Path]) -> None:
     frames = real_frames(recordings, torch.float64)
     assert frames.shape[0] > 250 and float((frames != 0).double().mean()) < 0.01
@@ -200,6 +250,13 @@ def test_real_recordings_float32_agree_on_most_entries(recordings: list[Path]) -
     assert float((spk == ref_spk).float().mean()) > 0.99
     counts, ref_counts = spk.sum(0), ref_spk.detach().sum(0)
     assert float((counts - ref_counts).abs().max().detach()) <= 0.05 * float(ref_counts.max()) + 2
+
+
+@pytest.mark.slow  # the float64 snnTorch loop on real recordings
+def test_real_recordings_average_pooling_float64(recordings: list[Path]) -> None:
+    frames = real_frames(recordings, torch.float64)
+    rates = compare(ModelConfig(pool="avg", reset_mechanism="zero", learn_beta=True, learn_threshold=True), frames)
+    assert all(r > 0.0 for r in rates), rates
 
 
 def test_tutorial_iteration_float32_matches(recordings: list[Path]) -> None:
@@ -232,7 +289,7 @@ def test_lif_scan_matches_snn_leaky(surrogate: str, reset: str) -> None:
     g = torch.Generator().manual_seed(7)
     cur = (torch.randn(25, 4, 10, generator=g, dtype=torch.float64) * 0.8 + 0.4).requires_grad_()
     leaky = build_model(config).net[8].double()
-    spk, mem = engine.LIFScan.apply(cur, leaky.beta, leaky.threshold, engine.neuron_spec(config))
+    spk, mem = engine.LIFScan.apply(cur, leaky.beta, leaky.threshold, config.neuron)
     loss_of(spk, mem).backward()
     fast = [cur.grad.clone(), leaky.beta.grad.clone(), leaky.threshold.grad.clone()]
     cur.grad = leaky.beta.grad = leaky.threshold.grad = None
@@ -309,13 +366,13 @@ def test_unsupported_inputs_fall_back_to_the_loop_and_say_why() -> None:
     with pytest.raises(RuntimeError, match="engine='fast'"):
         fast_only(sparse_frames(dtype=torch.float32).requires_grad_())
     half = build_model().to(torch.bfloat16)
-    assert "float32" in (engine.unsupported_reason(half.net, half.config) or "")
+    assert "float32" in (engine.unsupported_reason(half.net, half.config.neuron) or "")
 
 
 def test_unsupported_network_changes_are_detected() -> None:
     model = build_model()
     model.net[2].graded_spikes_factor = torch.tensor(2.0)
-    assert "graded" in engine.unsupported_reason(model.net, model.config)
+    assert "graded" in engine.unsupported_reason(model.net, model.config.neuron)
     model = build_model()
     model.net[5] = snn.Leaky(beta=torch.full((800,), 0.5), init_hidden=True)
-    assert engine.unsupported_reason(model.net, model.config) is not None
+    assert engine.unsupported_reason(model.net, model.config.neuron) is not None

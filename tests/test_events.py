@@ -24,6 +24,7 @@ from core.events import (
     read_nmnist,
     write_nmnist,
 )
+from helpers import assert_same
 
 TONIC_DTYPE = tonic.datasets.NMNIST.dtype
 
@@ -34,12 +35,6 @@ def tonic_read(path: Path) -> np.ndarray:
 
 def tonic_decode(raw: bytes) -> np.ndarray:
     return tonic.io.read_mnist_file(io.BytesIO(raw), dtype=TONIC_DTYPE, is_stream=True)
-
-
-def assert_same(ours: np.ndarray, theirs: np.ndarray) -> None:
-    assert ours.dtype == theirs.dtype
-    assert ours.shape == theirs.shape
-    assert np.array_equal(ours, theirs)
 
 
 def record(x: int, y: int, t: int, p: int) -> bytes:

@@ -6,15 +6,13 @@ import numpy as np
 import pytest
 import torch
 
+import helpers
 from core import figures
-from core.events import SENSOR_SIZE, make_events, read_nmnist
+from core.events import SENSOR_SIZE, read_nmnist
 
 
 def random_events(n: int = 3000, seed: int = 0, duration_us: int = 315_000) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    return make_events(
-        rng.integers(0, 34, n), rng.integers(0, 34, n), np.sort(rng.integers(0, duration_us, n)), rng.integers(0, 2, n)
-    )
+    return helpers.random_events(n, seed, duration_us=duration_us)
 
 
 def random_spikes(steps: int = 20, seed: int = 1) -> np.ndarray:
@@ -167,25 +165,51 @@ def _snntorch_frames(spk: np.ndarray, interpolate: int) -> list[np.ndarray]:
     return out
 
 
-@pytest.mark.parametrize("interpolate", [1, 2])
-def test_spike_count_frames_match_snntorch(interpolate: int) -> None:
+VIDEO_TITLE = ("run 20240101-120000-quick (finished, 96.9 % test accuracy)\n"
+               "Train recording 3  ·  true label 3  ·  predicted 3, correct")
+
+
+@pytest.mark.parametrize("interpolate,title", [(1, None), (2, None), (1, VIDEO_TITLE)])
+def test_spike_count_frames_match_snntorch(interpolate: int, title: str | None) -> None:
+    """Every frame is snntorch's; a title only writes in the top band, which spike_count leaves blank."""
     spk = random_spikes(5, seed=interpolate)
     config = figures.SpikeVideoConfig(interpolate=interpolate)
-    ours = [f[:, :, :3].copy() for f in figures.spike_count_frames(spk, config=config)]
+    ours = [f[:, :, :3].copy() for f in figures.spike_count_frames(spk, config=config, title=title)]
     theirs = _snntorch_frames(spk, interpolate)
     assert len(ours) == len(theirs) == 5 * interpolate
+    band = round(figures.TITLE_BAND * 700)
     for k, (a, b) in enumerate(zip(ours, theirs)):
         assert a.shape == b.shape == (700, 1200, 3)
+        if title is not None:
+            assert (b[:band] == 255).all()  # snntorch's figure is blank there
+            assert (a[:band] < 128).any(axis=2).sum() > 1000  # our title's text
+            a, b = a[band:], b[band:]
         differing = (np.abs(a.astype(int) - b.astype(int)).max(axis=2) > 30).mean()
         assert differing < 1e-3, f"frame {k}: {differing:.2%} of pixels differ from snntorch's"
 
 
+@pytest.mark.parametrize("frames,fps,hold", [(1, 10, 30), (10, 10, 3), (12, 12, 3), (29, "58/3", 2), (30, 10, 1),
+                                             (119, "119/3", 1), (120, 40, 1), (311, 40, 1)])
+def test_video_timing_lasts_at_least_three_seconds(frames: int, fps: int | str, hold: int) -> None:
+    """The tutorial's 40 fps where the frames fill 3 s; else slower, down to 10 fps; below that, frames held."""
+    from fractions import Fraction
+
+    rate, held = figures.video_timing(frames)
+    assert (rate, held) == (Fraction(fps), hold)
+    assert frames * held / rate >= 3
+    assert figures.video_timing(5, figures.SpikeVideoConfig(min_seconds=0)) == (40, 1)  # the tutorial's own timing
+    with pytest.raises(ValueError, match="min_fps"):
+        figures.SpikeVideoConfig(fps=5)
+
+
+@pytest.mark.slow  # encodes and decodes an H.264 video through ffmpeg
 def test_spike_count_video_is_a_playable_mp4() -> None:
+    """12 steps: each drawn frame held 3 times at 12 fps, 3 s; every video frame is its step's (H.264 aside)."""
     import imageio_ffmpeg
 
     spk = random_spikes(12)
     seen = []
-    data = figures.spike_count_video(spk, progress=lambda done, total: seen.append((done, total)))
+    data = figures.spike_count_video(spk, progress=lambda done, total: seen.append((done, total)), title=VIDEO_TITLE)
     assert data[4:8] == b"ftyp"
     assert seen and seen[0] == (0, 12)
     import tempfile
@@ -196,12 +220,17 @@ def test_spike_count_video_is_a_playable_mp4() -> None:
         reader = imageio_ffmpeg.read_frames(f.name)
         meta = next(reader)
         frames = list(reader)
+        count, seconds = imageio_ffmpeg.count_frames_and_secs(f.name)
     assert tuple(meta["size"]) == (1200, 700)
-    assert meta["fps"] == pytest.approx(40)
-    assert len(frames) == 12
-    last = np.frombuffer(frames[-1], np.uint8).reshape(700, 1200, 3).astype(int)
-    ours = next(f for i, f in enumerate(figures.spike_count_frames(spk)) if i == 11)[:, :, :3].astype(int)
-    assert np.abs(last - ours).mean() < 3  # only H.264's loss
+    assert meta["fps"] == pytest.approx(12)
+    assert len(frames) == count == 36 and seconds >= 3.0
+    drawn = [f[:, :, :3].astype(int) for f in figures.spike_count_frames(spk, title=VIDEO_TITLE)]
+    assert len(drawn) == 12
+    for i, raw in enumerate(frames):  # the distinct frames, each held for 3 video frames
+        shown = np.frombuffer(raw, np.uint8).reshape(700, 1200, 3).astype(int)
+        loss = [np.abs(shown - d).mean() for d in drawn]
+        assert loss[i // 3] < 3, f"video frame {i}"  # only H.264's loss
+        assert int(np.argmin(loss)) == i // 3, f"video frame {i} is closer to another step's frame"
     with pytest.raises(ValueError, match="no time steps"):
         figures.spike_count_video(np.zeros((0, 10)))
     with pytest.raises(ValueError, match="interpolate"):

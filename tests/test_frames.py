@@ -12,25 +12,23 @@ import pytest
 import tonic.collation
 import torch
 
+import helpers
 from core import frames as F
 from core import transforms as T
 from core.data import NMNISTFolder
-from core.events import make_events, read_nmnist, write_nmnist
+from core.events import read_nmnist, write_nmnist
+from helpers import write_folder
 
 TUTORIAL = T.tutorial_pipeline()
 
 
 def random_events(seed: int, n: int = 1500) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    t = np.sort(rng.integers(0, 60_000 + 1000 * seed, n))
-    return make_events(rng.integers(0, 34, n), rng.integers(0, 34, n), t, rng.integers(0, 2, n))
+    return helpers.random_events(n, seed, duration_us=60_000 + 1000 * seed)  # a length of its own for each seed
 
 
 def make_folder(root: Path, per_digit: int = 2, split: str = "Train") -> Path:
     """A small data folder in the real layout, recordings of different lengths."""
-    for digit in range(10):
-        for k in range(per_digit):
-            write_nmnist(root / "NMNIST" / split / str(digit) / f"{k + 1:05d}.bin", random_events(digit * 10 + k))
+    write_folder(root, {split: per_digit}, lambda _split, digit, k: random_events(digit * 10 + k))
     return root
 
 

@@ -13,14 +13,9 @@ from hypothesis import strategies as st
 
 from core import functional
 from core.events import EVENT_DTYPE, make_events, read_nmnist
+from helpers import assert_same
 
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-
-
-def assert_same(ours: np.ndarray, theirs: np.ndarray) -> None:
-    assert ours.dtype == theirs.dtype
-    assert ours.shape == theirs.shape
-    np.testing.assert_array_equal(ours, theirs)
 
 
 @st.composite
@@ -198,6 +193,7 @@ VARIANTS = [
 ]
 
 
+@pytest.mark.slow  # all 250 real recordings through tonic's pure-Python transforms
 def test_every_real_recording_matches_tonic(real_recordings: list[Path]) -> None:
     assert real_recordings
     for i, path in enumerate(real_recordings):

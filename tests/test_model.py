@@ -20,7 +20,6 @@ from core.model import (
     spike_grad,
 )
 
-
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
@@ -33,7 +32,7 @@ def test_defaults_are_the_tutorials() -> None:
     c = ModelConfig()
     assert (c.beta, c.threshold, c.surrogate, c.reset_mechanism) == (0.5, 1.0, "atan", "subtract")
     assert (c.channels, c.kernel_size, c.hidden, c.n_classes, c.slope) == ((12, 32), 5, 800, 10, 2.0)
-    assert not c.learn_beta and not c.learn_threshold and c.engine == "auto"
+    assert not c.learn_beta and not c.learn_threshold and c.engine == "auto" and c.pool == "max"
 
 
 def test_layers_match_the_tutorial_sequential() -> None:
@@ -114,6 +113,7 @@ def test_every_surrogate_builds_with_its_parameter(surrogate: str) -> None:
         ({"kernel_size": 0}, "kernel_size"),
         ({"n_classes": 0}, "n_classes"),
         ({"engine": "gpu"}, "engine"),
+        ({"pool": "sum"}, "pool"),
     ],
 )
 def test_bad_settings_are_refused_naming_the_field(kwargs: dict, field: str) -> None:
@@ -127,8 +127,27 @@ def test_config_round_trips_through_json() -> None:
     config = ModelConfig(beta=0.9, surrogate="fast_sigmoid", surrogate_slope=10.0, channels=(8, 16), learn_beta=True)
     back = ModelConfig.from_dict(json.loads(json.dumps(config.to_dict())))
     assert back == config and back.channels == (8, 16)
-    with pytest.raises(ModelConfigError, match="colour"):
+    with pytest.raises(ModelConfigError, match="colour") as info:
         ModelConfig.from_dict({"colour": "red"})
+    assert info.value.field == "colour"
+    older = config.to_dict()
+    del older["pool"]  # saved before the pooling choice existed: the tutorial's max pooling
+    assert ModelConfig.from_dict(older) == config and config.pool == "max"
+
+
+def test_average_pooling_builds_avgpool_layers() -> None:
+    model = build_model(ModelConfig(pool="avg"))
+    assert [type(model.net[i]) for i in (1, 4)] == [nn.AvgPool2d, nn.AvgPool2d]
+    assert "12C5-AP2-32C5-AP2-800FC10" in model.describe() and model.engine_name == "fast"
+    assert list(model.state_dict()) == list(build_model().state_dict())  # pooling has no weights
+    x = frames(seed=5)
+    spk, _ = model(x)
+    assert torch.equal(spk, forward_pass(model.net, x))
+
+
+def test_neuron_spec_carries_the_lif_settings() -> None:
+    spec = ModelConfig(surrogate="sigmoid", reset_mechanism="zero").neuron
+    assert (spec.surrogate, spec.reset_mechanism, spec.slope) == ("sigmoid", "zero", 25.0)
 
 
 def test_other_channel_counts_and_kernels_run_fast_and_agree() -> None:

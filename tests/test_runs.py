@@ -15,14 +15,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from core.configs import config_from_dict, config_to_dict
 from core.model import ModelConfig, build_model
 from core.runs import (
     CheckpointError,
     RunNotFoundError,
     RunStore,
     check_architecture,
-    config_from_dict,
-    config_to_dict,
     load_checkpoint,
     load_model,
     make_checkpoint,
@@ -123,6 +122,7 @@ def test_save_failing_midway_leaves_the_previous_checkpoint(tmp_path: Path, monk
     assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pt"]
 
 
+@pytest.mark.slow  # starts and kills Python processes that import torch
 def test_kill_during_saves_leaves_a_loadable_checkpoint(tmp_path: Path) -> None:
     """SIGKILL a process that saves checkpoints in a loop: the file is always whole."""
     path = tmp_path / "final.pt"
@@ -229,3 +229,62 @@ def test_metrics_reader_skips_a_torn_last_line(tmp_path: Path) -> None:
 def test_default_runs_root_follows_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NMNIST_DASHBOARD_HOME", str(tmp_path))
     assert RunStore().root == tmp_path / "runs"
+
+
+# ---------------------------------------------------------------- damaged folders (issue 10, item 3)
+
+
+@pytest.mark.parametrize(
+    ("file", "content", "reason"),
+    [
+        ("results.json", json.dumps({"status": "finished", "iterations": "lots", "seconds": 1.0}),
+         "results.json: iterations is 'lots', not an integer"),
+        ("results.json", "[1, 2]", "results.json holds list, not a JSON object"),
+        ("results.json", "{not json", "results.json cannot be read as JSON"),
+        ("results.json", json.dumps({"status": 3, "iterations": 1, "seconds": 1.0}), "results.json: status is '3'"),
+        ("results.json", json.dumps({"iterations": 1, "seconds": 1.0, "test_accuracy": "high"}),
+         "results.json: test_accuracy is 'high', not a number"),
+        ("config.json", "[1, 2]", "config.json is not a JSON object"),
+        ("config.json", "\x00\x01", "config.json is not a JSON object"),
+        ("metrics.jsonl", '{"type": "iteration", "iteration": 0, "loss": "x", "accuracy": 0.1}\n{}\n',
+         "metrics.jsonl line 1: an iteration record's loss is 'x', not a number"),
+        ("metrics.jsonl", "garbage\n" + json.dumps({"type": "eval", "iteration": 1, "accuracy": 0.5}) + "\n",
+         "metrics.jsonl line 1 is not JSON"),
+        ("metrics.jsonl", "[1, 2]\n", "metrics.jsonl line 1: a line holds list, not a record"),
+    ],
+)
+def test_a_damaged_run_is_listed_as_damaged_and_breaks_nothing(tmp_path: Path, file: str, content: str, reason: str) -> None:
+    store = RunStore(tmp_path / "runs")
+    sound = _fake_run(store, "quick", 0.5, when=1_700_000_000)
+    damaged = _fake_run(store, "quick", 0.7, when=1_700_000_100)
+    (tmp_path / "runs" / damaged / file).write_text(content)
+    runs = {r.run_id: r for r in store.list_runs()}
+    assert set(runs) == {sound, damaged}
+    assert runs[sound].status == "finished" and runs[sound].damaged is None
+    assert runs[damaged].status == "damaged" and reason in runs[damaged].damaged
+    record = store.load_run(damaged)  # what can be read of it
+    assert record.info.damaged == runs[damaged].damaged
+    curves = store.compare([sound, damaged, "gone-since"])
+    assert [c.run_id for c in curves] == [sound, damaged]
+    assert all(isinstance(v, float) for c in curves for v in c.loss)
+    assert store.latest_with_checkpoint() is not None
+
+
+def test_run_info_says_what_the_run_trained_on_and_with(tmp_path: Path) -> None:
+    store = RunStore(tmp_path / "runs")
+    run_id = _fake_run(store, "quick", 0.5, when=1_700_000_000)
+    folder = tmp_path / "runs" / run_id
+    config = {"preset": "quick", "lr": 0.01, "batch_size": 16, "loss": "ce_rate", "data_root": None, "max_iters": 1000,
+              "transform": [{"name": "Denoise", "filter_time": 10000}, {"name": "ToFrame", "time_window": 30000.0}]}
+    (folder / "config.json").write_text(json.dumps(config))
+    info = store.list_runs()[0]
+    assert (info.data_kind, info.data_root, info.train_samples) == ("simulated", None, None)  # before data.json
+    assert info.data_label == "simulated (default set)"
+    (folder / "data.json").write_text(json.dumps({"root": "/d/simulated", "kind": "simulated", "source": "mnist-t10k[5000:10000]",
+                                                  "train_samples": 4001, "test_samples": 999}))
+    info = store.list_runs()[0]
+    assert (info.lr, info.batch_size, info.loss, info.max_iters) == (0.01, 16, "ce_rate", 1000)
+    assert info.transform == "Denoise(filter_time=10000) → ToFrame(time_window=30000)"
+    assert (info.data_kind, info.data_root, info.data_source, info.train_samples) == (
+        "simulated", "/d/simulated", "mnist-t10k[5000:10000]", 4001)
+    assert info.data_label == "simulated from mnist-t10k[5000:10000] (simulated)"

@@ -11,6 +11,8 @@ import pytest
 import tonic
 from scipy import ndimage
 
+from core.configs import UnknownFieldError
+from core.data import read_simulation_info, recording_path
 from core.events import EVENT_DTYPE, read_nmnist
 from core.images import load_sklearn_digits
 from core.saccade import (
@@ -19,7 +21,6 @@ from core.saccade import (
     _pixel_events,
     generate_dataset,
     image_positions,
-    read_simulation_info,
     simulate,
     split_by_source,
 )
@@ -256,8 +257,9 @@ def test_config_round_trips_through_json() -> None:
     assert config.path == ((1.0, 2.0), (3.0, 4.0))
     again = SimulationConfig.from_dict(json.loads(json.dumps(config.to_dict())))
     assert again == config and hash(again) == hash(config)
-    with pytest.raises(ValueError, match="unknown fields.*threshold"):
+    with pytest.raises(UnknownFieldError, match="unknown field.*threshold") as refused:
         SimulationConfig.from_dict({"threshold": 0.3})
+    assert refused.value.field == "threshold"
 
 
 @pytest.mark.parametrize("image", [np.zeros((28, 27), np.uint8), np.zeros((2, 28, 28)), np.full((28, 28), 300.0)])
@@ -311,6 +313,7 @@ def test_split_is_by_source_image_and_stratified(small_set) -> None:
     for split, ids in info["split_ids"].items():
         for k, index in enumerate(ids, start=1):
             assert (root / "NMNIST" / split / str(labels[index]) / f"{k:05d}.bin").is_file()
+            assert recording_path(root, split, labels[index], k) == root / "NMNIST" / split / str(labels[index]) / f"{k:05d}.bin"
     assert SimulationConfig.from_dict(info["config"]) == SimulationConfig()
 
 

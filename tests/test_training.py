@@ -12,10 +12,9 @@ import numpy as np
 import pytest
 import torch
 
-import core.training as training
-from core.events import make_events, read_nmnist, write_nmnist
-from core.model import ModelConfig, ModelConfigError
-from core.runs import RunStore, load_checkpoint, load_model
+from core.events import read_nmnist, recording_span_us
+from core.model import ModelConfig, ModelConfigError, build_model
+from core.runs import RunStore, default_runs_root, load_checkpoint, load_model
 from core.train import main as train_main
 from core.training import (
     PRESETS,
@@ -25,23 +24,23 @@ from core.training import (
     PrepareProgress,
     TrainConfig,
     TrainingJob,
-    check_config,
+    check_data,
     estimate_iteration_seconds,
-    recording_span_us,
+    form_settings,
+    loop,
+    settings,
+    with_settings,
 )
+from core.training.__main__ import build_parser
+from helpers import random_events, write_folder
 
 WINDOW = 10_000  # 10 ms frames: 5 time steps for the 50 ms recordings below
 
 
 def _recording(label: int, rng: np.random.Generator, n: int = 300, duration: int = 50_000) -> np.ndarray:
-    """Events clustered on a 4 x 4 patch whose place depends on the label: easy to tell apart."""
-    cx, cy = 4 + 3 * (label % 5), 8 + 12 * (label // 5)
-    x = np.clip(cx + rng.integers(-2, 3, n), 0, 33)
-    y = np.clip(cy + rng.integers(-2, 3, n), 0, 33)
-    t = np.sort(rng.integers(0, duration, n))
-    t[0], t[-1] = 0, duration
-    p = rng.integers(0, 2, n)
-    return make_events(x, y, t, p)
+    """Events clustered on a 5 x 5 patch whose place depends on the label, lasting exactly ``duration``."""
+    around = (4 + 3 * (label % 5), 8 + 12 * (label // 5))
+    return random_events(n, rng, duration_us=duration, around=around, spread=2, full_span=True)
 
 
 @pytest.fixture(autouse=True)
@@ -55,10 +54,8 @@ def tiny_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """ROOT/NMNIST/{Train,Test}/<digit>/*.bin: 3 train and 1 test recordings per digit."""
     root = tmp_path_factory.mktemp("tiny")
     rng = np.random.default_rng(0)
-    for split, per_class in (("Train", 3), ("Test", 1)):
-        for label in range(10):
-            for k in range(per_class):
-                write_nmnist(root / "NMNIST" / split / str(label) / f"{k:05d}.bin", _recording(label, rng))
+    write_folder(root, {"Train": 3, "Test": 1}, lambda split, label, k: _recording(label, rng),
+                 file_name=lambda k: f"{k:05d}.bin")
     return root
 
 
@@ -97,13 +94,14 @@ def test_presets_hold_the_tutorials_settings() -> None:
         assert TrainConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
 
 
+@pytest.mark.slow  # starts a real training job
 def test_one_real_training_step_writes_a_complete_run(tiny_config: TrainConfig, tmp_path: Path) -> None:
     store = RunStore(tmp_path / "runs")
     job = JobRegistry(store).submit(tiny_config)
     assert job.join(timeout=300), "the job should end"
     snap = job.snapshot()
     assert snap.status == "finished", snap.log
-    assert snap.reason == "max_iters=3 reached"
+    assert snap.reason == "finished all 3 iterations" and snap.ending == "Finished: finished all 3 iterations."
     assert [r.iteration for r in snap.iterations] == [0, 1, 2]
     for r in snap.iterations:
         assert math.isfinite(r.loss) and 0.0 <= r.accuracy <= 1.0 and r.seconds > 0 and r.samples_per_second > 0
@@ -128,7 +126,7 @@ def test_one_real_training_step_writes_a_complete_run(tiny_config: TrainConfig, 
     assert len(record.evals) == 2
     # the step really trained: the final weights differ from the seeded initial ones
     torch.manual_seed(tiny_config.seed)
-    initial = training.build_model(tiny_config.model).state_dict()
+    initial = build_model(tiny_config.model).state_dict()
     final = load_checkpoint(run / "final.pt")
     assert final["iteration"] == 3
     assert any(not torch.equal(initial[k], final["state_dict"][k]) for k in initial)
@@ -136,6 +134,7 @@ def test_one_real_training_step_writes_a_complete_run(tiny_config: TrainConfig, 
     assert not model.training
 
 
+@pytest.mark.slow  # starts a real training job
 def test_snapshot_is_an_immutable_copy(tiny_config: TrainConfig, tmp_path: Path) -> None:
     job = TrainingJob(dataclasses.replace(tiny_config, max_iters=2, eval_every=0), RunStore(tmp_path).create_run("test"))
     before = job.snapshot()
@@ -149,6 +148,7 @@ def test_snapshot_is_an_immutable_copy(tiny_config: TrainConfig, tmp_path: Path)
     assert isinstance(after.iterations, tuple) and isinstance(after.evals[0].confusion, tuple)
 
 
+@pytest.mark.slow  # starts a real training job
 @pytest.mark.parametrize("moment", ["at once", "after one iteration"])
 def test_stop_at_any_moment_keeps_what_it_has(tiny_config: TrainConfig, tmp_path: Path, moment: str) -> None:
     config = dataclasses.replace(tiny_config, max_iters=100_000, eval_every=0)
@@ -169,8 +169,9 @@ def test_stop_at_any_moment_keeps_what_it_has(tiny_config: TrainConfig, tmp_path
     assert job.status == "stopped"
 
 
+@pytest.mark.slow  # starts a real training job
 def test_nan_loss_stops_with_a_reason(tiny_config: TrainConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    real = training._loss_fn
+    real = loop.loss_fn
 
     def poisoned(config: TrainConfig):
         loss = real(config)
@@ -183,24 +184,27 @@ def test_nan_loss_stops_with_a_reason(tiny_config: TrainConfig, tmp_path: Path, 
 
         return fn
 
-    monkeypatch.setattr(training, "_loss_fn", poisoned)
+    monkeypatch.setattr(loop, "loss_fn", poisoned)
     job = JobRegistry(RunStore(tmp_path)).submit(dataclasses.replace(tiny_config, max_iters=50, eval_every=0))
     assert job.join(timeout=300)
     snap = job.snapshot()
-    assert snap.status == "failed"
+    assert snap.status == "diverged"
     assert "loss became nan at iteration 1" in snap.reason and "learning rate" in snap.reason
     assert snap.iteration == 1  # the poisoned step is not applied or recorded
     ckpt = load_checkpoint(Path(snap.run_dir) / "final.pt")
     assert all(torch.isfinite(v).all() for v in ckpt["state_dict"].values())
 
 
+@pytest.mark.slow  # starts a real training job
 def test_max_seconds_bounds_the_run(tiny_config: TrainConfig, tmp_path: Path) -> None:
     job = JobRegistry(RunStore(tmp_path)).submit(dataclasses.replace(tiny_config, max_iters=100_000, max_seconds=1e-6, eval_every=0))
     assert job.join(timeout=300)
     snap = job.snapshot()
-    assert snap.status == "finished" and snap.iteration == 1 and snap.reason.startswith("max_seconds")
+    assert snap.status == "finished" and snap.iteration == 1
+    assert snap.reason == "stopped at the 1e-06 s time limit after 1 iteration"
 
 
+@pytest.mark.slow  # starts a real training job
 def test_registry_refuses_a_second_training(tiny_config: TrainConfig, tmp_path: Path) -> None:
     registry = JobRegistry(RunStore(tmp_path))
     first = registry.submit(dataclasses.replace(tiny_config, max_iters=100_000, eval_every=0))
@@ -216,7 +220,7 @@ def test_registry_refuses_a_second_training(tiny_config: TrainConfig, tmp_path: 
     second.join(300)
     assert registry.current() is second and registry.active() is None
     assert [j.run_id for j in registry.jobs()] == [first.run_id, second.run_id]
-    assert JobRegistry.default() is JobRegistry.default()
+    assert JobRegistry().store.root == default_runs_root()  # without a store: the default runs folder
 
 
 def test_estimate_is_positive(tiny_config: TrainConfig) -> None:
@@ -244,7 +248,7 @@ def test_estimate_is_positive(tiny_config: TrainConfig) -> None:
         ({"max_iters": 0}, "max_iters"),
         ({"max_seconds": -1.0}, "max_seconds"),
         ({"eval_every": -1}, "eval_every"),
-        ({"eval_samples": 0}, "eval_samples"),
+        ({"eval_samples": -1}, "eval_samples"),  # 0 means all (test_training_checks.py)
         ({"augment_rotation": -5.0}, "augment_rotation"),
         ({"device": "tpu"}, "device"),
         ({"num_threads": 0}, "num_threads"),
@@ -270,8 +274,8 @@ def test_beta_outside_unit_interval_is_refused(beta: float) -> None:
 def test_time_window_longer_than_every_recording_is_refused(tiny_config: TrainConfig) -> None:
     config = dataclasses.replace(tiny_config, transform='[{"name": "ToFrame", "time_window": 60000}]')
     with pytest.raises(ConfigError, match=r"transform: ToFrame time_window=60000 us is longer than every recording \(the longest lasts 50000 us\)"):
-        check_config(config)
-    check_config(dataclasses.replace(tiny_config, transform='[{"name": "ToFrame", "time_window": 50000}]'))
+        check_data(config)
+    check_data(dataclasses.replace(tiny_config, transform='[{"name": "ToFrame", "time_window": 50000}]'))
 
 
 def test_recording_spans_match_the_full_reader_on_real_recordings(real_recordings: list[Path], real_nmnist_root: Path) -> None:
@@ -282,22 +286,22 @@ def test_recording_spans_match_the_full_reader_on_real_recordings(real_recording
         assert recording_span_us(path) == int(t[-1] - t[0]), path
         spans.append(int(t[-1] - t[0]))
     config = TrainConfig(data_root=str(real_nmnist_root))
-    check_config(config)
+    check_data(config)
     train_longest = max(recording_span_us(p) for p in real_recordings if "/Train/" in str(p))
     too_long = dataclasses.replace(config, transform=json.dumps([{"name": "ToFrame", "time_window": train_longest + 1}]))
     with pytest.raises(ConfigError, match="longer than every recording"):
-        check_config(too_long)
+        check_data(too_long)
     assert recording_span_us(real_nmnist_root / "missing.bin") == -1
 
 
 def test_folders_without_recordings_are_refused(tmp_path: Path, tiny_root: Path) -> None:
     (tmp_path / "NMNIST" / "Train" / "3").mkdir(parents=True)
     with pytest.raises(ConfigError, match="data_root: no recordings in .*Train"):
-        check_config(TrainConfig(data_root=str(tmp_path)))
+        check_data(TrainConfig(data_root=str(tmp_path)))
     with pytest.raises(ConfigError, match="data_kind: 'simulated' asked for"):
-        check_config(TrainConfig(data_root=str(tiny_root), data_kind="simulated"))
+        check_data(TrainConfig(data_root=str(tiny_root), data_kind="simulated"))
     with pytest.raises(ConfigError, match="data_root: .* does not exist"):
-        check_config(TrainConfig(data_root=str(tmp_path / "nowhere")))
+        check_data(TrainConfig(data_root=str(tmp_path / "nowhere")))
     with pytest.raises(ConfigError, match="data_root"):
         JobRegistry(RunStore(tmp_path / "runs")).submit(TrainConfig(data_root=str(tmp_path)))
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir()), "no run folder for a refused config"
@@ -306,6 +310,29 @@ def test_folders_without_recordings_are_refused(tmp_path: Path, tiny_root: Path)
 # ---------------------------------------------------------------- command line
 
 
+def test_one_description_makes_the_flags_and_the_form() -> None:
+    """Every config field is a setting; the CLI has a flag for each, the Training page a widget for its share."""
+    paths = {s.path for s in settings()}
+    fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"preset", "model"}
+    assert paths == fields | {f"model.{f.name}" for f in dataclasses.fields(ModelConfig)}
+    assert paths <= {action.dest for action in build_parser()._actions}
+    form = {s.path: s for s in form_settings()}
+    assert set(form) <= paths and len(form) == 18
+    assert form["max_seconds"].widget_value(PRESETS["tutorial"]) == 0.0 and form["max_seconds"].from_widget(0.0) is None
+    assert form["eval_samples"].widget_value(PRESETS["quick"]) == 1000 and form["eval_samples"].from_widget(0) is None
+    assert form["model.surrogate"].choices[0] == "atan" and form["loss"].choices == ("mse_count", "ce_rate", "ce_count")
+    # both front ends turn values into a config the same way; a bad value is named as the form names it
+    config = with_settings(PRESETS["quick"], {"model.channels": [4, 8], "betas": [0.8, 0.9], "max_seconds": None})
+    assert config.model.channels == (4, 8) and config.betas == (0.8, 0.9) and config.max_seconds is None
+    with pytest.raises(ConfigError, match=r"^model\.beta: must lie in \[0, 1\]"):
+        with_settings(PRESETS["quick"], {"model.beta": 2.0})
+    with pytest.raises(ConfigError, match=r"^lr: "):
+        with_settings(PRESETS["quick"], {"lr": -1.0})
+    with pytest.raises(ConfigError, match=r"^bogus: "):
+        with_settings(PRESETS["quick"], {"bogus": 1})
+
+
+@pytest.mark.slow  # starts a real training job
 def test_cli_json_last_line(tiny_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code = train_main(
         ["--preset", "quick", "--data", str(tiny_root), "--runs", str(tmp_path), "--max-iters", "2",

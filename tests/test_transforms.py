@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -11,19 +14,13 @@ from hypothesis import strategies as st
 
 from core import transforms as T
 from core.events import EVENT_DTYPE, SENSOR_SIZE, make_events, read_nmnist
+from helpers import assert_same, random_events
 
 
-def synthetic_events(n: int = 3000, seed: int = 0, size: tuple[int, int] = (34, 34)) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    t = np.sort(rng.integers(0, 300_000, n))
-    return make_events(rng.integers(0, size[0], n), rng.integers(0, size[1], n), t, rng.integers(0, 2, n))
-
-
-def assert_same(ours: object, theirs: object) -> None:
-    ours, theirs = np.asarray(ours), np.asarray(theirs)
-    assert ours.dtype == theirs.dtype
-    assert ours.shape == theirs.shape
-    np.testing.assert_array_equal(ours, theirs)
+def synthetic_events(
+    n: int = 3000, seed: int = 0, size: tuple[int, int] = (34, 34), duration: int = 300_000
+) -> np.ndarray:
+    return random_events(n, seed, duration_us=duration, width=size[0], height=size[1])
 
 
 def run_tonic(pipeline: T.Pipeline, events: np.ndarray, seed: int) -> object:
@@ -239,6 +236,22 @@ def test_dataclasses_validate_directly() -> None:
     assert T.ToFrame(event_count=3.0).event_count == 3  # normalised to an int
 
 
+def test_parameter_kinds_come_from_the_declared_types() -> None:
+    kinds = {(cls.name, p.name): (p.kind, p.optional) for cls in T.TRANSFORMS.values() for p in T.params_of(cls)}
+    assert kinds[("Denoise", "filter_time")] == ("real", False)
+    assert kinds[("ToFrame", "time_window")] == ("real", True)
+    assert kinds[("ToFrame", "event_count")] == ("integer", True)
+    assert kinds[("ToFrame", "include_incomplete")] == ("flag", False)
+    assert kinds[("Downsample", "spatial_factor")] == ("pair", False)
+    assert kinds[("Downsample", "target_size")] == ("pair", True)
+    assert kinds[("CenterCrop", "size")] == ("pair", False)
+    assert kinds[("ToVoxelGrid", "n_time_bins")] == ("integer", False)
+    assert {kind for kind, _ in kinds.values()} == {"real", "integer", "flag", "pair"}
+    for cls in T.TRANSFORMS.values():  # every field, in field order, with its default
+        fields = dataclasses.fields(cls)
+        assert [(p.name, p.default) for p in T.params_of(cls)] == [(f.name, f.default) for f in fields]
+
+
 def test_sensor_size_from_the_source_and_through_downsample_and_crop() -> None:
     pipeline = T.from_json(
         [{"name": "Downsample", "spatial_factor": 0.25}, {"name": "CenterCrop", "size": [6, 5]}, {"name": "ToFrame", "n_time_bins": 3}],
@@ -308,3 +321,189 @@ def test_seeds_make_random_steps_reproducible() -> None:
     first, second = run(events), run(events)  # the state advances, as tonic's global one does
     assert not np.array_equal(first["x"][:100], second["x"][:100])
     assert SENSOR_SIZE == T.tutorial_pipeline().sensor_size
+
+
+# --- memory estimated before the work, previews, the byte-bounded cache (issue 10) ------------------
+
+SIZED = [  # frame pipelines whose output size the estimates must bound
+    [{"name": "Denoise", "filter_time": 10000}, {"name": "ToFrame", "time_window": 1000}],
+    [{"name": "Denoise", "filter_time": 10000}, {"name": "ToFrame", "n_time_bins": 20}],
+    [{"name": "ToFrame", "time_window": 2000, "overlap": 500, "include_incomplete": True}],
+    [{"name": "ToFrame", "time_window": 10_000, "start_time": 0, "end_time": 350_000}],
+    [{"name": "ToFrame", "event_count": 400, "overlap": 50}],
+    [{"name": "ToFrame", "event_count": 300, "include_incomplete": True}],
+    [{"name": "ToFrame", "n_event_bins": 9}],
+    [{"name": "Downsample", "time_factor": 0.5, "spatial_factor": 0.5}, {"name": "ToFrame", "time_window": 1000}],
+    [{"name": "TimeJitter", "std": 300, "sort_timestamps": True}, {"name": "ToFrame", "time_window": 1000}],
+    [{"name": "CenterCrop", "size": [28, 20]}, {"name": "ToFrame", "n_time_bins": 5}],
+    [{"name": "ToVoxelGrid", "n_time_bins": 6}],
+    [{"name": "ToTimesurface", "dt": 20_000, "tau": 10_000}],
+]
+# where no step before the frame step drops events, the estimate from the input alone is close too
+UNFILTERED = {0: False, 1: False, 2: True, 3: True, 4: True, 5: True, 6: True, 7: True, 8: True, 9: False, 10: True,
+              11: True}
+
+
+def _frames_bytes(pipeline: T.Pipeline, events: np.ndarray, seed: int = 0) -> int:
+    with np.errstate(all="ignore"):
+        return int(np.asarray(pipeline.frames(events, seed=seed)).nbytes)
+
+
+@pytest.mark.parametrize("k", range(len(SIZED)), ids=[s[-1]["name"] + str(i) for i, s in enumerate(SIZED)])
+def test_size_estimates_bound_the_frames_and_are_close(k: int) -> None:
+    pipeline = T.from_json(SIZED[k])
+    for seed in range(3):
+        events = synthetic_events(2000 + 500 * seed, seed=seed)
+        actual = _frames_bytes(pipeline, events, seed)
+        before = pipeline.size_estimates(len(events), float(np.ptp(events["t"])))[-1]  # from the input alone
+        assert before.nbytes >= actual, (before, actual)
+        after = pipeline.frames_estimate(T.Pipeline(pipeline.steps[:-1])(events, seed=seed))  # events at the frame step
+        assert actual <= after.nbytes <= before.nbytes
+        if isinstance(pipeline.steps[-1], T.ToTimesurface):
+            assert after.nbytes <= 2 * actual + 34 * 34 * 2 * 8  # a list of surfaces, then their stack
+        else:
+            assert after.nbytes <= 1.01 * actual + 48 * 2000 * 5  # plus index / per-event arrays
+        if UNFILTERED[k] and not isinstance(pipeline.steps[-1], T.ToTimesurface):
+            assert before.nbytes <= 1.35 * actual + 48 * 5000, (before, actual)
+
+
+def test_size_estimates_on_real_recordings(real_recordings: list[Path]) -> None:
+    for spec in SIZED[:2]:
+        pipeline = T.from_json(spec)
+        for path in real_recordings[::40]:
+            events = read_nmnist(path)
+            actual = _frames_bytes(pipeline, events)
+            estimate = pipeline.size_estimates(len(events), float(np.ptp(events["t"])))[-1].nbytes
+            assert actual <= estimate <= 1.05 * actual, (path, actual, estimate)
+
+
+def test_a_request_past_the_budget_is_refused_before_any_work(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_work(*args: object) -> None:
+        raise AssertionError("the frames were computed")
+
+    monkeypatch.setattr(T.ToFrame, "apply", no_work)
+    events = synthetic_events(5000, duration=310_000)
+    pipeline = T.from_json([{"name": "ToFrame", "n_time_bins": 100000}])
+    with pytest.raises(T.StepTooLarge) as info:
+        T.preview(pipeline, events, limit_bytes=256 * 2**20)
+    assert str(info.value) == ("n_time_bins=100000 needs 442.5 MB for this sample (100,000 frames of 2 × 34 × 34 int16); "
+                               "the limit is 256.0 MB")
+    assert info.value.field == "ToFrame.n_time_bins" and info.value.step == 0
+    assert isinstance(info.value, T.LimitExceeded)
+    tiny = T.from_json([{"name": "Denoise"}, {"name": "ToFrame", "time_window": 1e-9}])
+    with pytest.raises(T.StepTooLarge, match=r"^time_window=1e-09 needs .* GB for this sample"):
+        T.preview(tiny, events)  # the default budget: limits().sample_frames_bytes
+    grown = T.from_json([{"name": "Downsample", "spatial_factor": 1000}, {"name": "Denoise"}, {"name": "ToFrame", "n_time_bins": 3}])
+    with pytest.raises(T.StepTooLarge, match=r"^spatial_factor=1000 \(Downsample\) needs") as info:
+        T.preview(grown, events)
+    assert info.value.step == 0 and info.value.field == "Downsample.spatial_factor"
+
+
+def test_the_budget_comes_from_the_limits(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("NMNIST_LIMIT_SAMPLE_FRAMES_BYTES", "100000")
+    with pytest.raises(T.StepTooLarge, match="the limit is 97.7 kB"):
+        T.preview(T.tutorial_pipeline(), synthetic_events(duration=310_000))
+
+
+@pytest.mark.parametrize("seed", [0, 5])
+def test_preview_is_the_pipelines_output_kept_small(seed: int) -> None:
+    events = synthetic_events(4000, seed=seed)
+    for spec in [*SIZED, [{"name": "DropEvent", "p": 0.3}, {"name": "SpatialJitter"}, {"name": "ToFrame", "n_time_bins": 900}]]:
+        pipeline = T.from_json(spec)
+        with np.errstate(all="ignore"):
+            frames = np.asarray(pipeline.frames(events, seed=seed))
+            p = T.preview(pipeline, events, seed=seed, max_shown=100)
+        assert p.shape == frames.shape and p.dtype == frames.dtype and p.frames_nbytes == frames.nbytes
+        assert len(p.shown) <= 100 and p.every == max(1, -(-len(frames) // 100))
+        assert_same(p.shown, frames[:: p.every])
+        np.testing.assert_allclose(p.activity, np.abs(frames.reshape(len(frames), -1)).sum(axis=1))
+        assert_same(p.after, T.Pipeline(pipeline.steps[:-1])(events, seed=seed))
+        assert p.nbytes < 100 * 34 * 34 * 2 * 8 + p.after.nbytes + 10_000
+    events_only = T.from_json([{"name": "Denoise"}])
+    p = T.preview(events_only, events)
+    assert p.shape is None and p.frames_nbytes == 0
+    assert_same(p.after, events_only(events))
+
+
+def test_byte_cache_is_bounded_by_bytes_and_keeps_the_recent() -> None:
+    cache = T.ByteCache(1000)
+    for k in range(10):
+        cache.put(k, f"v{k}", 200)
+        assert cache.held_bytes <= 1000
+    assert len(cache) == 5 and cache.get(4) is None and cache.get(9) == "v9"
+    cache.get(5)  # used: kept over 6
+    cache.put("new", "x", 200)
+    assert cache.get(5) == "v5" and cache.get(6) is None
+    cache.put("big", "y", 251)  # over a quarter of the capacity: not kept
+    assert cache.get("big") is None and cache.held_bytes <= 1000
+    made = []
+    assert cache.get_or_make("m", lambda: (made.append(1) or "z", 10)) == "z"
+    assert cache.get_or_make("m", lambda: (made.append(1) or "z", 10)) == "z" and made == [1]
+
+
+def test_toframe_slicings_and_switching() -> None:
+    assert list(T.SLICINGS) == ["time_window", "event_count", "n_time_bins", "n_event_bins"]
+    for method, slicing in T.SLICINGS.items():
+        step = T.with_slicing({"name": "ToFrame", "time_window": 1000, "overlap": 100, "include_incomplete": True,
+                               "start_time": 0}, method)
+        assert step[method] == (1000 if method == "time_window" else slicing.default)
+        assert set(step) <= {"name", *slicing.fields}
+        spec = T.spec_from_dict(step)  # every slicing's default makes a valid step
+        assert spec.method == method
+    assert T.with_slicing({"name": "ToFrame", "time_window": 1000, "overlap": 100}, "time_window")["overlap"] == 100
+    assert "overlap" not in T.with_slicing({"name": "ToFrame", "time_window": 1000, "overlap": 100}, "event_count")
+    assert T.with_slicing({"name": "ToFrame", "n_time_bins": 20}, "event_count") == {"name": "ToFrame", "event_count": 500}
+
+
+def test_units_of_the_parameters() -> None:
+    units = {(cls.name, p.name): p.unit for cls in T.TRANSFORMS.values() for p in T.params_of(cls)}
+    assert units[("Denoise", "filter_time")] == "µs" and units[("ToFrame", "time_window")] == "µs"
+    assert units[("TimeJitter", "std")] == "µs" and units[("RefractoryPeriod", "delta")] == "µs"
+    assert units[("ToTimesurface", "dt")] == "µs" and units[("CenterCrop", "size")] == "pixels"
+    assert T.SLICINGS["time_window"].overlap_unit == "µs" and T.SLICINGS["n_time_bins"].overlap_unit == "fraction of a bin"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[" * 3000 + "]" * 3000, "pipeline is nested 3,000 levels deep"),
+        ("[" * 3000 + '{"name":"Denoise"}' + "]" * 3000, "pipeline is nested 3,001 levels deep"),
+        ('{"a":' * 2000 + "1" + "}" * 2000, "pipeline is nested 2,000 levels deep"),
+        ("not json", "pipeline is not valid JSON"),
+        ("1" * 5000, "pipeline is not valid JSON"),
+        ("x" * 30_000, "pipeline is 30,000 characters long"),
+        ('{"name":"Denoise"}', "pipeline must be a list of steps"),
+        ("null", "pipeline must be a list of steps"),
+        ("[null]", "pipeline[0] must be an object"),
+        ('[{"filter_time":1}]', 'pipeline[0] has no "name"'),
+        (json.dumps([{"name": "Denoise"}] * 33), "pipeline has 33 steps"),
+    ],
+)
+def test_pipeline_text_is_read_within_bounds(text: str, message: str) -> None:
+    with pytest.raises(T.TransformSpecError, match=re.escape(message)):
+        T.parse_steps(text)
+    if "nested" in message:  # from_json reads text the same way: no RecursionError
+        with pytest.raises(T.TransformSpecError, match="nested"):
+            T.from_json(text)
+
+
+def test_parse_steps_keeps_what_a_form_marks_step_by_step() -> None:
+    steps = T.parse_steps('[{"name":[1]},{"name":"Nope"},{"name":"Denoise","filter_time":"abc"}]')
+    assert steps == [{"name": [1]}, {"name": "Nope"}, {"name": "Denoise", "filter_time": "abc"}]
+    assert T.json_depth('[{"a": "[[[[\\"]]"}]') == 2
+
+
+@pytest.mark.parametrize(
+    ("steps", "step", "field"),
+    [
+        ([{"name": "Denoise"}, {"name": "Nope"}], 1, "transforms[1].name"),
+        ([{"name": "Denoise"}, {"name": "Denoise", "filter_time": -1}], 1, "Denoise.filter_time"),
+        ([{"name": "ToFrame", "time_window": 1000}, {"name": "Denoise"}], 0, "ToFrame"),
+        ([{"name": "Denoise"}, {"name": "TimeJitter"}, {"name": "ToFrame", "time_window": 10}], 1, "TimeJitter.sort_timestamps"),
+        ([{"name": "Denoise"}, {"name": "ToFrame", "time_window": 10, "sensor_size": [3, 3, 2]}], 1, "ToFrame.sensor_size"),
+    ],
+)
+def test_errors_name_the_faulty_step(steps: list[dict], step: int, field: str) -> None:
+    with pytest.raises(T.TransformSpecError) as info:
+        T.from_json(steps)
+    assert info.value.step == step and info.value.field == field

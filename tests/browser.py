@@ -1,0 +1,210 @@
+"""The real-browser harness, loaded by conftest.py as a plugin: `streamlit run app.py` on a free port, Chromium.
+
+In the style of Streamlit's own e2e_playwright/conftest.py: wait for
+/_stcore/health, then for the app's script to be idle, then assert on what a
+person sees. Tests that use these fixtures are browser tests: they skip (saying
+why) where Chromium or Playwright is missing. Screenshots go to test-artifacts/.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from helpers import write_tiny_dataset
+
+REPO = Path(__file__).resolve().parents[1]
+ARTIFACTS = REPO / "test-artifacts"
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync", "--no-first-run",
+]
+IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
+WIDTHS = (1000, 1400)  # every page is checked at both window widths
+
+# Elements whose text must be whole: an element whose content is wider than its box is cut off.
+TRUNCATED_JS = """() => {
+  const bad = [];
+  const sel = "[data-testid=stMetricValue], [data-testid=stMetricValue] *, [data-testid=stMetricLabel], " +
+              "[data-testid=stCaptionContainer], [data-testid=stMarkdownContainer] p, " +
+              "[data-testid=stHeading], [data-testid=stTable] td, [data-testid=stTable] th";
+  for (const el of document.querySelectorAll(sel)) {
+    if (el.clientWidth > 0 && el.scrollWidth > el.clientWidth + 1) bad.push(el.innerText.slice(0, 80));
+  }
+  return bad;
+}"""
+
+
+def find_chromium() -> str | None:
+    candidates = (
+        os.environ.get("CHROMIUM"), "/usr/bin/chromium", shutil.which("chromium"), shutil.which("chromium-browser")
+    )
+    for candidate in candidates:
+        if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
+CHROMIUM = find_chromium()
+
+
+def _sync_api():
+    try:
+        from playwright import sync_api
+    except ImportError:
+        pytest.skip("Playwright is not installed")
+    if CHROMIUM is None:
+        pytest.skip("no Chromium found (apt-get install chromium, or set CHROMIUM)")
+    sync_api.expect.set_options(timeout=30_000)  # reruns on a busy 2-core machine take seconds
+    return sync_api
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_healthy(url: str, process: subprocess.Popen, timeout: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"streamlit exited with {process.returncode}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
+                if response.read().strip() == b"ok":
+                    return
+        except OSError:
+            pass
+        time.sleep(0.3)
+    raise TimeoutError(f"{url}/_stcore/health did not answer within {timeout} s")
+
+
+@contextmanager
+def streamlit_server(home: Path, log_path: Path, env: dict[str, str] | None = None) -> Iterator[str]:
+    """``streamlit run app.py`` on a free port with ``home`` as its data home; yields its URL once healthy."""
+    port = free_port()
+    env = dict(os.environ, NMNIST_DASHBOARD_HOME=str(home), PYTHONUNBUFFERED="1", **(env or {}))
+    log = open(log_path, "w+")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port),
+         "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
+        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_healthy(url, process)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.seek(0)
+        output = log.read()
+        log.close()
+        if "Traceback" in output:
+            print(output[-4000:])
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The data home of the servers below: a tiny default set, so no page generates one."""
+    home = tmp_path_factory.mktemp("browser-home")
+    write_tiny_dataset(home / "simulated")
+    return home
+
+
+@pytest.fixture(scope="module")
+def server(home: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """One server for the tests of a module."""
+    _sync_api()
+    with streamlit_server(home, tmp_path_factory.mktemp("streamlit-log") / "streamlit.log") as url:
+        yield url
+
+
+@pytest.fixture()
+def fresh_server(home: Path, tmp_path: Path) -> Iterator[str]:
+    """A server of its own that nobody has visited yet."""
+    _sync_api()
+    with streamlit_server(home, tmp_path / "streamlit.log") as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    sync_api = _sync_api()
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture()
+def page(browser):
+    """A fresh browser tab, 1400 px wide; records every request to a host other than the server's."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    page.outside_requests = []
+    page.on("request", lambda r: _note_outside(page, r.url))
+    yield page
+    context.close()
+
+
+def _note_outside(page, url: str) -> None:
+    if not url.startswith(("http://127.0.0.1", "http://localhost", "data:", "blob:", "about:")):
+        page.outside_requests.append(url)
+
+
+def expect():
+    """Playwright's ``expect`` (imported lazily, so this module loads without Playwright)."""
+    return _sync_api().expect
+
+
+def settle(page, timeout: float = 60_000) -> None:
+    """Wait until the script has run and is idle again."""
+    page.wait_for_timeout(400)
+    page.wait_for_selector(IDLE, timeout=timeout)
+
+
+def open_page(page, server: str, path: str) -> None:
+    """Open ``server/path`` and wait for its title and an idle script; checks app.py's menu is the one shown."""
+    page.goto(f"{server}/{path}")
+    page.wait_for_selector(IDLE, timeout=90_000)
+    page.wait_for_selector("[data-testid='stMainBlockContainer'] h1", timeout=60_000)
+    settle(page)
+    # app.py's menu, not Streamlit's pages-folder listing (which would also list pages/common.py).
+    nav = page.locator("[data-testid='stSidebarNav']")
+    expect()(nav.get_by_role("link", name="Spike counter")).to_be_visible()
+    expect()(nav.get_by_role("link", name="common")).to_have_count(0)
+
+
+def shoot(page, name: str) -> None:
+    """Screenshot of the whole page: Streamlit scrolls inside its main block, so grow the viewport to fit it."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    width = page.viewport_size["width"] if page.viewport_size else 1400
+    height = page.evaluate("document.querySelector(\"[data-testid='stMain']\").scrollHeight")
+    page.set_viewport_size({"width": width, "height": max(1000, min(int(height) + 50, 8000))})
+    page.wait_for_timeout(800)  # plotly charts resize
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def no_exception(page) -> None:
+    exceptions = page.locator("[data-testid='stException']")
+    assert exceptions.count() == 0, exceptions.first.inner_text()
+
+
+def truncated(page) -> list[str]:
+    """Texts on the page that are cut off (an element's scrollWidth beyond its clientWidth)."""
+    return page.evaluate(TRUNCATED_JS)

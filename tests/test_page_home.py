@@ -1,0 +1,195 @@
+"""Home and the app shell (issue 9): the data-set chooser, the one link format, the first view, a clean server log."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import re
+import sys
+import tomllib
+import types
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from helpers import write_tiny_dataset
+
+REPO = Path(__file__).resolve().parents[1]
+TIMEOUT = 60
+REAL, SIMULATED = "Real N-MNIST in a folder", "Simulated N-MNIST (default, offline)"
+
+
+def plain(markdown: str) -> str:
+    """What a person reads of escaped markdown: the backslash escapes removed."""
+    return re.sub(r"\\(.)", r"\1", markdown)
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    home = tmp_path_factory.mktemp("home-page")
+    write_tiny_dataset(home / "simulated")
+    return home
+
+
+@pytest.fixture(scope="module")
+def real(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real-layout folder (no simulation marker): 2 Train and 1 Test recording a digit."""
+    root = write_tiny_dataset(tmp_path_factory.mktemp("real") / "nmnist", {"Train": 2, "Test": 1}, seed=5)
+    (root / "simulation.json").unlink()
+    return root
+
+
+def app(home: Path, monkeypatch: pytest.MonkeyPatch, **query: str) -> AppTest:
+    monkeypatch.setenv("NMNIST_DASHBOARD_HOME", str(home))
+    monkeypatch.chdir(REPO)
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=TIMEOUT)
+    for name, value in query.items():
+        at.query_params[name] = value
+    return at
+
+
+def ok(at: AppTest) -> AppTest:
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def in_use(at: AppTest) -> list[str]:
+    return [plain(s.value) for s in at.success if "In use" in s.value]
+
+
+def param(at: AppTest, name: str) -> str | None:
+    value = at.query_params.get(name)
+    return value[0] if isinstance(value, list) else value
+
+
+# ------------------------------------------------------------------ bug 10: the data-set chooser
+
+
+def test_the_typed_folder_survives_a_switch_to_simulated_and_back(
+    home: Path, real: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    at = ok(app(home, monkeypatch).run())
+    at.radio(key="home_kind").set_value(REAL).run()
+    at.text_input(key="home_folder").input(str(real)).run()
+    assert at.session_state["sel_data"] == str(real)
+    ok(at.radio(key="home_kind").set_value(SIMULATED).run())
+    assert at.session_state["sel_data"] == "simulated"
+    ok(at.radio(key="home_kind").set_value(REAL).run())
+    assert at.text_input(key="home_folder").value == str(real)  # was "" before
+    assert at.session_state["sel_data"] == str(real) and any(str(real) in s for s in in_use(at))
+
+
+def test_real_with_an_empty_folder_does_not_say_simulated_is_in_use(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    at = ok(app(home, monkeypatch).run())
+    assert in_use(at)
+    ok(at.radio(key="home_kind").set_value(REAL).run())
+    assert not in_use(at)  # it said "In use: Simulated N-MNIST" under the empty folder box
+    assert any("Type the folder" in i.value and "Simulated" in i.value for i in at.info)
+
+
+@pytest.mark.parametrize("suffix", ["", "/NMNIST", "/NMNIST/"])
+def test_root_and_root_nmnist_are_both_accepted(
+    home: Path, real: Path, monkeypatch: pytest.MonkeyPatch, suffix: str
+) -> None:
+    at = ok(app(home, monkeypatch).run())
+    at.radio(key="home_kind").set_value(REAL).run()
+    ok(at.text_input(key="home_folder").input(str(real) + suffix).run())
+    assert not at.error, [e.value for e in at.error]  # ROOT/NMNIST suggested ROOT/NMNIST/NMNIST before
+    assert at.session_state["sel_data"] == str(real) and param(at, "data") == str(real)
+    assert any(f"N-MNIST ({real})" in s for s in in_use(at))
+
+
+# ------------------------------------------------------------------ bug 4: one link format
+
+
+def test_the_readme_link_form_is_an_alias_of_data(home: Path, real: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    at = ok(app(home, monkeypatch, source="nmnist", root=str(real)).run())
+    assert at.session_state["sel_data"] == str(real)  # ignored before: the simulated set was shown
+    assert param(at, "data") == str(real) and param(at, "root") is None and param(at, "source") is None
+    assert any(str(real) in s for s in in_use(at))
+    at = ok(app(home, monkeypatch, source="simulated").run())
+    assert at.session_state["sel_data"] == "simulated"
+
+
+@pytest.mark.parametrize("page", ["pages/home.py", "pages/events.py", "pages/transforms.py"])
+def test_an_unknown_folder_in_the_link_says_so(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, page: str
+) -> None:
+    nope = tmp_path / "nope"
+    at = app(home, monkeypatch, data=str(nope))
+    at.switch_page(page)
+    ok(at.run())
+    said = [plain(m.value) for m in [*at.error, *at.warning]]
+    assert any(f"{nope} is not a folder" in s for s in said), said  # it silently showed the simulated set
+    assert param(at, "data") == str(nope)  # the link still reproduces the same view (and the same message)
+
+
+# ------------------------------------------------------------------ the first view
+
+
+def test_home_opens_on_one_event_image_per_digit_and_says_what_each_page_is_for(
+    home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    at = ok(app(home, monkeypatch).run())
+    charts = at.get("plotly_chart")
+    assert charts and charts[0].key == "home_gallery"
+    import json
+
+    figure = json.loads(charts[0].proto.spec)
+    titles = [a["text"] for a in figure["layout"]["annotations"]]
+    assert titles == [f"digit {d}" for d in range(10)]
+    links = [link.proto.label for link in at.get("page_link")]
+    assert links == ["**Events**", "**Transforms**", "**Training**", "**Spike counter**", "**Draw**"]
+    said = [c.value for c in at.caption]
+    for what in ("3D cloud", "Tonic pipeline", "spiking CNN", "count spikes", "draw a digit"):
+        assert any(what in line for line in said), said
+
+
+def test_gallery_shows_the_first_saccade_of_each_digit() -> None:
+    import numpy as np
+
+    from core import figures
+    from helpers import random_events
+
+    recordings = {d: random_events(500 + d, d, duration_us=315_000) for d in range(10)}
+    fig = figures.digit_gallery_figure(recordings)
+    assert len(fig.data) == 10
+    for d, trace in enumerate(fig.data):
+        events = recordings[d]
+        first = events[events["t"] < events["t"].min() + figures.SACCADE_US]
+        counts = figures.accumulate(first)
+        np.testing.assert_array_equal(np.asarray(trace.z), counts[1] - counts[0])
+    scale = fig.layout.coloraxis
+    assert [c for _, c in scale.colorscale] == [c for _, c in figures.POLARITY_SCALE]  # OFF blue, ON red
+    assert scale.cmin == -scale.cmax > -np.abs([np.asarray(t.z) for t in fig.data]).max() - 1
+
+
+# ------------------------------------------------------------------ bugs 12, 13, 14: the app shell
+
+
+def test_no_page_icon_is_fetched_from_outside() -> None:
+    """A :material/...: page icon is a URL on fonts.gstatic.com; an emoji is drawn by the browser."""
+    source = (REPO / "app.py").read_text()
+    page_icon = re.search(r"page_icon=([^,)]+)", source).group(1)
+    assert ":material/" not in page_icon
+
+
+def test_the_toolbar_has_no_deploy_button() -> None:
+    config = tomllib.loads((REPO / ".streamlit" / "config.toml").read_text())
+    assert config["client"]["toolbarMode"] == "viewer"
+
+
+def test_worker_processes_do_not_run_the_app(home: Path, monkeypatch: pytest.MonkeyPatch, capfd) -> None:
+    """Streamlit runs app.py as __main__; a spawned or forkserver worker (the saccade simulator's) imports __main__
+    again as __mp_main__. Without the guard the worker ran the whole app in bare mode and logged "Session state does
+    not function..." and "missing ScriptRunContext" warnings into the server log."""
+    monkeypatch.setenv("NMNIST_DASHBOARD_HOME", str(home))
+    monkeypatch.chdir(REPO)
+    main = types.ModuleType("__main__")
+    main.__file__ = str(REPO / "app.py")  # what Streamlit's script runner leaves in sys.modules["__main__"]
+    monkeypatch.setitem(sys.modules, "__main__", main)
+    with multiprocessing.get_context("spawn").Pool(1) as pool:
+        pool.apply(os.getpid)
+    err = capfd.readouterr().err
+    assert "Session state does not function" not in err and "missing ScriptRunContext" not in err, err[-2000:]

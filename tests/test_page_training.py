@@ -1,0 +1,315 @@
+"""The Training page through the app's entry point (AppTest), on tiny data the tests write (issues 9, 10 and 11).
+
+Each test failed before its fix: the preset and the run shown were not in the URL; a field error from
+one preset's form showed under the other's; the live view sat under a 1,000 px form; the past runs
+and the comparison were stale while a run trained; the form showed mse_count's rates with ce_rate;
+the end of a run read "max_seconds=60 reached"; a damaged results.json broke the page; a run could
+not be loaded back into the form, deleted, downloaded or tested on other data; 3,000 nested
+brackets in the transform box raised a RecursionError; an unwritable home gave a traceback on Start.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from streamlit.testing.v1 import AppTest
+
+from apphelpers import markup_from_input
+from helpers import write_tiny_dataset
+
+REPO = Path(__file__).resolve().parents[1]
+PAGE = "pages/training.py"
+TIMEOUT = 60
+
+
+@pytest.fixture()
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A data home of its own (a tiny default set, no runs), in use by the app."""
+    home = tmp_path / "home"
+    write_tiny_dataset(home / "simulated")
+    monkeypatch.setenv("NMNIST_DASHBOARD_HOME", str(home))
+    monkeypatch.chdir(REPO)
+    return home
+
+
+def open_training(query: dict[str, str] | None = None) -> AppTest:
+    """A new session on the Training page, opened by a link with ``query``; run once, without an exception."""
+    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=TIMEOUT)
+    for key, value in (query or {}).items():
+        at.query_params[key] = value
+    at.switch_page(PAGE)
+    return ok(at.run())
+
+
+def ok(at: AppTest) -> AppTest:
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def plain(text: str) -> str:
+    """Markdown text as a person reads it (escapes taken out)."""
+    return text.replace("\\", "")
+
+
+def click(at: AppTest, label: str) -> AppTest:
+    return ok(next(b for b in at.button if b.label == label).click().run())
+
+
+def tick_until(at: AppTest, done: Callable[[AppTest], bool], timeout: float = 120.0) -> AppTest:
+    """Rerun (as a fragment's run_every would) until ``done(at)``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        ok(at.run())
+        if done(at):
+            return at
+    raise AssertionError(f"timed out; metrics {metrics(at)}")
+
+
+def param(at: AppTest, name: str) -> str | None:
+    """A query parameter of the page's URL (AppTest hands out a value or a list of them)."""
+    if name not in at.query_params:
+        return None
+    value = at.query_params[name]
+    return value[-1] if isinstance(value, list) else value
+
+
+def metrics(at: AppTest) -> dict[str, str]:
+    return {m.label: m.value for m in at.metric}
+
+
+def walk(node: Any) -> Iterator[Any]:
+    """Every element of the page in the order a person sees them."""
+    yield node
+    children = getattr(node, "children", None)
+    if isinstance(children, dict):
+        for key in sorted(children):
+            yield from walk(children[key])
+
+
+def write_run(home: Path, status: str = "finished", reason: str = "finished all 3 iterations", **changes: Any) -> str:
+    """A ``quick`` run with a checkpoint, metrics and results in ``home/runs``, written directly (no training)."""
+    from core.model import build_model
+    from core.runs import RunStore, make_checkpoint
+    from core.training import PRESETS
+
+    config = dataclasses.replace(PRESETS["quick"], data_root=str(home / "simulated"), max_iters=3).with_overrides(**changes)
+    torch.manual_seed(config.seed)
+    model = build_model(config.model)
+    run = RunStore(home / "runs").create_run(config.preset)
+    run.write_config(config.to_dict())
+    for i in range(3):
+        run.append_metrics({"type": "iteration", "iteration": i, "loss": 2.3 - 0.1 * i, "accuracy": 0.1 * i})
+    confusion = [[1 if i == j else 0 for j in range(10)] for i in range(10)]
+    run.append_metrics({"type": "eval", "iteration": 3, "accuracy": 0.3, "per_class_accuracy": [1.0] * 10,
+                        "confusion": confusion, "samples": 10, "seconds": 0.1})
+    run.save_checkpoint("final", make_checkpoint(model, config.model, iteration=3, train_config=config))
+    run.write_data({"root": str(home / "simulated"), "kind": "simulated", "source": "tests", "train_samples": 30,
+                    "test_samples": 20, "train_found": 30, "test_found": 20})
+    run.write_results({"status": status, "reason": reason, "iterations": 3, "seconds": 1.0, "test_accuracy": 0.3})
+    return run.run_id
+
+
+# ---------------------------------------------------------------- the URL (bug 3)
+
+
+def test_the_preset_and_the_run_shown_are_in_the_url(home: Path) -> None:
+    run_id = write_run(home)
+    at = open_training({"preset": "tutorial", "run": run_id})
+    assert at.selectbox(key="train_preset").value == "tutorial"
+    assert any(h.value == f"Run {run_id}" for h in at.subheader)
+    assert param(at, "preset") == "tutorial" and param(at, "run") == run_id
+    ok(at.selectbox(key="train_preset").set_value("quick").run())
+    assert param(at, "preset") == "quick"
+    ok(at.selectbox(key="train_show").set_value("").run())
+    assert param(at, "run") is None and not any(h.value.startswith("Run ") for h in at.subheader)
+    # a new visitor with the copied link sees the same run
+    again = open_training({"preset": "quick", "run": run_id})
+    assert any(h.value == f"Run {run_id}" for h in again.subheader)
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"preset": "[Sign in](https://evil.example/login)", "run": "../../etc"},
+        {"run": "no-such-run"},
+        {"run": "x" * 5000, "preset": "1e400"},
+    ],
+)
+def test_hostile_preset_and_run_links_fall_back_with_a_word(home: Path, query: dict[str, str]) -> None:
+    at = open_training(query)
+    assert at.selectbox(key="train_preset").value == "quick"
+    assert not any(h.value.startswith("Run ") for h in at.subheader)
+    assert at.warning, "the link's run is not silently dropped"
+    assert not markup_from_input(at, list(query.values()))
+
+
+# ---------------------------------------------------------------- the form (bug 6, fields that apply)
+
+
+def test_a_field_error_stays_with_its_presets_form(home: Path) -> None:
+    at = open_training()
+    at.number_input(key="f_quick_lr").set_value(-1.0)
+    click(at, "Start training")
+    assert [e.value for e in at.error if e.value.startswith("lr:")], "the error shows under the field"
+    ok(at.selectbox(key="train_preset").set_value("tutorial").run())
+    assert not at.error, [e.value for e in at.error]  # the tutorial's valid lr has no error under it
+    ok(at.selectbox(key="train_preset").set_value("quick").run())
+    assert not at.error, [e.value for e in at.error]
+
+
+def test_the_form_shows_essentials_first_and_only_fields_that_apply(home: Path) -> None:
+    at = open_training()
+    keys = {w.key for w in at.number_input}
+    assert at.selectbox(key="f_quick_loss").value == "ce_rate"
+    assert "f_quick_cr" not in keys and "f_quick_ir" not in keys  # mse_count's rates mean nothing with ce_rate
+    more = next(e for e in at.expander if e.label.startswith("More settings"))
+    folded = {w.key for w in more.number_input} | {w.key for w in more.selectbox} | {w.key for w in more.text_area}
+    assert {"f_quick_beta", "f_quick_seed", "f_quick_transform", "f_quick_surrogate"} <= folded
+    assert not {"f_quick_iters", "f_quick_seconds", "f_quick_batch", "f_quick_lr", "f_quick_eval_samples"} & folded
+    assert next(w for w in at.number_input if w.key == "f_quick_eval_samples").label == "test samples (0 = all)"
+    ok(at.selectbox(key="f_quick_loss").set_value("mse_count").run())
+    assert {"f_quick_cr", "f_quick_ir"} <= {w.key for w in at.number_input}
+
+
+def test_nested_brackets_in_the_transform_box_get_a_message(home: Path) -> None:
+    at = open_training()
+    at.text_area(key="f_quick_transform").set_value("[" * 3000 + "]" * 3000)
+    click(at, "Start training")
+    assert any("transform: nested" in plain(e.value) for e in at.error), [e.value for e in at.error]
+    assert not (home / "runs").exists() or not any((home / "runs").iterdir())
+
+
+def test_start_with_a_home_that_cannot_be_written_says_so(home: Path) -> None:
+    (home / "runs").write_text("a file where the runs folder should be")
+    at = open_training()
+    at.number_input(key="f_quick_iters").set_value(1)
+    click(at, "Start training")
+    assert any("cannot write the run folder" in plain(e.value) for e in at.error), [e.value for e in at.error]
+
+
+# ---------------------------------------------------------------- a run shown: its end, its data, its actions
+
+
+def test_the_end_of_a_run_reads_in_words(home: Path) -> None:
+    run_id = write_run(home, reason="stopped at the 60 s time limit after 199 iterations")
+    at = open_training({"run": run_id})
+    assert [s for s in at.success if plain(s.value) == "Finished: stopped at the 60 s time limit after 199 iterations."]
+    assert not any("max_seconds" in plain(t.value) for t in [*at.caption, *at.markdown, *at.success])
+    captions = " ".join(plain(c.value) for c in at.caption)
+    assert "simulated from tests" in captions and "30 train and 20 test samples" in captions
+
+
+def test_a_damaged_run_is_listed_as_damaged_and_breaks_nothing(home: Path) -> None:
+    sound = write_run(home)
+    damaged = write_run(home)
+    (home / "runs" / damaged / "results.json").write_text(json.dumps({"iterations": "lots"}))
+    at = open_training()
+    table = at.dataframe[0].value
+    row = table[table["run"] == damaged].iloc[0]
+    assert row["status"] == "damaged" and "iterations is 'lots'" in row["problem"]
+    assert table[table["run"] == sound].iloc[0]["status"] == "finished"
+    at = open_training({"run": damaged})
+    assert any("damaged" in plain(e.value) for e in at.error)
+    (home / "runs" / sound / "results.json").write_text("[1, 2]")
+    open_training({"run": sound})
+
+
+def test_the_run_list_says_what_each_run_trained_on_and_with(home: Path) -> None:
+    write_run(home, lr=0.005, batch_size=8)
+    table = open_training().dataframe[0].value
+    row = table.iloc[0]
+    assert row["data"] == "simulated from tests (simulated)" and row["samples"] == 30
+    assert (row["lr"], row["batch"], row["loss"]) == (0.005, 8, "ce_rate")
+    assert row["transform"] == "Denoise(filter_time=10000) → ToFrame(time_window=30000)"
+
+
+def test_a_runs_settings_load_into_the_form_its_checkpoint_downloads_and_it_deletes(home: Path) -> None:
+    run_id = write_run(home, lr=0.005, batch_size=8, loss="mse_count", eval_samples=20, channels=(6, 16))
+    at = open_training({"run": run_id})
+    download = at.get("download_button")
+    assert download and download[0].proto.label.startswith("Download its checkpoint")
+    ok(at.selectbox(key="train_preset").set_value("tutorial").run())
+    click(at, "Load its settings into the form")
+    assert at.selectbox(key="train_preset").value == "quick"
+    assert at.number_input(key="f_quick_lr").value == 0.005 and at.number_input(key="f_quick_batch").value == 8
+    assert at.number_input(key="f_quick_eval_samples").value == 20
+    assert at.selectbox(key="f_quick_loss").value == "mse_count" and at.number_input(key="f_quick_cr").value == 0.8
+    assert at.session_state["sel_data"] == str(home / "simulated")
+    # fields not on the form come back too: the loaded run is the base of the next one
+    assert at.session_state["train_loaded"]["config"].model.channels == (6, 16)
+    click(at, "Delete it")
+    assert not (home / "runs" / run_id).exists()
+    assert param(at, "run") is None and not any(h.value.startswith("Run ") for h in at.subheader)
+    assert any("was deleted" in plain(i.value) for i in at.info)
+
+
+def test_evaluate_this_run_on_other_data_keeps_the_results_with_the_run(home: Path, tmp_path: Path) -> None:
+    other = write_tiny_dataset(tmp_path / "other", {"Train": 1, "Test": 1}, seed=5)
+    (other / "simulation.json").unlink()  # real-data layout
+    run_id = write_run(home)
+    at = open_training({"run": run_id})
+    # a folder that is not there: a message, not a traceback
+    ok(at.radio(key="train_eval_kind").set_value("folder").run())
+    at.text_input(key="train_eval_folder").input(str(tmp_path / "nowhere"))
+    click(at, "Evaluate")
+    tick_until(at, lambda a: any("The evaluation failed" in plain(e.value) for e in a.error), timeout=60)
+    at.text_input(key="train_eval_folder").input(str(other))
+    at.number_input(key="train_eval_samples").set_value(0)
+    click(at, "Evaluate")
+    tick_until(at, lambda a: any("split" in d.value.columns for d in a.dataframe), timeout=120)
+    table = next(d.value for d in at.dataframe if "split" in d.value.columns)  # the evaluations kept with the run
+    assert table.iloc[0]["samples"] == 10 and table.iloc[0]["split"] == "Test" and 0 <= table.iloc[0]["accuracy"] <= 1
+    assert not table.iloc[0]["trained_on_it"]
+    saved = list((home / "runs" / run_id / "evaluations").glob("*.json"))
+    assert len(saved) == 1 and json.loads(saved[0].read_text())["data_root"] == str(other)
+
+
+# ---------------------------------------------------------------- while a run trains (bug 5, the live view first)
+
+
+@pytest.mark.slow  # starts a real training job
+def test_start_puts_the_live_view_first_and_the_past_runs_follow_it_live(home: Path) -> None:
+    watcher = open_training()  # a second visitor, on the page before the run starts
+    at = open_training()
+    assert not [e for e in at.expander if e.label == "New run"], "no run trains: the form is open"
+    at.number_input(key="f_quick_iters").set_value(100_000)
+    at.number_input(key="f_quick_seconds").set_value(600.0)
+    click(at, "Start training")
+    run_id = at.session_state["train_run"]
+    assert param(at, "run") == run_id
+    order = [getattr(e, "label", None) or getattr(e, "value", None) for e in walk(at.main)]
+    live, form = order.index(f"Run {run_id}"), order.index("New run")
+    assert live < form, "the live view comes before the form"
+    assert not next(e for e in at.expander if e.label == "New run").proto.expanded, "the form folds under it"
+    assert run_id in at.multiselect(key="train_compare").value  # joins the comparison at once
+    tick_until(at, lambda a: metrics(a).get("status") == "running" and int(metrics(a)["iteration"].split()[0]) >= 3)
+
+    # the other visitor's past runs and comparison follow the run while it trains
+    ok(watcher.run())
+    table = watcher.dataframe[0].value
+    row = table[table["run"] == run_id].iloc[0]
+    assert row["status"] == "running" and row["iterations"] >= 3
+    assert run_id in watcher.multiselect(key="train_compare").value
+    first = row["iterations"]
+    time.sleep(2)
+    ok(watcher.run())
+    table = watcher.dataframe[0].value
+    assert table[table["run"] == run_id].iloc[0]["iterations"] > first
+
+    at.button(key="train_stop").click()
+    ok(at.run())
+    tick_until(at, lambda a: metrics(a).get("status") == "stopped")
+    assert [s for s in at.info if plain(s.value).startswith("Stopped by the user after")]
+    assert not [e for e in ok(at.run()).expander if e.label == "New run"], "the run has ended: the form opens again"
+    ok(watcher.run())
+    table = watcher.dataframe[0].value
+    assert table[table["run"] == run_id].iloc[0]["status"] == "stopped"
+    assert run_id in watcher.multiselect(key="train_compare").value
