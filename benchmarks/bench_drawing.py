@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from core import drawing, inference
-    from core.images import load_bundled_mnist, mnist_test_indices
+    from core.images import load_bundled_mnist
     from core.runs import RunStore, default_runs_root
 
     if args.run is not None:

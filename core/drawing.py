@@ -20,7 +20,6 @@ from __future__ import annotations
 import io
 import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -29,7 +28,7 @@ from core.data import read_simulation_info
 from core.events import NMNISTFormatError, decode_nmnist, too_large
 from core.images import DIGIT_BOX, IMAGE_SIZE, center_digit
 from core.inference import Network, run_sample
-from core.limits import check_bytes, format_bytes, limits
+from core.limits import check_bytes, limits
 from core.saccade import SimulationConfig, simulate
 
 CANVAS_SIZE = 280  # the drawing canvas, in screen pixels: 10 x MNIST's 28
@@ -266,8 +265,8 @@ def check_frames(network: Network, events: np.ndarray, limit_bytes: int | None =
 
     A real recording lasts 0.3 s; a crafted one can last hours and make millions of frames.
     """
-    from core.transforms import check_sizes, from_json
     from core.training import transform_steps
+    from core.transforms import check_sizes, from_json
 
     pipeline = from_json(transform_steps(network.transform))
     duration = float(events["t"][-1] - events["t"][0]) if len(events) else 0.0
@@ -363,7 +362,7 @@ def answer_figures(events: np.ndarray, spikes: np.ndarray) -> tuple[Any, Any, An
 
     start, end = (int(events["t"][0]), int(events["t"][-1])) if len(events) else (0, 0)
     edges = np.linspace(start, end, SACCADES + 1) / 1000
-    titles = [f"saccade {k + 1}: {a:,.0f}–{b:,.0f} ms" for k, (a, b) in enumerate(zip(edges[:-1], edges[1:]))]
+    titles = [f"{a:,.0f}–{b:,.0f} ms" for a, b in zip(edges[:-1], edges[1:])]
     frames = figures.event_grid_frames(events, n_time_bins=SACCADES)
     return (figures.event_cloud_figure(events), figures.event_grid_figure(frames, subtitles=titles),
             figures.spike_count_figure(spikes, output_labels(np.asarray(spikes).shape[1])))
@@ -377,8 +376,3 @@ def warm_up() -> None:
 def _first_line(exc: BaseException) -> str:
     lines = str(exc).strip().splitlines()
     return (lines[0] if lines else type(exc).__name__)[:200]
-
-
-def describe_upload(name: str, size: int) -> str:
-    """``name (12.3 kB)``: an upload for a caption (plain text: escape before markdown)."""
-    return f"{Path(name).name} ({format_bytes(size)})"

@@ -222,8 +222,8 @@ class RunInfo:
         """The data it trained on, in short: kind, image source, folder name."""
         kind = {"simulated": "simulated", "nmnist": "N-MNIST"}.get(self.data_kind or "", self.data_kind or "data")
         source = f" from {self.data_source}" if self.data_source else ""
-        folder = "default set" if self.data_root is None else Path(self.data_root).name
-        return f"{kind}{source} ({folder})"
+        default = self.data_root is None or Path(self.data_root) == default_home() / "simulated"
+        return f"{kind}{source} ({'default set' if default else Path(self.data_root).name})"
 
 
 @dataclass(frozen=True)

@@ -115,8 +115,8 @@ def run_ui(runs: list[RunChoice]) -> RunChoice | None:
     linked = st.query_params.get(RUN_PARAM)
     if "draw_run" not in st.session_state:  # the session's first view: the link decides
         if linked and linked not in usable:
-            st.session_state["draw_notice"] = (f"The link names run {linked}, which cannot answer here; the best "
-                                               f"finished run answers instead.")
+            st.session_state["draw_notice"] = (f"The link names run {linked}, which cannot answer here; the default "
+                                               "network answers instead.")
         st.session_state["draw_run"] = linked if linked in usable else default.run_id
     if st.session_state["draw_run"] not in usable:  # deleted meanwhile
         st.session_state["draw_run"] = default.run_id
@@ -191,7 +191,9 @@ def input_ui() -> str:
     if "draw_input" not in st.session_state:
         linked = st.query_params.get(INPUT_PARAM)
         st.session_state["draw_input"] = linked if linked in INPUTS else "draw"
-    st.session_state["draw_input"] = st.session_state["draw_input"]
+    if st.session_state["draw_input"] not in INPUTS:  # a click on the chosen one unselects it: keep it chosen
+        st.session_state["draw_input"] = "draw"
+    st.session_state["draw_input"] = st.session_state["draw_input"]  # kept while another page is shown
     choice = st.segmented_control("Input", list(INPUTS), key="draw_input", format_func=INPUTS.get,
                                   label_visibility="collapsed") or "draw"
     if st.query_params.get(INPUT_PARAM) != choice:
@@ -250,7 +252,8 @@ def events_ui(answer: Answer, digest: str, events: np.ndarray) -> None:
                        "count.")
         with st.container(width=CHART_WIDTH):
             st.plotly_chart(saccades, width="stretch", key="draw_saccades")
-            st.caption("The events of each saccade summed per pixel: ON (brighter) red, OFF (darker) blue.")
+            st.caption("The three saccades, each a third of the recording, its events summed per pixel: ON "
+                       "(brighter) red, OFF (darker) blue.")
     st.plotly_chart(cloud, width="stretch", key="draw_cloud")
 
 
@@ -293,7 +296,7 @@ if run is None:
     right.caption("The answer appears here once a network has been trained.")
     st.stop()
 try:
-    net = draw_network(runs_root, run.run_id, run.checkpoint_stamp)
+    draw_network(runs_root, run.run_id, run.checkpoint_stamp)  # loaded before the first stroke, or refused here
 except NetworkError as exc:
     right.error(escape_markdown(f"Run {run.run_id} cannot answer: {exc.problem}. Choose another network.", limit=600),
                 icon=ERROR_ICON)

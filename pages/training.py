@@ -42,6 +42,13 @@ from pages.common import DEFAULT_DATA, init_selection, require_data, write_query
 COLUMNS = 3  # form fields a row: at 1000 px a number field and its label stay whole
 NO_RUN = ""  # the run chooser's "none shown"
 ERROR_ICON = "⚠️"
+SCROLL_TO_TOP = """<script>
+for (const doc of [document, window.parent && window.parent.document]) {
+  const main = doc && doc.querySelector('[data-testid="stMain"]');
+  if (main) { main.scrollTo({top: 0, behavior: "smooth"}); }
+}
+window.scrollTo({top: 0, behavior: "smooth"});
+</script>"""
 
 init_selection()
 source = require_data()
@@ -89,8 +96,10 @@ def _url_run() -> str | None:
     return value
 
 
-st.session_state.setdefault("train_preset", _url_preset())
-st.session_state.setdefault("train_shown", _url_run())
+if "train_preset" not in st.session_state:  # a session's first run (or back from another page): the link's choices
+    st.session_state["train_preset"] = _url_preset()
+if "train_shown" not in st.session_state:
+    st.session_state["train_shown"] = _url_run()
 st.session_state.setdefault("train_errors", {})
 st.session_state.setdefault("train_message", None)
 st.session_state.setdefault("train_estimate", None)
@@ -131,8 +140,8 @@ def _set_errors(field: str, problem: str) -> None:
     st.session_state["train_errors"] = {"preset": preset_name(), "field": field, "message": message}
 
 
-def config_from_form() -> TrainConfig | None:
-    """The config the form holds, checked against its data; None with the error kept under its field."""
+def config_from_form(check: bool = True) -> TrainConfig | None:
+    """The config the form holds (``check``: checked against its data); None with the error kept under its field."""
     p = preset_name()
     base = base_config(p)
     loss = st.session_state.get(f"f_{p}_loss", base.loss)
@@ -143,7 +152,8 @@ def config_from_form() -> TrainConfig | None:
             values[setting.path] = setting.from_widget(st.session_state[key])
     try:
         config = with_settings(base, {**values, **data_fields()})
-        check_data(config)
+        if check:
+            check_data(config)
     except ConfigError as exc:
         _set_errors(exc.field, exc.problem)
         return None
@@ -159,7 +169,7 @@ def on_estimate() -> None:
 def on_start() -> None:
     """Start a run from the form: its live view goes to the top, the form folds, the run joins the comparison."""
     st.session_state["train_message"] = None
-    config = config_from_form()
+    config = config_from_form(check=False)  # submit checks it against its data
     if config is None:
         return
     try:
@@ -174,6 +184,7 @@ def on_start() -> None:
         st.session_state["train_message"] = ("error", f"Cannot start: {exc}")
         return
     st.session_state["train_run"] = job.run_id
+    st.session_state["train_scroll_top"] = True  # the Start button may sit far down the page
     show_run(job.run_id)
     st.session_state["train_compare"] = [job.run_id, *st.session_state["train_compare"]]
 
@@ -298,9 +309,9 @@ def new_run_ui() -> None:
             # a field folded under More settings, or one not on the form (the data, the memory of a batch)
             where = "More settings → " if errors.get("field") in {s.path for s in more} else ""
             st.error(where + errors["message"], icon=ERROR_ICON)
-        b = st.columns([2, 2, 3])
-        b[0].form_submit_button("Estimate time per iteration", on_click=on_estimate)
-        b[1].form_submit_button("Start training", type="primary", on_click=on_start)
+        b = st.columns(2)
+        b[0].form_submit_button("Estimate time per iteration", on_click=on_estimate, width="stretch")
+        b[1].form_submit_button("Start training", type="primary", on_click=on_start, width="stretch")
 
 
 def _is_text(setting: Setting) -> bool:
@@ -353,7 +364,11 @@ def phase_text(snap: JobSnapshot) -> tuple[float, str]:
     """The progress bar of the phase the job is in: preparing, training or testing, in words."""
     if snap.testing is not None:
         t = snap.testing
-        return (t.done / t.total if t.total else 0.0), f"final test: {t.done:,} of {t.total:,} samples"
+        what = "final test" if snap.status in ("testing", "stopping") else "test"
+        return (t.done / t.total if t.total else 0.0), f"{what}: {t.done:,} of {t.total:,} samples"
+    if snap.status == "testing" or (snap.status == "stopping" and snap.reason and snap.evals
+                                    and snap.evals[-1].iteration == snap.iteration):
+        return 1.0, "saving the weights and the results…"
     if snap.status in ("queued", "preparing") or (snap.status == "stopping" and not snap.iterations):
         p = snap.prepare
         if p is None:
@@ -386,10 +401,10 @@ def draw_job(job: TrainingJob) -> None:
     st.subheader(f"Run {snap.run_id}")
     fraction, text = phase_text(snap)
     if not snap.done:
-        left, right = st.columns([4, 1], vertical_alignment="center")
+        left, right = st.columns([5, 2], vertical_alignment="center")
         left.progress(min(1.0, max(0.0, fraction)), text=text)
         right.button("Stop training", key="train_stop", on_click=job.stop, type="secondary", width="stretch",
-                     help="ends the step in hand, tests and saves; press again to skip the test")
+                     help="stop training: it ends the step in hand, tests and saves; press again to skip the test")
     else:
         ending_ui(snap.status, snap.ending or "")
     job_metrics(snap)
@@ -457,8 +472,8 @@ def confusion_ui(confusion: Any, per_class: Any, key: str) -> None:
 def run_actions(run_id: str, run_dir: Path) -> None:
     """Load its settings into the form, download its checkpoint, delete it; test it on other data."""
     cols = st.columns(3)
-    cols[0].button("Load its settings into the form", key=f"train_load_{run_id}", on_click=load_settings, args=(run_id,),
-                   width="stretch")
+    cols[0].button("Load its settings", key=f"train_load_{run_id}", on_click=load_settings, args=(run_id,),
+                   width="stretch", help="into the form below (its data too), to change a value and start again")
     checkpoint = next((run_dir / f"{n}.pt" for n in ("best", "final") if (run_dir / f"{n}.pt").is_file()), None)
     if checkpoint is not None:
         try:
@@ -466,10 +481,11 @@ def run_actions(run_id: str, run_dir: Path) -> None:
         except OSError:
             data = None
         if data is not None:
-            cols[1].download_button(f"Download its checkpoint ({checkpoint.name})", data, file_name=f"{run_id}-{checkpoint.name}",
+            cols[1].download_button("Download checkpoint", data, file_name=f"{run_id}-{checkpoint.name}",
                                     mime="application/octet-stream", key=f"train_download_{run_id}", on_click="ignore",
-                                    width="stretch", help="torch.save of a dict of weights; core.runs.load_checkpoint reads it")
-    with cols[2].popover("Delete this run", width="stretch"):
+                                    width="stretch", help=f"{checkpoint.name}: torch.save of a dict of weights; "
+                                                          "core.runs.load_checkpoint reads it")
+    with cols[2].popover("Delete run", width="stretch"):
         st.write(f"Delete run {escape_markdown(run_id)} and its checkpoints for good?")
         st.button("Delete it", key=f"train_delete_{run_id}", on_click=delete_run, args=(run_id,), type="primary")
     if checkpoint is not None:
@@ -710,3 +726,7 @@ with st.expander("New run", expanded=False) if active is not None else st.contai
 estimate_ui()
 
 past_runs_ui()
+
+# After Start, the live view is at the top of the page: bring it where the eye is, once (a fixed script, no input in it).
+if st.session_state.pop("train_scroll_top", False):
+    st.html(SCROLL_TO_TOP, unsafe_allow_javascript=True)

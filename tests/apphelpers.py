@@ -49,6 +49,28 @@ _PARAM_PATTERNS = (
 )
 
 
+def page_words(max_length: int = 40) -> tuple[str, ...]:
+    """The short literals in tuples and lists of app.py and pages/*.py: tab labels, option names, slider values.
+
+    Valid values matter to a fuzzer too: a tab, preset or run named in the link
+    opens a part of a page that the default view never runs.
+    """
+    import ast
+
+    words: dict[str, None] = {}
+    for path in [APP, *sorted((REPO / "pages").glob("*.py"))]:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, (ast.Tuple, ast.List, ast.Set)):  # option lists: tab labels, slider values
+                continue
+            for item in node.elts:
+                if isinstance(item, ast.Constant) and isinstance(item.value, (str, int, float)) and not isinstance(
+                        item.value, bool):
+                    text = str(item.value)
+                    if 0 < len(text) <= max_length and "\n" not in text:
+                        words[text] = None
+    return tuple(words)
+
+
 def page_query_params() -> tuple[str, ...]:
     """Every query parameter name the pages' source reads or binds (found by pattern, so new ones are fuzzed too)."""
     names: dict[str, None] = {}

@@ -72,7 +72,7 @@ def test_a_copied_link_reproduces_the_view(page, browser, server: str) -> None:
     print("\nsettle times: " + ", ".join(f"{k} {v:.2f} s" for k, v in settle_times.items()))
     shown = params(page)
     assert shown["digit"] == "7" and shown["sample"] == "1" and shown["view"] == "Event rate" and shown["bin_ms"] == "2"
-    caption = page.get_by_text("Train recording").inner_text()
+    caption = page.locator("[data-testid='stSidebar']").get_by_text("Train recording").inner_text()
     events = page.locator("[data-testid='stMetricValue']").nth(1).inner_text()
     link = page.url
     no_exception(page)
@@ -82,7 +82,7 @@ def test_a_copied_link_reproduces_the_view(page, browser, server: str) -> None:
     open_page(elsewhere, server, link.split("/", 3)[3])
     assert selected_tab(elsewhere) == "Event rate"
     assert elsewhere.locator(".st-key-bin_ms [data-testid='stSliderThumbValue']").inner_text() == "2"
-    assert elsewhere.get_by_text("Train recording").inner_text() == caption
+    assert elsewhere.locator("[data-testid='stSidebar']").get_by_text("Train recording").inner_text() == caption
     assert elsewhere.locator("[data-testid='stMetricValue']").nth(1).inner_text() == events
     assert elsewhere.locator("[data-testid='stMetricValue']").first.inner_text() == "7"
     expect()(elsewhere.locator(".js-plotly-plot").first).to_be_visible()

@@ -16,7 +16,7 @@ from PIL import Image
 from core import drawing
 from core.data import SIMULATION_MARKER
 from core.drawing import DrawingError, Vote
-from core.events import NMNISTFormatError, OVERFLOW_Y, encode_nmnist, make_events
+from core.events import OVERFLOW_Y, NMNISTFormatError, encode_nmnist, make_events
 from core.images import DIGIT_BOX, IMAGE_SIZE, load_bundled_mnist
 from core.inference import load_network, run_sample
 from core.limits import LimitExceeded

@@ -252,3 +252,15 @@ def test_the_draw_and_training_pages_share_one_training_registry() -> None:
         return ast.get_source_segment(text, node, padded=True)
 
     assert registry_source("pages/draw.py") == registry_source("pages/training.py")
+
+
+def test_the_input_is_in_the_link_and_a_click_on_the_chosen_one_keeps_it(home: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    with_run(home)
+    at = open_page(home, monkeypatch, input="upload")
+    assert at.button_group(key="draw_input").value == "upload" and at.get("file_uploader")
+    at.button_group(key="draw_input").set_value(None).run()  # a click on the chosen option unselects it
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.session_state["draw_input"] == "draw" and at.query_params["input"] == "draw"
+    at = open_page(home, monkeypatch, input="<script>")  # a link with no such input: drawing
+    assert at.button_group(key="draw_input").value == "draw"

@@ -14,12 +14,11 @@ import os
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from core.runs import RunFolder
 from core.training.config import TrainConfig
 from core.training.loop import run_training
-from typing import Any
-
 from core.training.records import (
     ACTIVE_STATES,
     FINAL_STATES,

@@ -51,7 +51,7 @@ from core.transforms import from_json
 
 SAVE_RESERVE_SECONDS = 1.0  # kept free at the end of a time-bounded run for final.pt and results.json
 EVAL_BATCH = 128  # tests run in batches of at least this many samples (forward only: 2-3x faster per sample than 16)
-TEST_COST_GUESS = 0.3  # before any test: a test sample costs about this share of a training sample (measured 0.1-0.3)
+TEST_COST_GUESS = 0.2  # before any test: a test sample costs about this share of a training sample (measured 0.1-0.15)
 CHANCE_AFTER = 200  # iterations: a run still at chance accuracy by then (and since) has diverged
 CHANCE_WINDOW = 100  # iterations the chance check averages over
 STUCK_WINDOW = 50  # iterations of one unchanging loss (a dead network) at chance: diverged
