@@ -25,7 +25,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -140,8 +140,17 @@ _grid_jit: Any = None
 _search_left_jit: Any = None
 
 
+class _Kernels(NamedTuple):
+    """The compiled loops, by name."""
+
+    denoise_mask: Any
+    refractory_mask: Any
+    accumulate: Any
+    time_bounds: Any
+
+
 @functools.cache
-def _kernels() -> Any:
+def _kernels() -> _Kernels:
     """Compile the loops above (or load them from numba's disk cache), on first use.
 
     Importing numba costs about a second, so ``import core.functional`` stays light
@@ -156,7 +165,7 @@ def _kernels() -> Any:
     jit = numba.njit(cache=True, nogil=True)
     _grid_jit = jit(_grid)
     _search_left_jit = jit(_search_left)
-    return jit(_denoise_mask), jit(_refractory_mask), jit(_accumulate), jit(_time_bounds)
+    return _Kernels(jit(_denoise_mask), jit(_refractory_mask), jit(_accumulate), jit(_time_bounds))
 
 
 def warm_up() -> None:
@@ -217,20 +226,20 @@ def denoise(events: np.ndarray, filter_time: float = 10000) -> np.ndarray:
     this recording, and every pixel's memory starts at ``filter_time``, so an
     event earlier than ``filter_time`` with any neighbour on that grid is kept.
     """
-    return _filter_events(events, 0, filter_time, "denoise_numpy")
+    return _filter_events(events, "denoise_mask", filter_time, "denoise_numpy")
 
 
 def refractory_period(events: np.ndarray, refractory_period: float) -> np.ndarray:
     """Exactly ``tonic.functional.refractory_period_numpy``: drop events within the period of the pixel's last one."""
-    return _filter_events(events, 1, refractory_period, "refractory_period_numpy")
+    return _filter_events(events, "refractory_mask", refractory_period, "refractory_period_numpy")
 
 
-def _filter_events(events: np.ndarray, kernel: int, parameter: float, tonic_function: str) -> np.ndarray:
+def _filter_events(events: np.ndarray, kernel: str, parameter: float, tonic_function: str) -> np.ndarray:
     """Keep the events a mask kernel selects; tonic's own function (imported only then) where it cannot index them."""
     if len(events) == 0:
         return events.copy()
     if _kernel_ready(events):
-        ok, keep = _kernels()[kernel](_int64(events["x"]), _int64(events["y"]), events["t"], _scalar(parameter))
+        ok, keep = getattr(_kernels(), kernel)(_int64(events["x"]), _int64(events["y"]), events["t"], _scalar(parameter))
         if ok:
             return _take(events, keep)
     import tonic.functional
@@ -265,7 +274,7 @@ def _slice_bounds(
         rounding = math.ceil if include_incomplete else math.floor
         n_slices = max(rounding((duration - time_window) / stride) + 1, 1)
         if t.dtype in (np.int64, np.float64) and all(_is_plain_number(v) for v in (stride, start, time_window)):
-            ok, starts, ends = _kernels()[3](t, n_slices, _scalar(stride), _scalar(start), _scalar(time_window))
+            ok, starts, ends = _kernels().time_bounds(t, n_slices, _scalar(stride), _scalar(start), _scalar(time_window))
             if ok:
                 return starts, ends
         window_start_times = np.arange(n_slices) * stride + start
@@ -361,7 +370,7 @@ def to_frame(
         overlap, include_incomplete, start_time, end_time,
     )
     frames = np.zeros((len(starts), polarities, height, width), dtype=np.int16)
-    if _kernels()[2](frames, _int64(x), _int64(y), p, starts, ends):
+    if _kernels().accumulate(frames, _int64(x), _int64(y), p, starts, ends):
         return frames
     return _tonic_to_frame(*fallback)  # an index off the sensor: tonic wraps or raises
 

@@ -43,8 +43,7 @@ def test_the_tutorial_pipeline_shows_every_value_whole(page, server: str, width:
     open_page(page, server, "transforms")
     no_exception(page)
     expect()(page.get_by_text("frames (T)")).to_be_visible()
-    values = page.locator("[data-testid='stMetricValue']")
-    assert values.count() == 4
+    expect()(page.locator("[data-testid='stMetricValue']")).to_have_count(4)  # waits: a busy machine draws late
     assert truncated(page) == [], truncated(page)
     shoot(page, f"transforms-tutorial-{width}")
 

@@ -94,7 +94,7 @@ def walk(node: Any) -> Iterator[Any]:
             yield from walk(children[key])
 
 
-def write_run(home: Path, status: str = "finished", reason: str = "finished all 3 iterations", **changes: Any) -> str:
+def write_run(home: Path, status: str = "finished", reason: str = "all 3 iterations done", **changes: Any) -> str:
     """A ``quick`` run with a checkpoint, metrics and results in ``home/runs``, written directly (no training)."""
     from core.model import build_model
     from core.runs import RunStore, make_checkpoint

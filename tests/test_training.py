@@ -101,7 +101,7 @@ def test_one_real_training_step_writes_a_complete_run(tiny_config: TrainConfig, 
     assert job.join(timeout=300), "the job should end"
     snap = job.snapshot()
     assert snap.status == "finished", snap.log
-    assert snap.reason == "finished all 3 iterations" and snap.ending == "Finished: finished all 3 iterations."
+    assert snap.reason == "all 3 iterations done" and snap.ending == "Finished: all 3 iterations done."
     assert [r.iteration for r in snap.iterations] == [0, 1, 2]
     for r in snap.iterations:
         assert math.isfinite(r.loss) and 0.0 <= r.accuracy <= 1.0 and r.seconds > 0 and r.samples_per_second > 0

@@ -232,7 +232,7 @@ def test_endings_read_as_sentences() -> None:
     assert describe_ending("finished", "stopped at the 60 s time limit after 199 iterations", None, 199) == (
         "Finished: stopped at the 60 s time limit after 199 iterations."
     )
-    assert describe_ending("finished", "finished all 1,000 iterations", None, 1000) == "Finished: finished all 1,000 iterations."
+    assert describe_ending("finished", "all 1,000 iterations done", None, 1000) == "Finished: all 1,000 iterations done."
     assert describe_ending("stopped", "stopped by the user", None, 57) == "Stopped by the user after 57 iterations."
     assert describe_ending("diverged", "the loss became nan", None, 3).startswith("Diverged after 3 iterations: the loss")
     assert describe_ending("failed", "failed: x", "OSError: y", 1) == "Failed after 1 iteration: OSError: y."
