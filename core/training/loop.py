@@ -49,7 +49,7 @@ from core.training.config import (
 from core.training.records import EvalRecord, IterationRecord, JobSnapshot, Outcome, PrepareProgress
 from core.transforms import from_json
 
-SAVE_RESERVE_SECONDS = 1.0  # kept free at the end of a time-bounded run for final.pt and results.json
+SAVE_RESERVE_SECONDS = 2.0  # kept free at the end of a time-bounded run: final.pt, results.json, a page showing the end
 EVAL_BATCH = 128  # tests run in batches of at least this many samples (forward only: 2-3x faster per sample than 16)
 TEST_MARGIN = 1.5  # the final test is given this many times its estimate (a busy machine slows it unevenly)
 TEST_COST_GUESS = 0.2  # before any test: a test sample costs about this share of a training sample (measured 0.1-0.15)
