@@ -275,6 +275,9 @@ st.title("Draw a digit")
 warm_up_simulator()
 reg = registry(str(default_runs_root()))
 runs_root = str(reg.store.root)
+last_job = reg.current()
+if last_job is not None and not last_job.active and not draw_run_choices(runs_root):
+    draw_run_choices.clear()  # a training that ended within the cache's few seconds: its run answers now
 with st.sidebar:
     run = run_ui(draw_run_choices(runs_root))
 if run is None:
