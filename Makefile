@@ -13,6 +13,8 @@ PROJECT_HASH := $(shell (echo $(CURDIR); cat pyproject.toml) | sha256sum | cut -
 PROJECT_STAMP := $(VENV)/.project-$(PROJECT_HASH)
 SHARED_DATA ?= $(abspath ../shared/data)
 PORT ?= 8501
+# Test files run in parallel, one file per worker process (module fixtures are made once): WORKERS=0 runs serially.
+WORKERS ?= auto
 PYTEST := NMNIST_SHARED_DATA=$${NMNIST_SHARED_DATA:-$(SHARED_DATA)} $(PY) -m pytest
 
 .PHONY: venv run test test-fast lint bench data clean
@@ -37,10 +39,10 @@ run: venv
 	$(PY) -m streamlit run app.py --server.port $(PORT)
 
 test: venv
-	$(PYTEST) -q
+	$(PYTEST) -q -n $(WORKERS) --dist loadfile
 
 test-fast: venv
-	$(PYTEST) -q -m "not slow and not browser"
+	$(PYTEST) -q -n $(WORKERS) --dist loadfile -m "not slow and not browser"
 
 lint: venv
 	$(VENV)/bin/ruff check .

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from core.events import NMNISTFormatError, read_nmnist, summarize_nmnist
-from core.files import default_home, read_json, temp_name
+from core.files import default_home, read_json, temp_name, user_path
 
 log = logging.getLogger(__name__)
 
@@ -117,14 +117,14 @@ class DataSource:
     kind: str  # "simulated" (made by core.saccade, has simulation.json) | "nmnist" (real recordings)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "root", Path(self.root).expanduser())
+        object.__setattr__(self, "root", user_path(self.root))
         if self.kind not in SOURCE_KINDS:
             raise ValueError(f"DataSource.kind must be one of {SOURCE_KINDS}, got {self.kind!r}")
 
     @classmethod
     def detect(cls, root: str | os.PathLike[str]) -> DataSource:
         """The source at ``root``: simulated if it holds ``simulation.json``, else real N-MNIST."""
-        root = Path(root).expanduser()
+        root = user_path(root)
         return cls(root, "simulated" if (root / SIMULATION_MARKER).is_file() else "nmnist")
 
     @property
@@ -174,7 +174,10 @@ def check_folder(text: str) -> SourceCheck:
         return SourceCheck(None, "Type the folder that holds NMNIST/Train and NMNIST/Test.")
     if "\0" in text:
         return SourceCheck(None, "A folder name cannot contain a NUL character.")
-    root = Path(text).expanduser()
+    try:
+        root = user_path(text)
+    except ValueError as exc:
+        return SourceCheck(None, str(exc))
     try:
         if not root.is_dir():
             return SourceCheck(None, f"{root} is not a folder. The {layout_hint(root)}.")
@@ -325,7 +328,7 @@ class NMNISTFolder:
         skip_bad: bool = False,
     ) -> None:
         _check_split(split)
-        self.root = Path(root).expanduser()
+        self.root = user_path(root)
         self.split = split
         self.transform = transform
         self.skip_bad = skip_bad
@@ -451,7 +454,7 @@ def dataset_stats(root: str | os.PathLike[str], progress: Progress | None = None
 
     ``progress(done, total)`` counts files over both splits.
     """
-    root = Path(root).expanduser()
+    root = user_path(root)
     present = _present_splits(root)
     sets = {s: NMNISTFolder(root, s) for s in present}
     total = sum(len(d) for d in sets.values())
@@ -475,7 +478,7 @@ def validate(root: str | os.PathLike[str]) -> list[tuple[str, str]]:
     (:func:`core.limits.limits`) are bad files like any other; an oversized file is
     refused from its size, without reading it.
     """
-    root = Path(root).expanduser()
+    root = user_path(root)
     problems: list[tuple[str, str]] = []
     for split in _present_splits(root):
         for digit in CLASSES:
@@ -573,7 +576,7 @@ def download_nmnist(
     the very path tonic expects, then let ``tonic.datasets.NMNIST`` verify and extract it.
     Offline, raises :class:`DataUnavailableError` within about ``timeout`` seconds.
     """
-    root = Path(root).expanduser()
+    root = user_path(root)
     for split in splits:
         _check_split(split)
     # Check before importing tonic (seconds), so that offline the answer is quick.
@@ -644,7 +647,7 @@ def generate_simulated(
     """
     from core.saccade import generate_dataset  # lazy: the simulator is only needed to generate
 
-    out = Path(out).expanduser().absolute()
+    out = user_path(out).absolute()
     if not _replaceable(out):
         raise FileExistsError(f"{out} exists and is not a simulated data set; choose an empty or new folder")
     out.parent.mkdir(parents=True, exist_ok=True)

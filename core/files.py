@@ -99,3 +99,15 @@ def default_home() -> Path:
     """Where the app keeps its data: ``$NMNIST_DASHBOARD_HOME``, else ``<repo>/.data``."""
     env = os.environ.get("NMNIST_DASHBOARD_HOME")
     return Path(env).expanduser() if env else REPO_ROOT / ".data"
+
+
+def user_path(path: PathLike) -> Path:
+    """``path`` with a leading ``~`` or ``~user`` expanded, as a shell would.
+
+    Raises ValueError (naming the path) where ``~user`` names no user: pathlib raises RuntimeError there, which
+    callers that check folders typed by a person do not expect.
+    """
+    try:
+        return Path(path).expanduser()
+    except RuntimeError:
+        raise ValueError(f"{path}: there is no user named {str(path)[1:].split('/')[0]!r} on this machine") from None

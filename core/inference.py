@@ -22,7 +22,7 @@ import torch
 
 from core import figures
 from core.data import SIMULATION_MARKER, DataSource, default_source, read_simulation_info
-from core.files import read_json
+from core.files import read_json, user_path
 from core.images import mnist_test_indices
 from core.jobs import ProgressJob
 from core.model import ModelConfig, build_model
@@ -79,7 +79,7 @@ class TrainingData:
     def same_folder(self, root: Path) -> bool:
         """Whether ``root`` is this data's folder."""
         try:
-            return Path(root).expanduser().resolve() == self.root.resolve()
+            return user_path(root).resolve() == self.root.resolve()
         except (OSError, RuntimeError):  # a symlink loop
             return False
 
@@ -92,7 +92,7 @@ def training_data(config: TrainConfig, run: RunInfo | None = None) -> TrainingDa
     own ``simulation.json``.
     """
     recorded = getattr(run, "data_root", None)
-    root = Path(recorded or config.data_root or default_source().root).expanduser()
+    root = user_path(recorded or config.data_root or default_source().root)
     try:
         present = root.is_dir()
         simulated = (root / SIMULATION_MARKER).is_file()

@@ -11,11 +11,14 @@ an environment variable ``NMNIST_LIMIT_<FIELD>`` in bytes (e.g.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass
 
 MIB = 2**20
 GIB = 2**30
+TIB = 2**40
+PIB = 2**50
 
 
 @dataclass(frozen=True)
@@ -40,8 +43,13 @@ class LimitExceeded(ValueError):
 
 
 def format_bytes(n: float) -> str:
-    """Bytes for a person: 1.4 GB, 256 MB, 12 kB (binary units, written as people say them)."""
-    for unit, size in (("GB", GIB), ("MB", MIB), ("kB", 1024)):
+    """Bytes for a person: 1.4 GB, 256 MB, 12 kB (binary units, written as people say them); an estimate beyond
+    petabytes (a hostile size) in powers of ten, never a 30-digit number."""
+    if not math.isfinite(n):
+        return "an unbounded number of bytes"
+    if n >= 1000 * PIB:
+        return f"{n / PIB:.1e} PB"
+    for unit, size in (("PB", PIB), ("TB", TIB), ("GB", GIB), ("MB", MIB), ("kB", 1024)):
         if n >= size:
             return f"{n / size:,.1f} {unit}"
     return f"{int(n)} bytes"
@@ -55,7 +63,7 @@ def limits() -> Limits:
         if raw:
             try:
                 changes[field.name] = max(0, int(float(raw)))
-            except ValueError:
+            except (ValueError, OverflowError):  # "lots", "inf"
                 pass  # a malformed override keeps the default rather than stopping the server
     return dataclasses.replace(Limits(), **changes)
 

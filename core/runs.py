@@ -127,16 +127,28 @@ _GLOBAL = re.compile(r"GLOBAL ([\w.]+)")
 def refusal(exc: BaseException) -> str:
     """Why ``torch.load(weights_only=True)`` refused a file, in this app's words (never advice to load it anyway)."""
     text = str(exc)
-    if "weights only" in text.lower() or "weights_only" in text or "GLOBAL" in text:
-        found = _GLOBAL.search(text)
+    found = _GLOBAL.search(text)
+    # torch says "Weights only load failed" for random bytes too ("Unsupported operand 207"): only a named global
+    # (a class or function the file asks to be imported) means the file holds objects that need code.
+    if found or ("weights only" in text.lower() and "unsupported operand" not in text.lower()):
         what = f" ({found.group(1)})" if found else ""
         return (
             f"refused: it holds Python objects{what} that only running code could rebuild, and this app reads "
             "nothing but plain weights and numbers from a checkpoint, so that no file can run code here; "
             "it was not saved by this app, or it was changed since"
         )
-    first = next((line.strip() for line in text.splitlines() if line.strip()), type(exc).__name__)
-    return f"not a readable checkpoint: the file is damaged or not a PyTorch file ({first[:160]})"
+    return f"not a readable checkpoint: the file is damaged or not a PyTorch file ({_damage(text, exc)})"
+
+
+def _damage(text: str, exc: BaseException) -> str:
+    """The line of torch's message that says what is wrong with the bytes, without its advice to load unsafely."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if "WeightsUnpickler error:" in text:
+        after = text.split("WeightsUnpickler error:", 1)[1]
+        lines = [line.strip() for line in after.splitlines() if line.strip()]
+    lines = [line for line in lines if "weights_only" not in line and "Weights only load failed" not in line]
+    first = lines[0] if lines else type(exc).__name__
+    return first.split(". ")[0][:160]
 
 
 def check_architecture(path: str | os.PathLike[str], state_dict: Mapping[str, torch.Tensor], model: torch.nn.Module) -> None:

@@ -162,6 +162,44 @@ def open_page(page: str, query: Mapping[str, str | list[str]] | None = None, tim
     return at
 
 
+def ok(at: AppTest) -> AppTest:
+    """``at`` after asserting that its last run showed no exception."""
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def metrics(at: AppTest) -> dict[str, str]:
+    """The page's metrics, label -> value as shown."""
+    return {m.label: m.value for m in at.metric}
+
+
+def param(at: AppTest, name: str) -> str | None:
+    """A query parameter of the page's URL (AppTest hands out a value or a list of them); None if absent."""
+    if name not in at.query_params:
+        return None
+    value = at.query_params[name]
+    return value[-1] if isinstance(value, list) else value
+
+
+def plain(markdown: str) -> str:
+    """What a person reads of markdown that escapes outside text (core.text.escape_markdown): no backslashes."""
+    return re.sub(r"\\(.)", r"\1", markdown)
+
+
+def page_text(at: AppTest) -> str:
+    """Everything the page wrote in captions, alerts and markdown, as its markdown source."""
+    return "\n".join(texts(at, "caption", "info", "warning", "error", "markdown", "success"))
+
+
+def walk(node: Any) -> Iterator[Any]:
+    """Every element of the page (``at._tree`` or a block) in the order a person sees them."""
+    yield node
+    children = getattr(node, "children", None)
+    if isinstance(children, dict):
+        for key in sorted(children):
+            yield from walk(children[key])
+
+
 def exceptions(at: AppTest) -> list[str]:
     """The exception elements of the last run: message and the last lines of the traceback."""
     return [f"{e.value}\n" + "\n".join(e.stack_trace[-6:]) for e in at.exception]
@@ -195,14 +233,6 @@ _PLAIN = frozenset({"Text", "Code", "Json", "DataFrame", "Arrow", "ArrowTable", 
 _LATEX = 3  # Markdown.Type.LATEX: KaTeX, not markdown
 
 
-def _walk(node: Any) -> Iterator[Any]:
-    yield node
-    children = getattr(node, "children", None)
-    if isinstance(children, dict):
-        for child in children.values():
-            yield from _walk(child)
-
-
 def _is_repeated(descriptor: Any) -> bool:
     repeated = getattr(descriptor, "is_repeated", None)  # protobuf >= 5.28; `label` is deprecated there
     return bool(repeated) if repeated is not None else descriptor.label == descriptor.LABEL_REPEATED
@@ -227,7 +257,7 @@ def rendered_markdown(at: AppTest) -> list[tuple[str, str, bool]]:
     roots = [tree] if tree is not None else [at.main, at.sidebar]
     found = []
     for root in roots:
-        for node in _walk(root):
+        for node in walk(root):
             proto = getattr(node, "proto", None)
             if proto is None or not hasattr(proto, "DESCRIPTOR"):
                 continue

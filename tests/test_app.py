@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import re
 import time
 from pathlib import Path
 
@@ -11,6 +10,7 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
+from apphelpers import metrics, plain
 from helpers import write_tiny_dataset
 
 REPO = Path(__file__).resolve().parents[1]
@@ -46,11 +46,6 @@ def own_home(tmp_path: Path) -> Path:
     return home
 
 
-def shown(markdown: str) -> str:
-    """The text a person reads in markdown that escapes outside text (core.text.escape_markdown): no backslashes."""
-    return re.sub(r"\\(.)", r"\1", markdown)
-
-
 def run_page(at: AppTest, page: str) -> AppTest:
     at.switch_page(page)
     at.run()
@@ -58,15 +53,17 @@ def run_page(at: AppTest, page: str) -> AppTest:
     return at
 
 
+@pytest.mark.slow
 def test_home_shows_default_data_and_statistics(app: AppTest, home: Path) -> None:
     at = app.run()
     assert not at.exception, [e.value for e in at.exception]
-    assert any("Simulated N-MNIST" in shown(s.value) and str(home / "simulated") in shown(s.value) for s in at.success)
-    metrics = {m.label: m.value for m in at.metric}
-    assert metrics["samples"] in ("30", "20")
+    assert any("Simulated N-MNIST" in plain(s.value) and str(home / "simulated") in plain(s.value) for s in at.success)
+    shown = metrics(at)
+    assert shown["samples"] in ("30", "20")
     assert at.query_params["data"] == ["simulated"] or at.query_params["data"] == "simulated"
 
 
+@pytest.mark.slow
 def test_home_bad_folder_says_where_files_go(app: AppTest, tmp_path: Path) -> None:
     at = app.run()
     at.radio(key="home_kind").set_value("Real N-MNIST in a folder").run()
@@ -76,6 +73,7 @@ def test_home_bad_folder_says_where_files_go(app: AppTest, tmp_path: Path) -> No
     assert at.session_state["sel_data"] == "simulated"  # still on the default
 
 
+@pytest.mark.slow
 def test_home_switches_to_a_real_folder(app: AppTest, tmp_path: Path) -> None:
     real = tmp_path / "real"
     write_tiny_dataset(real, {"Train": 1, "Test": 1}, seed=3)
@@ -85,32 +83,33 @@ def test_home_switches_to_a_real_folder(app: AppTest, tmp_path: Path) -> None:
     at.text_input(key="home_folder").input(str(real)).run()
     assert not at.exception, [e.value for e in at.exception]
     assert at.session_state["sel_data"] == str(real)
-    assert any("N-MNIST (" in shown(s.value) and str(real) in shown(s.value) for s in at.success)
+    assert any("N-MNIST (" in plain(s.value) and str(real) in plain(s.value) for s in at.success)
     # the Events page now shows that folder's recordings
     run_page(at, "pages/events.py")
-    assert {m.label: m.value for m in at.metric}["events"] == f"{1500:,}"
+    assert metrics(at)["events"] == f"{1500:,}"
 
 
+@pytest.mark.slow
 def test_events_page_sample_selection(app: AppTest) -> None:
     at = run_page(app, "pages/events.py")
-    metrics = {m.label: m.value for m in at.metric}
-    assert metrics["label"] == "0" and metrics["events"] == f"{1500:,}"
+    shown = metrics(at)
+    assert shown["label"] == "0" and shown["events"] == f"{1500:,}"
     # pick a class: the sample jumps to the first of that digit
     at.selectbox(key="sel_digit").select("7").run()
     assert not at.exception
-    assert {m.label: m.value for m in at.metric}["label"] == "7"
-    assert {m.label: m.value for m in at.metric}["events"] == f"{1500 + 700:,}"
+    assert metrics(at)["label"] == "7"
+    assert metrics(at)["events"] == f"{1500 + 700:,}"
     # random sample stays within the class; the URL follows
     at.button(key="random_sample").click().run()
     assert not at.exception
-    assert {m.label: m.value for m in at.metric}["label"] == "7"
+    assert metrics(at)["label"] == "7"
     assert at.query_params["digit"] in ("7", ["7"])
     # test split, by index
     at.radio(key="sel_split").set_value("Test").run()
     at.selectbox(key="sel_digit").select("any").run()
     at.number_input(key="sel_sample").set_value(5).run()
     assert not at.exception
-    assert {m.label: m.value for m in at.metric}["label"] == "2"  # Test has 2 per class: index 5 is a 2
+    assert metrics(at)["label"] == "2"  # Test has 2 per class: index 5 is a 2
     assert [c.key for c in at.get("plotly_chart")] == ["events_cloud"]  # only the open tab is drawn
     # the link of this view, on the raw events tab: the same sample, and its CSV download
     table = AppTest.from_file(str(REPO / "app.py"), default_timeout=TIMEOUT)
@@ -118,7 +117,7 @@ def test_events_page_sample_selection(app: AppTest) -> None:
         table.query_params[name] = value
     table.query_params["view"] = "Raw events"
     run_page(table, "pages/events.py")
-    assert {m.label: m.value for m in table.metric}["label"] == "2"
+    assert metrics(table)["label"] == "2"
     assert table.get("download_button")
 
 
@@ -131,11 +130,7 @@ def test_events_page_reads_the_url(home: Path, monkeypatch: pytest.MonkeyPatch) 
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     assert at.session_state["sel_split"] == "Test" and at.session_state["sel_sample"] == 13
-    assert {m.label: m.value for m in at.metric}["label"] == "6"
-
-
-def _metrics(at: AppTest) -> dict[str, str]:
-    return {m.label: m.value for m in at.metric}
+    assert metrics(at)["label"] == "6"
 
 
 def _submit(at: AppTest, label: str) -> AppTest:
@@ -152,7 +147,7 @@ def _tick_until(at: AppTest, done, timeout: float = 90.0) -> AppTest:
         assert not at.exception, [e.value for e in at.exception]
         if done(at):
             return at
-    raise AssertionError(f"timed out; metrics {_metrics(at)}")
+    raise AssertionError(f"timed out; metrics {metrics(at)}")
 
 
 @pytest.mark.slow
@@ -173,10 +168,10 @@ def test_training_estimate_start_finish_and_compare(own_home: Path, monkeypatch:
     _submit(at, "Start training")
     assert not at.exception, [e.value for e in at.exception]
     run_id = at.session_state["train_run"]
-    _tick_until(at, lambda a: _metrics(a).get("status") == "finished")
-    metrics = _metrics(at)
-    assert metrics["iteration"] == "3 / 3"
-    assert float(metrics["loss"]) > 0
+    _tick_until(at, lambda a: metrics(a).get("status") == "finished")
+    shown = metrics(at)
+    assert shown["iteration"] == "3 / 3"
+    assert float(shown["loss"]) > 0
     assert any("Test accuracy" in m.value for m in at.markdown)
     assert at.dataframe  # the past runs table
     assert run_id in at.multiselect(key="train_compare").value
@@ -193,7 +188,7 @@ def test_training_stop_and_one_job_at_a_time(own_home: Path, monkeypatch: pytest
     at.number_input(key="f_quick_seconds").set_value(600.0)
     _submit(at, "Start training")
     assert not at.exception, [e.value for e in at.exception]
-    _tick_until(at, lambda a: _metrics(a).get("status") == "running")
+    _tick_until(at, lambda a: metrics(a).get("status") == "running")
     # a second session cannot start another training while this one runs
     other = AppTest.from_file(str(REPO / "app.py"), default_timeout=TIMEOUT)
     run_page(other, "pages/training.py")
@@ -203,8 +198,8 @@ def test_training_stop_and_one_job_at_a_time(own_home: Path, monkeypatch: pytest
     assert any("already running" in w.value for w in other.warning)
     # stop it from the first session
     at.button(key="train_stop").click().run()
-    _tick_until(at, lambda a: _metrics(a).get("status") == "stopped")
-    done, total = _metrics(at)["iteration"].split(" / ")
+    _tick_until(at, lambda a: metrics(a).get("status") == "stopped")
+    done, total = metrics(at)["iteration"].split(" / ")
     assert int(done) < int(total) == 100000
 
 
@@ -238,26 +233,28 @@ def write_finished_run(home: Path) -> str:
     return run.run_id
 
 
+@pytest.mark.slow
 def test_spike_counter_runs_the_latest_network(own_home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     home, run_id = own_home, write_finished_run(own_home)
     at = run_page(open_app(home, monkeypatch), "pages/spike_counter.py")
     run = at.selectbox(key="sc_run").value
     assert run == run_id  # the latest run with a checkpoint is the default
-    metrics = _metrics(at)
-    assert metrics["true label"] == "0"
-    assert int(metrics["time steps"]) == _expected_steps(home, run)  # through the run's own transform (30 ms frames)
+    shown = metrics(at)
+    assert shown["true label"] == "0"
+    assert int(shown["time steps"]) == _expected_steps(home, run)  # through the run's own transform (30 ms frames)
     assert len(at.get("plotly_chart")) == 3
     # the MP4 renders in the background; the fragment's ticks pick it up
     _tick_until(at, lambda a: len(a.get("video")) == 1, timeout=60)
     assert at.get("download_button")
     # another sample, then the untrained network
     at.selectbox(key="sel_digit").select("4").run()
-    assert _metrics(at)["true label"] == "4"
+    assert metrics(at)["true label"] == "4"
     at.selectbox(key="sc_run").select(UNTRAINED).run()
     assert not at.exception, [e.value for e in at.exception]
-    assert int(_metrics(at)["time steps"]) > 300  # the tutorial's 1 ms frames on a 315 ms recording
+    assert int(metrics(at)["time steps"]) > 300  # the tutorial's 1 ms frames on a 315 ms recording
 
 
+@pytest.mark.slow
 def test_first_start_generates_the_default_set_with_progress(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """No data yet: the page generates the default set by itself, showing progress, then carries on."""
     import threading
@@ -282,7 +279,7 @@ def test_first_start_generates_the_default_set_with_progress(tmp_path: Path, mon
     assert any("First start" in i.value for i in at.info)
     release.set()
     _tick_until(at, lambda a: any("In use" in s.value for s in a.success), timeout=30)
-    assert _metrics(at)["samples"] == "10"
+    assert metrics(at)["samples"] == "10"
 
 
 def test_events_page_on_the_real_recordings(
@@ -297,6 +294,6 @@ def test_events_page_on_the_real_recordings(
     at.switch_page("pages/events.py")
     at.run()
     assert not at.exception, [e.value for e in at.exception]
-    metrics = _metrics(at)
-    assert metrics["label"] == "0" and metrics["saccades"] == "3"
-    assert any(str(real_nmnist_root) in shown(c.value) and "Simulated" not in c.value for c in at.caption)
+    shown = metrics(at)
+    assert shown["label"] == "0" and shown["saccades"] == "3"
+    assert any(str(real_nmnist_root) in plain(c.value) and "Simulated" not in c.value for c in at.caption)

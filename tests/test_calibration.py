@@ -50,6 +50,7 @@ def test_events_are_shared_between_saccades_like_the_real_ones(report) -> None:
     assert abs(sim.sum() - 1) < 0.02
 
 
+@pytest.mark.slow
 def test_a_wrong_simulator_fails_the_targets(real_nmnist_root: Path, mnist_sample) -> None:
     """Bright ink instead of dark flips every edge's polarity: the check must notice."""
     images, labels = mnist_sample

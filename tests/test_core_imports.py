@@ -7,9 +7,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import core
 
 
+@pytest.mark.slow
 def test_core_never_imports_streamlit() -> None:
     modules = [m.name for m in pkgutil.walk_packages(core.__path__, prefix="core.")]
     assert "core.events" in modules

@@ -491,3 +491,9 @@ def test_ensure_default_dataset_generates_once(monkeypatch, tmp_path: Path, few_
     assert not source.is_complete
     with pytest.raises(AssertionError, match="must not be generated"):
         data.ensure_default_dataset()
+
+
+def test_a_folder_under_an_unknown_users_home_is_refused_in_words() -> None:
+    """``~nosuchuser/data`` (typed, or from a link) names the user, where pathlib raises RuntimeError."""
+    check = check_folder("~nosuchuser_xyz/data")
+    assert check.source is None and "no user named 'nosuchuser_xyz'" in check.problem

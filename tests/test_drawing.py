@@ -89,6 +89,7 @@ def test_an_mnist_digit_enlarged_and_moved_on_a_large_canvas_comes_back_close_to
     assert np.median(correlations) > 0.95, np.median(correlations)
 
 
+@pytest.mark.slow
 def test_a_mouse_drawing_of_an_mnist_digit_keeps_its_shape(mnist) -> None:
     images, _ = mnist
     correlations = []

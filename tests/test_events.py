@@ -64,6 +64,7 @@ def test_hand_written_records_decode_as_documented() -> None:
 # ---------------------------------------------------------------- real recordings
 
 
+@pytest.mark.slow
 def test_every_real_recording_reads_exactly_as_tonic(real_recordings: list[Path]) -> None:
     assert len(real_recordings) == 250
     repeated = 0

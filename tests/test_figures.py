@@ -170,6 +170,7 @@ VIDEO_TITLE = ("run 20240101-120000-quick (finished, 96.9 % test accuracy)\n"
 
 
 @pytest.mark.parametrize("interpolate,title", [(1, None), (2, None), (1, VIDEO_TITLE)])
+@pytest.mark.slow
 def test_spike_count_frames_match_snntorch(interpolate: int, title: str | None) -> None:
     """Every frame is snntorch's; a title only writes in the top band, which spike_count leaves blank."""
     spk = random_spikes(5, seed=interpolate)

@@ -224,6 +224,7 @@ def test_pad_collate_matches_tonic_pad_tensors() -> None:
     torch.testing.assert_close(F.pad_collate(tensors)[0], tonic.collation.PadTensors(batch_first=False)(tensors)[0], rtol=0, atol=0)
 
 
+@pytest.mark.slow
 def test_batches_equal_tonic_padding_of_the_pipeline_output(folder: NMNISTFolder, tmp_path: Path) -> None:
     dataset = F.FramesDataset(folder, TUTORIAL, F.FrameCache(tmp_path / "cache"), "src", "Train")
     loader = torch.utils.data.DataLoader(dataset, batch_size=8, collate_fn=F.pad_collate, shuffle=False)
@@ -253,6 +254,7 @@ def test_reused_batch_memory_never_overwrites_a_batch_still_held(folder: NMNISTF
     assert torch.equal(second, kept)
 
 
+@pytest.mark.slow
 def test_augmentation_runs_after_the_cache(folder: NMNISTFolder, tmp_path: Path) -> None:
     torchvision = pytest.importorskip("torchvision")
     rotate = torchvision.transforms.RandomRotation([-10, 10])
@@ -312,6 +314,7 @@ def test_open_split_serves_valid_samples(tmp_path: Path) -> None:
     assert frames.shape[1:] == (2, 34, 34) and label == 0
 
 
+@pytest.mark.slow
 def test_real_split_through_the_cache_matches_tonic(real_nmnist_root: Path, tmp_path: Path) -> None:
     root = tmp_path / "real"
     shutil.copytree(real_nmnist_root / "NMNIST" / "Test", root / "NMNIST" / "Test")

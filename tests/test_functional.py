@@ -208,6 +208,7 @@ def test_every_real_recording_matches_tonic(real_recordings: list[Path]) -> None
             assert_same(functional.refractory_period(events, 1000), tonic.functional.refractory_period_numpy(events, 1000))
 
 
+@pytest.mark.slow
 def test_kernels_compile_and_load_in_a_fresh_process(tmp_path: Path) -> None:
     import subprocess
     import sys

@@ -300,6 +300,7 @@ def test_transforms_huge_seed_is_no_traceback(fuzz_home: Path) -> None:
     assert not exceptions(at), exceptions(at)
 
 
+@pytest.mark.slow
 def test_training_transform_box_with_3000_nested_brackets(fuzz_home: Path) -> None:
     """The Training page's transform field: a message next to it, not a RecursionError."""
     at = visit("pages/training.py")
@@ -381,6 +382,7 @@ def test_training_data_set_skips_bad_links(linked_root: tuple[Path, Path]) -> No
     assert len(list(NMNISTFolder(root, "Train").iter_valid())) == 10
 
 
+@pytest.mark.slow
 def test_home_counts_recordings_beside_a_bad_link(linked_root: tuple[Path, Path], fuzz_home: Path) -> None:
     root, _ = linked_root
     at = visit("pages/home.py", {"data": str(root)})
@@ -426,6 +428,7 @@ def damaged_home(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[Path, 
 
 
 @pytest.mark.parametrize("page", ["pages/training.py", "pages/spike_counter.py"])
+@pytest.mark.slow
 def test_damaged_run_breaks_no_page(page: str, damaged_home: tuple[Path, str], fuzz_home: Path,
                                     monkeypatch: pytest.MonkeyPatch) -> None:
     home, _ = damaged_home
@@ -445,6 +448,7 @@ def test_damaged_run_is_listed_as_damaged(damaged_home: tuple[Path, str]) -> Non
 # ------------------------------------------------------------------ 1. memory: refused before computing
 
 
+@pytest.mark.slow
 def test_transforms_refuses_frames_over_the_budget(fuzz_home: Path) -> None:
     """``n_time_bins=100000`` (0.5 to 1 GB of frames): refused, naming the field, before anything is computed."""
     query = {"pipeline": '[{"name":"ToFrame","n_time_bins":100000}]'}

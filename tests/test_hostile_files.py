@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from apphelpers import metrics, plain
 from core.data import DataSource, NMNISTFolder, check_folder, dataset_stats, fingerprint, generation_problem, validate
 from core.events import (
     OVERFLOW_Y,
@@ -35,11 +36,6 @@ REPO = Path(__file__).resolve().parents[1]
 TIMEOUT = 60
 UNESCAPED_LINK = re.compile(r"(?<!\\)\]\s*\(|(?<!\\)!\[|(?<!\\)<[a-z]")  # a markdown link, an image, an HTML tag
 INJECTION = "[Session expired – sign in](https://evil.example/login) ![p](https://host/p.png)"
-
-
-def plain(markdown: str) -> str:
-    """What a person reads of escaped markdown: the backslash escapes removed."""
-    return re.sub(r"\\(.)", r"\1", markdown)
 
 
 @pytest.fixture()
@@ -151,7 +147,7 @@ def test_events_on_a_dangling_link_says_why(home: Path, broken_root: Path, monke
     assert any("cannot be read" in e.value and "dangling symbolic link" in plain(e.value) for e in at.error)
     at.number_input(key="sel_sample").set_value(1).run()  # the next 7 is a good file
     assert_inert(at)
-    assert {m.label: m.value for m in at.metric}["label"] == "7"
+    assert metrics(at)["label"] == "7"
 
 
 # ------------------------------------------------------------------ oversized event files
@@ -273,7 +269,7 @@ def test_bad_parameters_fall_back_to_defaults(home: Path, monkeypatch: pytest.Mo
         at.run()
         assert_inert(at)
         if page == "pages/events.py" and "data" not in query and "root" not in query:
-            assert {m.label: m.value for m in at.metric}["label"] in "0123456789"
+            assert metrics(at)["label"] in "0123456789"
 
 
 # ------------------------------------------------------------------ a failed first start

@@ -67,6 +67,7 @@ def _resident() -> int:
     return rss_bytes()
 
 
+@pytest.mark.slow
 def test_25_hostile_transforms_links_raise_resident_memory_by_at_most_500_mb(server_home: Path) -> None:
     for _ in range(2):  # warm: kernels compiled, the sample and the tutorial pipeline's figures cached
         at, _ = _visit(TUTORIAL)

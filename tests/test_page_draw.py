@@ -21,6 +21,7 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
+from apphelpers import metrics
 from core import drawing
 from core.events import encode_nmnist
 from core.images import load_bundled_mnist
@@ -84,10 +85,6 @@ def upload(at: AppTest, name: str, data: bytes, mime: str = "application/octet-s
     return at
 
 
-def metrics(at: AppTest) -> dict[str, str]:
-    return {m.label: m.value for m in at.metric}
-
-
 def texts(at: AppTest) -> str:
     """Everything the page wrote, as its markdown source, unescaped."""
     parts = [e.value for kind in ("caption", "info", "warning", "error", "markdown", "success") for e in at.get(kind)]
@@ -106,6 +103,7 @@ def with_run(home: Path, votes_for: int = 3, **kwargs) -> str:
 # ---------------------------------------------------------------- answers
 
 
+@pytest.mark.slow
 def test_a_drawing_is_framed_recorded_and_answered(home: Path, monkeypatch: pytest.MonkeyPatch, digit) -> None:
     run_id = with_run(home, votes_for=3)
     at = open_page(home, monkeypatch)
@@ -121,6 +119,7 @@ def test_a_drawing_is_framed_recorded_and_answered(home: Path, monkeypatch: pyte
     assert len(at.get("image")) == 1  # the 28 x 28 digit the camera watches
 
 
+@pytest.mark.slow
 def test_the_link_names_the_network_and_an_unknown_one_falls_back_with_a_warning(
         home: Path, monkeypatch: pytest.MonkeyPatch, digit) -> None:
     best = write_run(home, "finished", 0.95, time.time() - 600, votes_for=1)
@@ -135,6 +134,7 @@ def test_the_link_names_the_network_and_an_unknown_one_falls_back_with_a_warning
 
 
 @pytest.mark.parametrize("format", ["PNG", "JPEG"])
+@pytest.mark.slow
 def test_an_uploaded_picture_is_answered(home: Path, monkeypatch: pytest.MonkeyPatch, digit, format: str) -> None:
     with_run(home, votes_for=5)
     at = open_page(home, monkeypatch, input="upload")
@@ -145,6 +145,7 @@ def test_an_uploaded_picture_is_answered(home: Path, monkeypatch: pytest.MonkeyP
     assert "The picture digit." in texts(at)
 
 
+@pytest.mark.slow
 def test_an_uploaded_recording_is_answered_without_simulation(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     with_run(home, votes_for=6)
     at = open_page(home, monkeypatch)
@@ -177,6 +178,7 @@ def test_an_empty_or_blank_canvas_computes_nothing(home: Path, monkeypatch: pyte
     ("00002.bin", bytes([200, 3, 0, 0, 1]), "This is not a readable N-MNIST recording: event 0 at (x=200, y=3)"),
     ("00003.bin", b"", "This is not a readable N-MNIST recording: empty file (0 bytes)."),
 ], ids=["text named png", "broken jpeg", "truncated bin", "bin off the sensor", "empty bin"])
+@pytest.mark.slow
 def test_a_bad_file_is_refused_with_a_reason(home: Path, monkeypatch: pytest.MonkeyPatch, name: str, data: bytes | str,
                                              message: str) -> None:
     if data == "truncated jpeg":  # a real JPEG's first 400 bytes
@@ -255,6 +257,7 @@ def test_the_draw_and_training_pages_share_one_training_registry() -> None:
     assert registry_source("pages/draw.py") == registry_source("pages/training.py")
 
 
+@pytest.mark.slow
 def test_the_input_is_in_the_link_and_a_click_on_the_chosen_one_keeps_it(home: Path,
                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
     with_run(home)

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from apphelpers import metrics, ok
 from core import figures
 from core.data import NMNISTFolder
 from core.events import OVERFLOW_Y, encode_nmnist, make_events, read_nmnist
@@ -37,15 +38,6 @@ def events_page(home: Path, monkeypatch: pytest.MonkeyPatch, **query: str) -> Ap
     return ok(at.run())
 
 
-def ok(at: AppTest) -> AppTest:
-    assert not at.exception, [e.value for e in at.exception]
-    return at
-
-
-def metrics(at: AppTest) -> dict[str, str]:
-    return {m.label: m.value for m in at.metric}
-
-
 def open_tab(at: AppTest) -> str:
     """The one tab whose view was drawn (only the open tab is computed)."""
     drawn = [tab.label for tab in at.tabs  # a closed tab holds nothing but its own setting (a slider), if any
@@ -63,6 +55,7 @@ def tab_keys(at: AppTest, label: str) -> list[str]:
 
 
 @pytest.mark.parametrize("tab", TABS)
+@pytest.mark.slow
 def test_a_link_opens_the_tab_it_names(home: Path, monkeypatch: pytest.MonkeyPatch, tab: str) -> None:
     at = events_page(home, monkeypatch, view=tab)
     assert at.session_state["view"] == tab
@@ -83,6 +76,7 @@ def test_a_link_reproduces_sample_tab_and_slider_values(home: Path, monkeypatch:
     assert np.diff(centres)[0] == pytest.approx(5.0)  # 5 ms bins
 
 
+@pytest.mark.slow
 def test_the_sample_counts_within_the_class_filter(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Sample 2 with class 7 is the third seven (it was the split's sample 2, a 0, then sample 21 with a caption)."""
     at = events_page(home, monkeypatch)
@@ -181,6 +175,7 @@ def test_the_projection_tab_shows_the_saccades(home: Path, monkeypatch: pytest.M
 # ------------------------------------------------------------------ hostile recordings
 
 
+@pytest.mark.slow
 def test_a_recording_of_hours_is_refused_by_the_timed_views_not_drawn(
     home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

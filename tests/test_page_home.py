@@ -13,16 +13,12 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from apphelpers import ok, param, plain
 from helpers import write_tiny_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 TIMEOUT = 60
 REAL, SIMULATED = "Real N-MNIST in a folder", "Simulated N-MNIST (default, offline)"
-
-
-def plain(markdown: str) -> str:
-    """What a person reads of escaped markdown: the backslash escapes removed."""
-    return re.sub(r"\\(.)", r"\1", markdown)
 
 
 @pytest.fixture(scope="module")
@@ -49,23 +45,14 @@ def app(home: Path, monkeypatch: pytest.MonkeyPatch, **query: str) -> AppTest:
     return at
 
 
-def ok(at: AppTest) -> AppTest:
-    assert not at.exception, [e.value for e in at.exception]
-    return at
-
-
 def in_use(at: AppTest) -> list[str]:
     return [plain(s.value) for s in at.success if "In use" in s.value]
-
-
-def param(at: AppTest, name: str) -> str | None:
-    value = at.query_params.get(name)
-    return value[0] if isinstance(value, list) else value
 
 
 # ------------------------------------------------------------------ bug 10: the data-set chooser
 
 
+@pytest.mark.slow
 def test_the_typed_folder_survives_a_switch_to_simulated_and_back(
     home: Path, real: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -89,6 +76,7 @@ def test_real_with_an_empty_folder_does_not_say_simulated_is_in_use(home: Path, 
 
 
 @pytest.mark.parametrize("suffix", ["", "/NMNIST", "/NMNIST/"])
+@pytest.mark.slow
 def test_root_and_root_nmnist_are_both_accepted(
     home: Path, real: Path, monkeypatch: pytest.MonkeyPatch, suffix: str
 ) -> None:
@@ -103,6 +91,7 @@ def test_root_and_root_nmnist_are_both_accepted(
 # ------------------------------------------------------------------ bug 4: one link format
 
 
+@pytest.mark.slow
 def test_the_readme_link_form_is_an_alias_of_data(home: Path, real: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     at = ok(app(home, monkeypatch, source="nmnist", root=str(real)).run())
     assert at.session_state["sel_data"] == str(real)  # ignored before: the simulated set was shown
@@ -180,6 +169,7 @@ def test_the_toolbar_has_no_deploy_button() -> None:
     assert config["client"]["toolbarMode"] == "viewer"
 
 
+@pytest.mark.slow
 def test_worker_processes_do_not_run_the_app(home: Path, monkeypatch: pytest.MonkeyPatch, capfd) -> None:
     """Streamlit runs app.py as __main__; a spawned or forkserver worker (the saccade simulator's) imports __main__
     again as __mp_main__. Without the guard the worker ran the whole app in bare mode and logged "Session state does

@@ -16,6 +16,7 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
+from apphelpers import metrics, page_text
 from helpers import random_events, write_folder, write_tiny_dataset
 
 REPO = Path(__file__).resolve().parents[1]
@@ -65,20 +66,11 @@ def open_page(home: Path, monkeypatch: pytest.MonkeyPatch, **params: str) -> App
     return at
 
 
-def metrics(at: AppTest) -> dict[str, str]:
-    return {m.label: m.value for m in at.metric}
-
-
-def texts(at: AppTest) -> str:
-    """Everything the page wrote, as its markdown source."""
-    parts = [e.value for kind in ("caption", "info", "warning", "error", "markdown", "success") for e in at.get(kind)]
-    return "\n".join(str(p) for p in parts)
-
-
 def unescaped(text: str) -> str:
     return text.replace("\\", "")
 
 
+@pytest.mark.slow
 def test_the_default_is_the_best_finished_run_and_the_page_says_why(home: Path,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     now = time.time()
@@ -87,7 +79,7 @@ def test_the_default_is_the_best_finished_run_and_the_page_says_why(home: Path,
     write_run(home, "stopped", 0.248, now, votes_for=8, preset="tutorial")  # the newest: was the default
     at = open_page(home, monkeypatch)
     assert at.selectbox(key="sc_run").value == best
-    written = unescaped(texts(at))
+    written = unescaped(page_text(at))
     assert f"Shown: run {best}, the best finished run: 96.9 % test accuracy." in written
     assert f"Trained on simulated N-MNIST in {home / 'simulated'}." in written
     assert at.query_params["run"] == best  # the URL names the run shown
@@ -97,6 +89,7 @@ def test_the_default_is_the_best_finished_run_and_the_page_says_why(home: Path,
     assert "Correct." in written and "Output neuron 0 spiked most" in written
 
 
+@pytest.mark.slow
 def test_the_run_is_in_the_url_and_a_new_session_opening_it_shows_the_same(home: Path,
                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     now = time.time()
@@ -110,7 +103,7 @@ def test_the_run_is_in_the_url_and_a_new_session_opening_it_shows_the_same(home:
     link = {key: at.query_params[key] for key in ("run", "data", "split", "digit", "sample")}
     first = metrics(at)
     assert first["predicted"] == "8" and first["true label"] == "3"
-    assert "Wrong." in texts(at) and "as chosen; by default this page shows" in unescaped(texts(at))
+    assert "Wrong." in page_text(at) and "as chosen; by default this page shows" in unescaped(page_text(at))
 
     again = open_page(home, monkeypatch, **link)  # another browser opening the copied link
     assert again.selectbox(key="sc_run").value == stopped
@@ -126,6 +119,7 @@ LOGIN_LINK = "[Sign in](https://evil.example/login) ![p](https://h/p.png)"
 
 
 @pytest.mark.parametrize("name", ["20200101-000000-gone", LOGIN_LINK, "x" * 5000])
+@pytest.mark.slow
 def test_an_unknown_run_in_the_url_says_so_and_shows_the_default(home: Path, monkeypatch: pytest.MonkeyPatch,
                                                                 name: str) -> None:
     best = write_run(home, "finished", 0.9, time.time(), votes_for=0)
@@ -138,6 +132,7 @@ def test_an_unknown_run_in_the_url_says_so_and_shows_the_default(home: Path, mon
     assert at.query_params["run"] == best
 
 
+@pytest.mark.slow
 def test_damaged_run_folders_never_break_the_page(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     now = time.time()
     good = write_run(home, "finished", 0.8, now - 3600, votes_for=0)
@@ -171,6 +166,7 @@ def test_damaged_run_folders_never_break_the_page(home: Path, monkeypatch: pytes
     assert "iterations is 'lots'" in unescaped(linked.warning[0].value)
 
 
+@pytest.mark.slow
 def test_a_network_on_data_it_was_not_trained_on_gets_a_note(home: Path, tmp_path: Path,
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     real = tmp_path / "real"  # a real-layout folder (no simulation.json)
@@ -183,4 +179,4 @@ def test_a_network_on_data_it_was_not_trained_on_gets_a_note(home: Path, tmp_pat
     note = unescaped(other.info[0].value)
     assert note.startswith("This network was trained on simulated recordings")
     assert f"real N-MNIST recordings ({real})" in note
-    assert metrics(other)["predicted"] == "2" and "Correct." in texts(other)
+    assert metrics(other)["predicted"] == "2" and "Correct." in page_text(other)

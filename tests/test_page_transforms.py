@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +18,7 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from apphelpers import markup_from_input, rss_bytes
+from apphelpers import markup_from_input, metrics, rss_bytes, walk
 from core import figures
 from core import transforms as T
 from helpers import write_tiny_dataset
@@ -63,10 +62,6 @@ def plain(text: str) -> str:
     return re.sub(r"\\(.)", r"\1", text).replace("`", "").replace("**", "")
 
 
-def metrics(at: AppTest) -> dict[str, str]:
-    return {m.label: m.value for m in at.metric}
-
-
 def captions(at: AppTest) -> str:
     return "\n".join(plain(c.value) for c in at.caption)
 
@@ -84,27 +79,19 @@ def url_steps(at: AppTest) -> list[dict[str, Any]]:
     return json.loads(value[0] if isinstance(value, list) else value)
 
 
-def _walk(node: Any) -> Iterator[Any]:
-    yield node
-    children = getattr(node, "children", None)
-    if isinstance(children, dict):
-        for child in children.values():
-            yield from _walk(child)
-
-
 def cards(at: AppTest) -> list[Any]:
     """The step cards of the editor (the bordered containers of the left column), in order."""
     editor = at.columns[0]
     found = []
     for child in editor.children.values():
-        heads = [n.value for n in _walk(child) if getattr(n, "type", "") == "markdown" and n.value.startswith("**")]
+        heads = [n.value for n in walk(child) if getattr(n, "type", "") == "markdown" and n.value.startswith("**")]
         if heads and re.match(r"\*\*\d+\. ", heads[0]):
             found.append(child)
     return found
 
 
 def card_errors(at: AppTest) -> list[list[str]]:
-    return [[plain(e.value) for e in _walk(card) if type(e).__name__ == "Error"] for card in cards(at)]
+    return [[plain(e.value) for e in walk(card) if type(e).__name__ == "Error"] for card in cards(at)]
 
 
 def charts(at: AppTest) -> list[dict[str, Any]]:
@@ -146,6 +133,7 @@ def array(value: Any) -> np.ndarray:
 # ------------------------------------------------------------------ issue 9, bug 1: ToFrame's slicing
 
 
+@pytest.mark.slow
 def test_toframe_offers_one_slicing_and_only_its_fields(open_page) -> None:
     at = open_page()
     assert at.selectbox(key="tf_1_slicing").value == "time_window"
@@ -181,6 +169,7 @@ def test_toframe_offers_one_slicing_and_only_its_fields(open_page) -> None:
     assert not at.exception and not at.error and at.selectbox(key="tf_1_slicing").value == "time_window"
 
 
+@pytest.mark.slow
 def test_add_toframe_then_any_slicing(open_page) -> None:
     at = open_page()
     at.button(key="tf_rm_1").click().run()  # remove the tutorial's ToFrame
@@ -215,6 +204,7 @@ def test_metric_values_are_short_and_the_shape_is_a_caption(open_page) -> None:
     assert values["events before"] == f"{1500:,}"
 
 
+@pytest.mark.slow
 def test_training_batch_figure_says_whether_it_fits_the_budget(open_page, monkeypatch: pytest.MonkeyPatch) -> None:
     at = open_page()
     assert "within the 6.0 GB budget of one training batch" in captions(at)
@@ -292,6 +282,7 @@ def test_event_grids_use_the_polarity_colours_with_labels(open_page) -> None:
 
 
 @pytest.mark.parametrize("pipeline", [None, '[{"name":"ToFrame","time_window":10000,"start_time":-50000}]'])
+@pytest.mark.slow
 def test_the_animation_opens_on_a_busy_frame(open_page, pipeline: str | None) -> None:
     at = open_page({"pipeline": pipeline} if pipeline else None)  # the second: its first five frames are empty
     spec = chart(at, "Output frames")
@@ -302,6 +293,7 @@ def test_the_animation_opens_on_a_busy_frame(open_page, pipeline: str | None) ->
     np.testing.assert_array_equal(array(spec["data"][0]["z"]), array(spec["frames"][start]["data"][0]["z"]))
 
 
+@pytest.mark.slow
 def test_events_over_time_before_and_after(open_page) -> None:
     at = open_page()
     spec = chart(at, "Events over time")
@@ -336,6 +328,7 @@ def test_the_budget_is_the_limits_one(open_page, monkeypatch: pytest.MonkeyPatch
     assert any("time_window=999 needs" in e and "the limit is 97.7 kB" in e for e in card_errors(at)[0]), card_errors(at)
 
 
+@pytest.mark.slow
 def test_distinct_large_links_do_not_pile_up_in_memory(open_page) -> None:
     """Each link's frames (185 MB, under the budget) are computed, summarised and let go: memory does not pile up."""
     open_page({"pipeline": '[{"name":"ToFrame","n_time_bins":39999}]'})  # the page's imports and kernels, once
@@ -354,7 +347,7 @@ def test_a_step_named_like_a_link_renders_as_text(open_page) -> None:
     query = {"pipeline": '[{"name":"[Click](https://evil.example/x)"},{"name":"ToFrame","time_window":1000}]'}
     at = open_page(query)
     assert not markup_from_input(at, query), markup_from_input(at, query)
-    heads = [n.value for n in _walk(cards(at)[0]) if getattr(n, "type", "") == "markdown"]
+    heads = [n.value for n in walk(cards(at)[0]) if getattr(n, "type", "") == "markdown"]
     assert heads[0] == "**1. \\[Click\\]\\(https\\://evil\\.example/x\\)**"
     assert any("is not a supported transform" in e for e in card_errors(at)[0])
 
@@ -404,6 +397,7 @@ def test_an_unusable_pipeline_link_says_so_and_what_it_shows(open_page, pipeline
     assert "Showing the tutorial's pipeline" not in said(at, "warning")
 
 
+@pytest.mark.slow
 def test_a_huge_seed_is_named_and_replaced(open_page) -> None:
     at = open_page({"seed": "99999999999999999999999"})
     assert "The link's seed must be a whole number from 0 to 4,294,967,295" in said(at, "warning")
@@ -425,6 +419,7 @@ def test_a_wrong_value_from_a_link_can_be_fixed_on_the_page(open_page) -> None:
 # ------------------------------------------------------------------ the editor as before (moved from test_app.py)
 
 
+@pytest.mark.slow
 def test_transforms_page_edits_the_pipeline(open_page) -> None:
     at = open_page()
     assert "transforms.Denoise(filter_time=10000)" in code(at)

@@ -29,8 +29,6 @@ from core.runs import (
     save_checkpoint,
 )
 
-REPO = Path(__file__).resolve().parents[1]
-
 
 def _checkpoint(config: ModelConfig | None = None, seed: int = 0, iteration: int = 0) -> tuple[torch.nn.Module, dict]:
     config = config or ModelConfig()
@@ -128,8 +126,7 @@ def test_kill_during_saves_leaves_a_loadable_checkpoint(tmp_path: Path) -> None:
     path = tmp_path / "final.pt"
     script = textwrap.dedent(
         f"""
-        import sys, torch
-        sys.path.insert(0, {str(REPO)!r})
+        import torch
         from core.runs import save_checkpoint, CHECKPOINT_FORMAT
         i = 0
         while True:  # 8 MB a save: long enough to be caught in the middle
@@ -288,3 +285,17 @@ def test_run_info_says_what_the_run_trained_on_and_with(tmp_path: Path) -> None:
     assert (info.data_kind, info.data_root, info.data_source, info.train_samples) == (
         "simulated", "/d/simulated", "mnist-t10k[5000:10000]", 4001)
     assert info.data_label == "simulated from mnist-t10k[5000:10000] (simulated)"
+
+
+@pytest.mark.parametrize("content", [bytes(range(200, 256)) * 50, b"PK\x03\x04garbage", b"\x80\x02garbage"])
+def test_random_bytes_are_called_damaged_not_code_and_torchs_unsafe_advice_is_not_repeated(
+    tmp_path: Path, content: bytes
+) -> None:
+    """A damaged file is not accused of holding code, and no message suggests weights_only=False."""
+    path = tmp_path / "best.pt"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError) as refused:
+        load_checkpoint(path)
+    message = str(refused.value)
+    assert "damaged or not a PyTorch file" in message and "running code" not in message
+    assert "weights_only" not in message and "Re-running" not in message

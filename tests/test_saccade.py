@@ -284,6 +284,7 @@ def small_set(digits, tmp_path_factory) -> tuple[Path, np.ndarray, np.ndarray, l
     return root, images, labels, calls
 
 
+@pytest.mark.slow
 def test_generated_set_has_the_nmnist_layout_and_reads_like_tonic(small_set) -> None:
     root, images, labels, _ = small_set
     files = sorted(root.glob("NMNIST/*/*/*.bin"))
@@ -343,6 +344,7 @@ def test_regenerating_replaces_the_set(digits, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("workers", [1, 2])
+@pytest.mark.slow
 def test_an_interrupted_run_leaves_no_marker_and_no_temp(digits, tmp_path: Path, workers: int) -> None:
     images, labels = digits[0][:40], digits[1][:40]
 
