@@ -19,6 +19,8 @@ if __name__ == "__main__":
             st.Page("pages/transforms.py", title="Transforms", icon=":material/tune:"),
             st.Page("pages/training.py", title="Training", icon=":material/model_training:"),
             st.Page("pages/spike_counter.py", title="Spike counter", icon=":material/bar_chart:"),
+            st.Page("pages/layers.py", title="Layer view", icon=":material/layers:"),
+            st.Page("pages/mistakes.py", title="Mistakes", icon=":material/rule:"),
             st.Page("pages/draw.py", title="Draw", icon=":material/draw:"),
         ]
     ).run()

@@ -3,7 +3,10 @@
 A run's network is only meaningful on the frames it was trained on, so the run's own
 ``TrainConfig.transform`` makes the frames (or another transform, checked to give the
 frame size the network takes). The result (accuracy, per-class accuracy, confusion
-matrix) is kept with the run in ``RUN_DIR/evaluations/<name>.json``.
+matrix, NeuroBench's metrics on a few of the recordings: :mod:`core.metrics`) is kept
+with the run in ``RUN_DIR/evaluations/<name>.json``. Each recording's answer (its output spike counts,
+the neuron that won and its share of them) goes beside it, in ``<name>.samples.csv``: the
+Mistakes page lists a confusion cell's recordings from it.
 
 Leakage: N-MNIST's Test recording ``k`` was made from MNIST test image ``k - 1``, and the
 default offline set is simulated from MNIST test images. ``exclude_trained_images`` leaves
@@ -13,7 +16,7 @@ out every recording whose source image the run's data set used (read from that s
 Command line::
 
     python -m core.evaluate RUN_DIR --data ROOT [--split Test] [--json]
-                            [--exclude-trained-images] [--max-samples N]
+                            [--exclude-trained-images] [--max-samples N] [--metric-samples N]
 
 With ``--json`` the last line of stdout is one JSON object (:meth:`EvaluationResult.to_dict`).
 Bad input (no checkpoint, no such split, other classes, a frame size the network cannot
@@ -23,14 +26,16 @@ take) exits with status 2 and a message, never a traceback.
 from __future__ import annotations
 
 import argparse
+import csv
 import hashlib
+import io
 import json
 import os
 import re
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +51,7 @@ from core.data import (
     read_simulation_info,
 )
 from core.events import NMNISTFormatError
-from core.files import atomic_write_json, read_json
+from core.files import atomic_write_json, atomic_write_text, read_json
 from core.images import mnist_test_indices
 
 EVALUATIONS_DIR = "evaluations"  # RUN_DIR/evaluations/<name>.json
@@ -58,6 +63,27 @@ Progress = Callable[[int, int], None]
 
 class EvaluationError(ValueError):
     """Input an evaluation cannot use; the message says what is wrong and where."""
+
+
+@dataclass(frozen=True)
+class SamplePrediction:
+    """What the network answered on one recording of an evaluation."""
+
+    index: int  # place of the recording in its split (NMNISTFolder's sorted file list)
+    file: str  # its path relative to the data root (e.g. "NMNIST/Test/3/00042.bin")
+    label: int
+    predicted: int  # the output neuron with the most spikes (the first of a tie)
+    spikes: tuple[int, ...]  # output spikes per class
+
+    @property
+    def correct(self) -> bool:
+        return self.label == self.predicted
+
+    @property
+    def confidence(self) -> float:
+        """The predicted neuron's share of all output spikes (0.0 where none spiked)."""
+        total = sum(self.spikes)
+        return self.spikes[self.predicted] / total if total else 0.0
 
 
 @dataclass(frozen=True)
@@ -84,6 +110,10 @@ class EvaluationResult:
     seconds: float
     created: float  # seconds since the epoch
     options: dict[str, Any]  # exclude_trained_images, max_samples, seed
+    # NeuroBench's metrics on a few of the recordings (core.metrics.NetworkMetrics.to_dict); None: not measured
+    metrics: dict[str, Any] | None = None
+    # one per evaluated recording; kept beside the JSON (RUN_DIR/evaluations/<name>.samples.csv), not in it
+    predictions: tuple[SamplePrediction, ...] = field(default=(), repr=False, compare=False)
 
     @property
     def name(self) -> str:
@@ -92,11 +122,15 @@ class EvaluationResult:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (the key figures first)."""
-        d = asdict(self)
+        d = asdict(replace(self, predictions=()))  # predictions go to their own file
+        del d["predictions"]
         d["per_class_accuracy"] = list(self.per_class_accuracy)
         d["confusion"] = [list(row) for row in self.confusion]
+        from core.metrics import JSON_KEYS  # NeuroBench's keys at the top level, None where not measured
+
+        metrics = dict.fromkeys(JSON_KEYS) | (d.pop("metrics") or {})
         first = ("accuracy", "samples", "excluded", "run_id", "data_root", "split")
-        return {k: d[k] for k in first} | {k: v for k, v in d.items() if k not in first}
+        return {k: d[k] for k in first} | metrics | {k: v for k, v in d.items() if k not in first}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> EvaluationResult:
@@ -104,6 +138,10 @@ class EvaluationResult:
         values = {f.name: d[f.name] for f in fields(cls) if f.name in d}
         values["per_class_accuracy"] = tuple(values.get("per_class_accuracy", ()))
         values["confusion"] = tuple(tuple(int(v) for v in row) for row in values.get("confusion", ()))
+        from core.metrics import JSON_KEYS
+
+        measured = d.get("activation_sparsity") is not None
+        values["metrics"] = {k: d[k] for k in JSON_KEYS if k in d} if measured else None
         return cls(**values)
 
 
@@ -272,18 +310,22 @@ def evaluate(
     device: str = "cpu",
     save: bool = True,
     progress: Progress | None = None,
+    metric_samples: int | None = None,
 ) -> EvaluationResult:
     """Evaluate run ``run_dir``'s network on one split of the data folder ``source``.
 
     Frames come from the run's own transform (or ``transform``, which must make frames of
     the same size); predictions are the output neuron with the most spikes, as training
     counts them. ``max_samples`` evaluates a fixed random subset; ``exclude_trained_images``
-    leaves out recordings of images the run's data used. Saves the result with the run
-    (``save``). Raises :class:`EvaluationError` on input it cannot use.
+    leaves out recordings of images the run's data used. NeuroBench's metrics are measured on
+    ``metric_samples`` of the evaluated recordings, evenly spread (None: as training does, at most
+    16 and 1,200 sample-time-steps; 0: not measured; see :mod:`core.metrics`). Saves the result
+    with the run (``save``). Raises :class:`EvaluationError` on input it cannot use.
     """
     import torch
 
     from core.frames import FramesDataset, pad_collate
+    from core.metrics import measure_samples
 
     if split not in SPLITS:
         raise EvaluationError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
@@ -291,6 +333,9 @@ def evaluate(
         raise EvaluationError(f"max_samples must be at least 1, got {max_samples!r}")
     if batch_size < 1:
         raise EvaluationError(f"batch_size must be at least 1, got {batch_size!r}")
+    if metric_samples is not None and (isinstance(metric_samples, bool) or not isinstance(metric_samples, int)
+                                       or metric_samples < 0):
+        raise EvaluationError(f"metric_samples must be None (the default), 0 (none) or more, got {metric_samples!r}")
     try:
         torch.device(device)
     except (RuntimeError, ValueError):
@@ -332,27 +377,33 @@ def evaluate(
     frames = FramesDataset(dataset, pipeline, None, "", split)
     confusion = np.zeros((n_classes, n_classes), dtype=np.int64)
     skipped = 0
+    predictions: list[SamplePrediction] = []
     total = len(indices)
     if progress is not None:
         progress(0, total)
     with torch.no_grad():
         for start in range(0, total, batch_size):
-            items = []
+            items, read = [], []
             for i in indices[start : start + batch_size]:
                 try:
                     items.append(frames[int(i)])
+                    read.append(int(i))
                 except NMNISTFormatError:
                     skipped += 1
             if items:
                 batch, targets = pad_collate(items)
                 spk_rec, _ = run.model(batch.to(device))
-                _, predicted = spk_rec.sum(dim=0).max(1)  # the most spikes, as snntorch.functional.accuracy_rate
+                counts = spk_rec.sum(dim=0)
+                _, predicted = counts.max(1)  # the most spikes, as snntorch.functional.accuracy_rate
                 np.add.at(confusion, (targets.numpy(), predicted.cpu().numpy()), 1)
+                predictions += _predictions(dataset, data.root, read, targets, predicted, counts)
             if progress is not None:
                 progress(min(start + batch_size, total), total)
     samples = int(confusion.sum())
     if samples == 0:
         raise EvaluationError(f"none of the {total} recordings of {data.root} {split} could be read")
+    subset = {} if metric_samples is None else {"samples": metric_samples, "max_steps": None}
+    measured = measure_samples(run.model, frames, indices, device, skip=(NMNISTFormatError,), **subset)
 
     info = read_simulation_info(data.root) if data.kind == "simulated" else None
     trained_on = run.data_root
@@ -379,6 +430,8 @@ def evaluate(
         seconds=round(time.perf_counter() - started, 3),
         created=time.time(),
         options={"exclude_trained_images": bool(exclude_trained_images), "max_samples": max_samples, "seed": int(seed)},
+        predictions=tuple(predictions),
+        metrics=None if measured is None else measured.to_dict(),
     )
     if save:
         save_evaluation(result)
@@ -393,8 +446,17 @@ def _same_folder(a: Path, b: Path) -> bool:
 
 
 def save_evaluation(result: EvaluationResult) -> Path:
-    """Keep a result with its run: ``RUN_DIR/evaluations/<name>.json`` (the same evaluation again replaces it)."""
+    """Keep a result with its run: ``RUN_DIR/evaluations/<name>.json`` (the same evaluation again replaces it).
+
+    Its per-sample predictions go beside it, in ``<name>.samples.csv`` (written first: a JSON
+    that names an evaluation always has its samples, or none for a result without them).
+    """
     path = Path(result.run_dir) / EVALUATIONS_DIR / f"{result.name}.json"
+    samples = predictions_file(result)
+    if result.predictions:
+        atomic_write_text(samples, predictions_csv(result.predictions))
+    elif samples.is_file():
+        samples.unlink(missing_ok=True)  # a stale file of an earlier evaluation of the same name
     atomic_write_json(path, result.to_dict())
     return path
 
@@ -411,6 +473,88 @@ def saved_evaluations(run_dir: str | os.PathLike[str]) -> list[EvaluationResult]
             except (TypeError, ValueError):
                 continue
     return sorted(results, key=lambda r: r.created, reverse=True)
+
+
+# ---------------------------------------------------------------- per-sample predictions
+
+PREDICTIONS_SUFFIX = ".samples.csv"  # RUN_DIR/evaluations/<name>.samples.csv beside <name>.json
+PREDICTION_COLUMNS = ("index", "file", "label", "predicted", "confidence", "spikes")
+
+
+def _predictions(dataset: NMNISTFolder, root: Path, read: list[int], targets: Any, predicted: Any,
+                 counts: Any) -> list[SamplePrediction]:
+    """One batch's recordings (their places ``read`` in ``dataset``) with what the network answered."""
+    counts = counts.detach().cpu().round().long().numpy()
+    out = []
+    for i, label, guess, row in zip(read, targets.tolist(), predicted.tolist(), counts):
+        path = Path(dataset.files[i])
+        try:
+            file = path.relative_to(root).as_posix()
+        except ValueError:
+            file = str(path)
+        out.append(SamplePrediction(i, file, int(label), int(guess), tuple(int(v) for v in row)))
+    return out
+
+
+def predictions_file(result: EvaluationResult) -> Path:
+    """Where the per-sample predictions of ``result`` are kept."""
+    return Path(result.run_dir) / EVALUATIONS_DIR / f"{result.name}{PREDICTIONS_SUFFIX}"
+
+
+def predictions_csv(predictions: Sequence[SamplePrediction]) -> str:
+    """The predictions as CSV: index, file, label, predicted, confidence, spikes (space-separated counts)."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(PREDICTION_COLUMNS)
+    for p in predictions:
+        writer.writerow((p.index, p.file, p.label, p.predicted, f"{p.confidence:.4f}", " ".join(map(str, p.spikes))))
+    return buffer.getvalue()
+
+
+def load_predictions(result: EvaluationResult) -> tuple[SamplePrediction, ...] | None:
+    """The per-sample predictions kept with a saved evaluation; None where it has none (an older evaluation).
+
+    Raises :class:`EvaluationError` where the file is there but cannot be read, saying why.
+    """
+    if result.predictions:
+        return result.predictions
+    path = predictions_file(result)
+    if not path.is_file():
+        return None
+    n_classes = len(result.confusion)
+    out = []
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            reader = csv.reader(handle)
+            if tuple(next(reader, ())) != PREDICTION_COLUMNS:
+                raise ValueError(f"its header is not {','.join(PREDICTION_COLUMNS)}")
+            for line, row in enumerate(reader, start=2):
+                if len(row) != len(PREDICTION_COLUMNS):
+                    raise ValueError(f"line {line} has {len(row)} columns, not {len(PREDICTION_COLUMNS)}")
+                spikes = tuple(int(v) for v in row[5].split())
+                p = SamplePrediction(int(row[0]), row[1], int(row[2]), int(row[3]), spikes)
+                if len(spikes) != n_classes or not (0 <= p.label < n_classes and 0 <= p.predicted < n_classes):
+                    raise ValueError(f"line {line} does not fit a network of {n_classes} classes")
+                out.append(p)
+    except (OSError, UnicodeDecodeError, csv.Error, ValueError) as exc:
+        raise EvaluationError(f"{path.name}: the per-sample predictions cannot be read ({exc})") from None
+    return tuple(out)
+
+
+def confusion_cell(predictions: Sequence[SamplePrediction], label: int, predicted: int) -> list[SamplePrediction]:
+    """The recordings of digit ``label`` the network called ``predicted``, the most confident first."""
+    cell = [p for p in predictions if p.label == label and p.predicted == predicted]
+    return sorted(cell, key=_confidence_order)
+
+
+def most_confidently_wrong(predictions: Sequence[SamplePrediction], n: int = 20) -> list[SamplePrediction]:
+    """The ``n`` wrong answers given with the largest share of output spikes (ties: the larger margin, more spikes)."""
+    return sorted((p for p in predictions if not p.correct), key=_confidence_order)[:n]
+
+
+def _confidence_order(p: SamplePrediction) -> tuple[float, int, int, int]:
+    """Most confident first: spike share, then the margin over the true class, then all spikes, then file order."""
+    return (-p.confidence, -(p.spikes[p.predicted] - p.spikes[p.label]), -sum(p.spikes), p.index)
 
 
 # ---------------------------------------------------------------- command line
@@ -432,6 +576,9 @@ def format_result(result: EvaluationResult) -> str:
     width = max(4, len(str(max((max(row) for row in result.confusion), default=0))) + 1)
     lines.append("    " + "".join(f"{c:>{width}}" for c in range(len(result.confusion))))
     lines += [f"{c:>3} " + "".join(f"{v:>{width}}" for v in row) for c, row in enumerate(result.confusion)]
+    from core.metrics import describe
+
+    lines.append(describe(result.metrics))
     return "\n".join(lines)
 
 
@@ -453,6 +600,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=0, help="seed of the --max-samples subset")
     parser.add_argument("--transform", default=None, help="transform JSON instead of the run's own (same frame size)")
     parser.add_argument("--device", default="cpu", help="torch device (default: cpu)")
+    parser.add_argument(
+        "--metric-samples", type=int, default=None,
+        help="measure NeuroBench's metrics on N of the evaluated recordings, evenly spread (default: at most 16 and "
+             "1,200 sample-time-steps, as training does; 0: none)",
+    )
     parser.add_argument("--no-save", action="store_true", help="do not keep the result in RUN_DIR/evaluations")
     return parser
 
@@ -463,6 +615,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.max_samples is not None and args.max_samples < 1:
         parser.error("--max-samples must be at least 1")
+    if args.metric_samples is not None and args.metric_samples < 0:
+        parser.error("--metric-samples must be 0 (none) or more")
 
     def progress(done: int, total: int) -> None:
         if not args.json:
@@ -474,6 +628,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.run_dir, args.data, args.split,
             exclude_trained_images=args.exclude_trained_images, max_samples=args.max_samples, seed=args.seed,
             transform=args.transform, device=args.device, save=not args.no_save, progress=progress,
+            metric_samples=args.metric_samples,
         )
     except EvaluationError as exc:
         parser.exit(2, f"{parser.prog}: error: {exc}\n")

@@ -874,3 +874,240 @@ def spike_count_video(
             return f.read()
     finally:
         os.unlink(path)
+
+
+# --------------------------------------------------------------------------- layer view and learned weights
+
+NEURON_SELECTED = "#111111"  # the outline of the neuron picked for its membrane trace
+SPIKE_MARK = "#111111"
+
+
+def mosaic(maps: np.ndarray, cols: int, gap: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Maps (N, H, W) tiled ``cols`` to a row, NaN between them: (image, x offset of each map, y offset of each map)."""
+    maps = np.asarray(maps, dtype=np.float32)
+    n, h, w = maps.shape
+    cols = max(1, min(int(cols), n))
+    rows = math.ceil(n / cols)
+    image = np.full((rows * (h + gap) - gap, cols * (w + gap) - gap), np.nan, dtype=np.float32)
+    x0 = (np.arange(n) % cols) * (w + gap)
+    y0 = (np.arange(n) // cols) * (h + gap)
+    for i in range(n):
+        image[y0[i]:y0[i] + h, x0[i]:x0[i] + w] = maps[i]
+    return image, x0, y0
+
+
+def mosaic_columns(n: int, h: int, w: int, aspect: float = 3.2) -> int:
+    """Maps a row so that ``n`` maps of h x w make a mosaic about ``aspect`` times as wide as tall."""
+    best, best_err = 1, math.inf
+    for cols in range(1, n + 1):
+        rows = math.ceil(n / cols)
+        err = abs(math.log((cols * (w + 1)) / (rows * (h + 1)) / aspect))
+        if err < best_err - 1e-9:
+            best, best_err = cols, err
+    return best
+
+
+def _mosaic_axes(image: np.ndarray) -> dict:
+    rows, cols = image.shape
+    return dict(
+        xaxis=dict(range=[-0.5, cols - 0.5], showticklabels=False, ticks="", showgrid=False, zeroline=False,
+                   showline=False, constrain="domain", fixedrange=True),
+        yaxis=dict(range=[rows - 0.5, -0.5], showticklabels=False, ticks="", showgrid=False, zeroline=False,
+                   showline=False, scaleanchor="x", constrain="domain", fixedrange=True),
+    )
+
+
+def layer_maps_figure(
+    values: np.ndarray,
+    spikes: np.ndarray | None,
+    *,
+    limit: float,
+    title: str,
+    colorbar_title: str,
+    value_name: str,
+    selected: tuple[int, int, int] | None = None,
+    pool: int = 1,
+    cols: int | None = None,
+    height: int | None = None,
+) -> go.Figure:
+    """One layer at one time step: its maps (C, H, W) tiled, red above zero and blue below (clipped at ``limit``).
+
+    ``spikes`` (C, H, W bool) are drawn as black dots; every neuron also carries an invisible
+    marker, so a click on it selects it (plotly's selection events do not work on heatmaps).
+    With ``pool`` > 1 the maps are the convolution before pooling: a click selects the
+    neuron whose pool cell holds the pixel. ``selected`` (channel, y, x) is outlined.
+    """
+    values = np.asarray(values, dtype=np.float32)
+    c, h, w = values.shape
+    cols = cols or mosaic_columns(c, h, w)
+    image, x0, y0 = mosaic(values, cols)
+    ch, yy, xx = np.meshgrid(np.arange(c), np.arange(h), np.arange(w), indexing="ij")
+    px, py = (x0[ch] + xx).ravel(), (y0[ch] + yy).ravel()
+    custom = np.stack([ch.ravel(), yy.ravel() // pool, xx.ravel() // pool, values.ravel()], axis=1).astype(np.float32)
+    lim = float(limit) if limit and math.isfinite(limit) and limit > 0 else 1.0
+    data: list[dict] = [
+        dict(type="heatmap", z=image, zmin=-lim, zmax=lim, colorscale=POLARITY_SCALE, hoverinfo="skip",
+             colorbar=dict(title=dict(text=colorbar_title, side="right"), thickness=10, len=0.9)),
+        dict(type="scatter", x=px.astype(np.int16), y=py.astype(np.int16), mode="markers", name="neurons",
+             customdata=custom,
+             marker=dict(symbol="square-open", size=9, color=NEURON_SELECTED, opacity=0.0),
+             selected=dict(marker=dict(opacity=1.0)), unselected=dict(marker=dict(opacity=0.0)),
+             hovertemplate=f"map %{{customdata[0]}}, row {'%{customdata[1]}' if pool == 1 else '%{y}'}"
+                           f", column {'%{customdata[2]}' if pool == 1 else '%{x}'}<br>{value_name} %{{customdata[3]:.3f}}"
+                           "<extra></extra>" if pool == 1 else
+                           f"map %{{customdata[0]}}<br>{value_name} %{{customdata[3]:.3f}}<br>pooled into neuron (row "
+                           "%{customdata[1]}, column %{customdata[2]})<extra></extra>"),
+    ]
+    if spikes is not None:
+        sc, sy, sx = np.nonzero(np.asarray(spikes, dtype=bool))
+        data.append(dict(type="scatter", x=(x0[sc] + sx).astype(np.int16), y=(y0[sc] + sy).astype(np.int16),
+                         mode="markers", name="spikes", hoverinfo="skip",
+                         marker=dict(symbol="circle", size=5, color=SPIKE_MARK)))
+    if selected is not None and 0 <= selected[0] < c:
+        sel_c, sel_y, sel_x = selected
+        size = pool
+        sx0, sy0 = x0[sel_c] + sel_x * size - 0.5, y0[sel_c] + sel_y * size - 0.5
+        shapes = [dict(type="rect", x0=sx0, x1=sx0 + size, y0=sy0, y1=sy0 + size, line=dict(color=NEURON_SELECTED, width=2))]
+    else:
+        shapes = []
+    if height is None:  # the mosaic fills a 650 px wide plot (a 1000 px window); wider windows leave room beside it
+        height = int(min(420, max(200, 60 + 650 * image.shape[0] / image.shape[1])))
+    layout = dict(
+        title=dict(text=title, font=dict(size=15)), height=height, margin=dict(l=10, r=10, t=40, b=10),
+        showlegend=False, plot_bgcolor="#ffffff", clickmode="event+select", dragmode=False, hovermode="closest",
+        shapes=shapes, **_mosaic_axes(image),
+    )
+    return go.Figure(data=data, layout=layout)
+
+
+def input_frame_figure(frame: np.ndarray, title: str = "Input frame", height: int = 300) -> go.Figure:
+    """One input frame (2, H, W) as ON minus OFF events, the app's polarity colours (ON red, OFF blue; no colour
+    bar: it sits beside the output layer's chart, where width is short)."""
+    frame = np.asarray(frame)
+    diff = frame[1].astype(np.float32) - frame[0].astype(np.float32)
+    lim = float(max(1.0, np.abs(diff).max()))
+    fig = go.Figure(data=[dict(type="heatmap", z=_compact(diff.astype(np.int64)) if np.all(diff == np.round(diff))
+                               else diff, **_polarity_heat(lim), showscale=False,
+                               hovertemplate="x=%{x} y=%{y} ON − OFF=%{z}<extra></extra>")])
+    fig.update_layout(title=dict(text=title, font=dict(size=15)), height=height, margin=dict(l=10, r=10, t=40, b=10),
+                      xaxis=dict(title="x (pixel)", constrain="domain", fixedrange=True),
+                      yaxis=dict(title="y (pixel)", autorange="reversed", scaleanchor="x", constrain="domain",
+                                 fixedrange=True))
+    return fig
+
+
+def output_layer_figure(mem: np.ndarray, spikes: np.ndarray, counts: np.ndarray, threshold: float,
+                        labels: Sequence[str] = DIGITS, selected: int | None = None, height: int = 300,
+                        title: str = "Output layer") -> go.Figure:
+    """The output neurons at one time step: membrane as bars (red where it spikes now), threshold dashed,
+    spikes so far written on each bar. A click on a bar selects that neuron."""
+    mem = np.asarray(mem, dtype=np.float32)
+    spikes = np.asarray(spikes, dtype=bool)
+    n = len(mem)
+    colors = [ON_COLOR if s else "#9aa5b1" for s in spikes]
+    lines = [dict(width=3 if selected == k else 0, color=NEURON_SELECTED) for k in range(n)]
+    fig = go.Figure(data=[dict(
+        type="bar", x=list(labels)[:n], y=mem, marker=dict(color=colors, line=dict(
+            width=[ln["width"] for ln in lines], color=NEURON_SELECTED)),
+        customdata=np.stack([np.arange(n), np.asarray(counts, dtype=np.int64)], axis=1),
+        text=[f"{int(c)}" for c in counts], textposition="outside", cliponaxis=False,
+        hovertemplate="neuron %{x}: membrane %{y:.3f}, %{customdata[1]} spikes so far<extra></extra>",
+        selected=dict(marker=dict(opacity=1.0)), unselected=dict(marker=dict(opacity=1.0)),
+    )])
+    low = float(min(0.0, mem.min() if n else 0.0)) * 1.15
+    high = float(max(threshold, mem.max() if n else 0.0)) * 1.25
+    fig.update_layout(
+        shapes=[_hline(threshold, dict(color="#555", dash="dash", width=1))],
+        title=dict(text=title, font=dict(size=15)), height=height,
+        margin=dict(l=10, r=10, t=40, b=10), showlegend=False, clickmode="event+select", dragmode=False,
+        xaxis=dict(title="output neuron", type="category", fixedrange=True),
+        yaxis=dict(title="membrane", range=[low - 0.05, high], fixedrange=True), plot_bgcolor="#ffffff",
+    )
+    return fig
+
+
+_LAYER_COLORS = ("#636efa", "#00a884", ON_COLOR)
+
+
+def _hline(y: float, line: dict) -> dict:
+    """A horizontal line across the plot as a layout shape (add_hline validates a whole figure update: slow)."""
+    return dict(type="line", xref="paper", x0=0, x1=1, yref="y", y0=y, y1=y, line=line, layer="below")
+
+
+def _step_line(step: int | None) -> list[dict]:
+    """The orange line of the time step shown, as a layout shape."""
+    if step is None:
+        return []
+    return [dict(type="line", xref="x", x0=step, x1=step, yref="paper", y0=0, y1=1, line=dict(color=_SC_ORANGE, width=2))]
+
+
+def firing_rate_figure(rates: Mapping[str, np.ndarray], names: Mapping[str, str], step: int | None = None,
+                       height: int = 340) -> go.Figure:
+    """Each layer's fraction of neurons spiking at every time step, the step shown as an orange line."""
+    fig = go.Figure()
+    order = list(rates.items())
+    for i, (layer, rate) in reversed(list(enumerate(order))):  # the output layer (few neurons, jumpy) underneath
+        rate = np.asarray(rate, dtype=np.float32) * 100
+        last = i == len(order) - 1
+        fig.add_trace(go.Scatter(y=rate, mode="lines", name=names.get(layer, layer), opacity=0.55 if last else 1.0,
+                                 line=dict(width=1.0 if last else 1.6, color=_LAYER_COLORS[i % len(_LAYER_COLORS)]),
+                                 hovertemplate="step %{x}: %{y:.2f} % spiking<extra>" + names.get(layer, layer)
+                                 + "</extra>"))
+    fig.update_layout(shapes=_step_line(step), title=dict(text="Firing rate per layer", font=dict(size=15)),
+                      xaxis_title="time step",
+                      yaxis_title="neurons spiking (%)", height=height, margin=dict(l=10, r=10, t=40, b=80),
+                      legend=dict(orientation="h", y=-0.3, x=0.5, xanchor="center", yanchor="top", traceorder="reversed"))
+    return fig
+
+
+def neuron_membrane_figure(mem: np.ndarray, spikes: np.ndarray, threshold: float, title: str,
+                           step: int | None = None, height: int = 340) -> go.Figure:
+    """One neuron's membrane over time, its threshold dashed, its spikes as red ticks, the step shown in orange."""
+    mem = np.asarray(mem, dtype=np.float32)
+    t = np.flatnonzero(np.asarray(spikes, dtype=bool))
+    fig = go.Figure(go.Scatter(y=mem, mode="lines", name="membrane", line=dict(color="#333", width=1.3),
+                               hovertemplate="step %{x}: membrane %{y:.3f}<extra></extra>"))
+    if len(t):
+        fig.add_trace(go.Scatter(x=t, y=mem[t], mode="markers", name=f"spikes ({len(t)})",
+                                 marker=dict(color=ON_COLOR, size=7, symbol="line-ns-open", line=dict(width=2)),
+                                 hovertemplate="spike at step %{x}<extra></extra>"))
+    fig.add_trace(go.Scatter(x=[0, max(0, len(mem) - 1)], y=[threshold, threshold], mode="lines",
+                             name=f"threshold ({threshold:g})", line=dict(color="#555", dash="dash", width=1),
+                             hoverinfo="skip"))
+    fig.update_layout(shapes=_step_line(step), title=dict(text=title, font=dict(size=15)), xaxis_title="time step",
+                      yaxis_title="membrane",
+                      height=height, margin=dict(l=10, r=10, t=40, b=80),
+                      legend=dict(orientation="h", y=-0.3, x=0.5, xanchor="center", yanchor="top"))
+    return fig
+
+
+def weight_grid_figure(kernels: np.ndarray, row_labels: Sequence[str], col_labels: Sequence[str], *, title: str,
+                       row_title: str, col_title: str, colorbar_title: str = "weight", height: int | None = None,
+                       limit: float | None = None) -> go.Figure:
+    """A grid of kernels (rows, cols, h, w), red positive and blue negative on one symmetric scale, rows and
+    columns labelled (ticks at each kernel's centre)."""
+    kernels = np.asarray(kernels, dtype=np.float32)
+    rows, cols, h, w = kernels.shape
+    image, x0, y0 = mosaic(kernels.reshape(rows * cols, h, w), cols)
+    lim = float(limit) if limit else float(np.nanmax(np.abs(kernels))) if kernels.size else 1.0
+    lim = lim if math.isfinite(lim) and lim > 0 else 1.0
+    names = np.full(image.shape, "", dtype=object)
+    for i in range(rows * cols):
+        names[y0[i]:y0[i] + h, x0[i]:x0[i] + w] = f"{row_title} {row_labels[i // cols]}, {col_title} {col_labels[i % cols]}"
+    axes = _mosaic_axes(image)
+    every = max(1, math.ceil(cols / 32))  # at most 32 column labels
+    axes["xaxis"].update(showticklabels=True, tickvals=(x0[:cols] + (w - 1) / 2)[::every].tolist(),
+                         ticktext=list(col_labels)[::every], title=dict(text=col_title, font=dict(size=12)),
+                         side="top", tickfont=dict(size=10))
+    axes["yaxis"].update(showticklabels=True, tickvals=(y0[::cols] + (h - 1) / 2).tolist(), ticktext=list(row_labels),
+                         title=dict(text=row_title, font=dict(size=12)), tickfont=dict(size=10))
+    fig = go.Figure(data=[dict(
+        type="heatmap", z=image, zmin=-lim, zmax=lim, colorscale=POLARITY_SCALE, text=names.tolist(),
+        hovertemplate="%{text}: %{z:.4f}<extra></extra>",
+        colorbar=dict(title=dict(text=colorbar_title, side="right"), thickness=10, len=0.9),
+    )])
+    if height is None:  # the grid fills a 650 px wide plot (a 1000 px window); wider windows leave room beside it
+        height = int(min(900, max(200, 120 + 650 * image.shape[0] / image.shape[1])))
+    fig.update_layout(title=dict(text=title, font=dict(size=15)), height=height,
+                      margin=dict(l=10, r=10, t=90, b=10), **axes)
+    return fig

@@ -23,14 +23,14 @@ from core.drawing import Answer, DrawingError
 from core.events import NMNISTFormatError
 from core.inference import Network, NetworkError, RunChoice
 from core.limits import LimitExceeded, format_bytes, limits
-from core.runs import RunStore, default_runs_root
+from core.runs import default_runs_root
 from core.saccade import SimulationConfig
 from core.text import escape_markdown
 from core.training import ConfigError, JobBusyError, JobRegistry, StorageError, TrainingJob, preset
 from pages.common import DEFAULT_DATA, init_selection, require_data, write_query_params
+from pages.runs import RUN_PARAM, registry, run_choices, run_store
 
-RUN_PARAM = "run"  # the query parameter naming the network that answers
-INPUT_PARAM = "input"  # ... and the input: draw or upload
+INPUT_PARAM = "input"  # the input in the link: draw or upload
 INPUTS = {"draw": "Draw", "upload": "Upload a file"}
 UPLOAD_TYPES = ["png", "jpg", "jpeg", "bin"]
 CHART_WIDTH = 440  # the spike counts and the saccade images side by side at 1400 px, one above the other at 1000 px
@@ -44,24 +44,10 @@ source = require_data()
 # ------------------------------------------------------------------ server-wide resources
 
 
-# The very function of pages/training.py, character for character: Streamlit keys a cached function by its module
-# (every page runs as __main__), name and source, so both pages get the one registry, and one training at a time.
-@st.cache_resource(show_spinner=False)
-def registry(runs_root: str) -> JobRegistry:
-    """One registry per server (all sessions): it refuses a second training while one runs."""
-    return JobRegistry(RunStore(runs_root))
-
-
-@st.cache_data(show_spinner=False, ttl=3, max_entries=4)
-def draw_run_choices(runs_root: str) -> list[RunChoice]:
-    """Every run folder, damaged ones with their problem (read again after a few seconds: runs end, new ones start)."""
-    return inference.run_choices(registry(runs_root).store)
-
-
 @st.cache_resource(show_spinner="Loading the network…", max_entries=4)
 def draw_network(runs_root: str, run_id: str, stamp: float) -> Network:
     """A run's best checkpoint (``stamp``, its modification time, reloads a newer one)."""
-    return inference.load_network(registry(runs_root).store, run_id)
+    return inference.load_network(run_store(runs_root), run_id)
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
@@ -170,7 +156,7 @@ def no_network_ui(reg: JobRegistry) -> None:
     def progress() -> None:
         snap = job.snapshot()
         if not job.active:
-            draw_run_choices.clear()
+            run_choices.clear()
             st.rerun()  # the whole page: the new run answers
         if snap.iteration:
             limit = f" of at most {snap.config.max_seconds:.0f} s" if snap.config.max_seconds else ""
@@ -276,10 +262,10 @@ warm_up_simulator()
 reg = registry(str(default_runs_root()))
 runs_root = str(reg.store.root)
 last_job = reg.current()
-if last_job is not None and not last_job.active and not draw_run_choices(runs_root):
-    draw_run_choices.clear()  # a training that ended within the cache's few seconds: its run answers now
+if last_job is not None and not last_job.active and not run_choices(runs_root):
+    run_choices.clear()  # a training that ended within the cache's few seconds: its run answers now
 with st.sidebar:
-    run = run_ui(draw_run_choices(runs_root))
+    run = run_ui(run_choices(runs_root))
 if run is None:
     no_network_ui(reg)
 config, config_from = drawing.simulation_config(source.root)

@@ -12,34 +12,15 @@ import numpy as np
 import streamlit as st
 
 from core import figures, inference
-from core.inference import UNTRAINED, UNTRAINED_PARAM, Network, NetworkError, Prediction, RunChoice
+from core.inference import UNTRAINED, Network, NetworkError, Prediction
 from core.jobs import ProgressJob
-from core.runs import RunStore, default_runs_root
+from core.runs import default_runs_root
 from core.text import escape_markdown
 from pages.common import dataset, init_selection, require_data, sample_ui
-
-RUN_PARAM = "run"  # the query parameter naming the network shown
+from pages.runs import load_failures, run_store, run_ui
 
 init_selection()
 source = require_data()
-
-
-@st.cache_resource(show_spinner=False, max_entries=4)
-def run_store(runs_root: str) -> RunStore:
-    """One store per runs folder for the server: it remembers which metrics files it has checked."""
-    return RunStore(runs_root)
-
-
-@st.cache_data(show_spinner=False, ttl=3, max_entries=4)
-def run_choices(runs_root: str) -> list[RunChoice]:
-    """Every run folder, damaged ones with their problem (read again after a few seconds: runs end, new ones start)."""
-    return inference.run_choices(run_store(runs_root))
-
-
-@st.cache_resource(show_spinner=False)
-def load_failures() -> dict[tuple[str, str, float], str]:
-    """Checkpoints that did not load, per (runs root, run, checkpoint time), with the reason; for every session."""
-    return {}
 
 
 @st.cache_resource(show_spinner="Loading the network…", max_entries=4)
@@ -70,89 +51,6 @@ def interactive_figures(run_id: str, stamp: float, source_key: str, sample_key: 
     target = label if 0 <= label < len(labels) else None
     return (figures.spike_count_figure(_spk, labels, target=target), figures.spike_raster_figure(_spk, labels),
             figures.membrane_figure(_mem, labels, threshold=threshold))
-
-
-def listed_runs(store: RunStore) -> list[RunChoice]:
-    """The runs of ``store``, those whose checkpoint did not load marked damaged."""
-    failures = load_failures()
-    runs = []
-    for run in run_choices(str(store.root)):
-        problem = failures.get((str(store.root), run.run_id, run.checkpoint_stamp))
-        runs.append(run.damaged(problem) if problem is not None and run.usable else run)
-    return runs
-
-
-def url_choice(raw: str | None, runs: dict[str, RunChoice]) -> tuple[str | None, str | None]:
-    """The network a link names (None: the default) and a notice (plain text) where it cannot be shown."""
-    if not raw:
-        return None, None
-    if raw == UNTRAINED_PARAM:
-        return UNTRAINED, None
-    run = runs.get(raw)
-    if run is not None and run.usable:
-        return raw, None
-    name = raw if len(raw) <= 80 else raw[:80] + "…"  # the notice's own words must survive a huge parameter
-    if run is not None:
-        return None, f"The link names run {name}, which cannot be shown: {run.problem or 'it has no checkpoint yet'}."
-    return None, f"The link names run {name}, but there is no run of that name here."
-
-
-def run_ui(store: RunStore) -> RunChoice | None:
-    """The run to show (None: the untrained network), from the picker, else the link, else the best finished run.
-
-    Says which run is shown and why, what it trained on, and which run folders are
-    damaged; keeps the choice in the URL (``?run=``).
-    """
-    runs = listed_runs(store)
-    by_id = {run.run_id: run for run in runs}
-    options = [run.run_id for run in runs if run.usable] + [UNTRAINED]
-    default, why = inference.default_run(runs)
-    if "sc_choice" not in st.session_state:  # the session's first view: the link decides
-        st.session_state["sc_choice"], st.session_state["sc_notice"] = url_choice(st.query_params.get(RUN_PARAM), by_id)
-    chosen = st.session_state["sc_choice"]
-    if chosen is not None and chosen not in options:  # deleted, or its checkpoint did not load
-        gone = by_id.get(chosen)
-        reason = gone.problem if gone is not None and gone.problem else "its folder or checkpoint is gone"
-        st.session_state["sc_notice"] = f"Run {chosen} cannot be shown: {reason}."
-        st.session_state["sc_choice"] = chosen = None
-    shown = chosen or (default.run_id if default is not None else UNTRAINED)
-    st.session_state["sc_run"] = shown
-
-    def picked() -> None:
-        st.session_state["sc_choice"] = st.session_state["sc_run"]
-        st.session_state["sc_notice"] = None
-
-    st.selectbox("Network", options, key="sc_run", on_change=picked,
-                 format_func=lambda r: by_id[r].label() if r in by_id else r)
-    value = UNTRAINED_PARAM if shown == UNTRAINED else shown
-    if st.query_params.get(RUN_PARAM) != value:
-        st.query_params[RUN_PARAM] = value
-
-    if st.session_state.get("sc_notice"):
-        st.warning(escape_markdown(st.session_state["sc_notice"] + " Showing the default network instead.", limit=600))
-    run = by_id.get(shown)
-    if run is None:
-        if default is None:
-            st.info("No trained network yet: train one on the **Training** page. Meanwhile this page shows an "
-                    "untrained network, whose output neurons vote at random.")
-        else:
-            st.caption(escape_markdown(f"Shown: an untrained network (seeded random weights), as chosen: its output "
-                                       f"neurons vote at random. By default this page shows {default.run_id}, {why}."))
-    else:
-        if default is not None and shown == default.run_id:
-            line = f"Shown: run {shown}, {why}."
-        else:
-            line = f"Shown: run {shown}, as chosen" + (f"; by default this page shows {default.run_id}, {why}." if
-                                                      default is not None else ".")
-        if run.trained_on is not None:
-            line += f" Trained on {run.trained_on.describe()}."
-        st.caption(escape_markdown(line, limit=600))
-    damaged = [r for r in runs if r.problem is not None]
-    if damaged:
-        with st.expander(f"{len(damaged)} damaged run folder{'s' if len(damaged) > 1 else ''}, left out of the list"):
-            for r in damaged:
-                st.markdown(f"- **{escape_markdown(r.run_id)}**: {escape_markdown(r.problem)}")
-    return run
 
 
 def verdict_ui(vote: Prediction, steps: int) -> None:
@@ -188,7 +86,7 @@ def video_view(job: ProgressJob, file_name: str) -> None:
 
 st.title("Spike counter")
 store = run_store(str(default_runs_root()))
-choice = run_ui(store)
+choice = run_ui(store, "sc", "Its output neurons vote at random.")
 run_id = choice.run_id if choice is not None else UNTRAINED
 stamp = choice.checkpoint_stamp if choice is not None else 0.0
 picked = sample_ui(source)

@@ -3,7 +3,9 @@
 The run shown and the preset are in the URL (``?run=<run id>&preset=quick``), so a copied
 link shows the same run. While a run trains, its live view is at the top and the settings
 form is folded; the past runs and their comparison follow it live. The form shows the
-essentials first and only the fields that apply to the loss chosen; the rest is folded.
+essentials first and only the fields that apply to the loss chosen; the rest is folded, the
+architecture (channels, kernel size, pooling) in a part of its own. A run's network downloads as
+its checkpoint and, where NIR can express it, as a .nir file (else the page says why not).
 """
 
 from __future__ import annotations
@@ -18,14 +20,26 @@ import streamlit as st
 from core import figures
 from core.data import default_source
 from core.evaluate import EvaluationError, EvaluationResult, evaluate, saved_evaluations
+from core.export import ExportError, check_nir_config, nir_bytes
 from core.jobs import ProgressJob
-from core.runs import RUN_ID_PATTERN, RunInfo, RunNotFoundError, RunStore, default_runs_root, transform_summary
+from core.limits import format_bytes, limits
+from core.metrics import format_count
+from core.model import FRAME_SHAPE, ModelConfig, ModelConfigError
+from core.runs import (
+    RUN_ID_PATTERN,
+    CheckpointError,
+    RunInfo,
+    RunNotFoundError,
+    default_runs_root,
+    load_checkpoint,
+    load_model,
+    transform_summary,
+)
 from core.text import escape_markdown
 from core.training import (
     PRESETS,
     ConfigError,
     JobBusyError,
-    JobRegistry,
     JobSnapshot,
     Setting,
     StorageError,
@@ -37,7 +51,16 @@ from core.training import (
     form_settings,
     with_settings,
 )
+from core.training.config import (
+    TYPICAL_EVENTS,
+    TYPICAL_SPAN_US,
+    batch_memory,
+    network_notation,
+    parameter_count,
+    time_steps,
+)
 from pages.common import DEFAULT_DATA, init_selection, require_data, write_query_params
+from pages.runs import evaluation_jobs, registry
 
 COLUMNS = 3  # form fields a row: at 1000 px a number field and its label stay whole
 NO_RUN = ""  # the run chooser's "none shown"
@@ -55,18 +78,6 @@ source = require_data()
 
 
 # ------------------------------------------------------------------ server-wide resources
-
-
-@st.cache_resource(show_spinner=False)
-def registry(runs_root: str) -> JobRegistry:
-    """One registry per server (all sessions): it refuses a second training while one runs."""
-    return JobRegistry(RunStore(runs_root))
-
-
-@st.cache_resource(show_spinner=False)
-def evaluation_jobs() -> dict[str, Any]:
-    """The evaluation in progress on this server (one at a time, like training): its run, job and what it tests."""
-    return {}
 
 
 @st.cache_data(show_spinner="Timing one training step on a few samples…", max_entries=32)
@@ -146,11 +157,11 @@ def config_from_form(check: bool = True) -> TrainConfig | None:
     base = base_config(p)
     loss = st.session_state.get(f"f_{p}_loss", base.loss)
     values = {}
-    for setting in form_settings():
-        key = widget_key(p, setting)
-        if setting.form.applies(loss) and key in st.session_state:
-            values[setting.path] = setting.from_widget(st.session_state[key])
     try:
+        for setting in form_settings():
+            key = widget_key(p, setting)
+            if setting.form.applies(loss) and key in st.session_state:
+                values[setting.path] = setting.from_widget(st.session_state[key])
         config = with_settings(base, {**values, **data_fields()})
         if check:
             check_data(config)
@@ -250,6 +261,8 @@ def setting_ui(setting: Setting, base: TrainConfig, key: str) -> None:
         st.selectbox(hint.label, options, key=key, help=hint.help)
     elif setting.kind is bool:
         st.checkbox(hint.label, key=key, help=hint.help)
+    elif setting.kind is tuple:  # "12, 32": one field for the pair
+        st.text_input(hint.label, key=key, help=hint.help)
     elif setting.kind is str:
         st.text_area(hint.label, key=key, height=68, help=hint.help)
     else:
@@ -297,21 +310,48 @@ def new_run_ui() -> None:
                   args=(built,), help="puts it in the transform field under More settings")
     applicable = [s for s in settings if s is not loss_setting and s.form.applies(loss)]
     essentials = [s for s in applicable if s.form.essential]
-    more = [s for s in applicable if not s.form.essential]
+    architecture = [s for s in applicable if s.form.part == "architecture"]
+    more = [s for s in applicable if not s.form.essential and not s.form.part]
     with st.form(key=f"train_form_{p}", border=False):
         grid(essentials, base, p)
-        with st.expander("More settings: the network, augmentation, tests, seed, transform"):
+        with st.expander("Architecture: channels, kernel size, pooling"):
+            grid(architecture, base, p, notes=False)
+            st.caption(architecture_caption(p, base))
+        with st.expander("More settings: the neurons, augmentation, tests, seed, transform"):
             grid([s for s in more if not _is_text(s)], base, p, notes=False)
             for setting in (s for s in more if _is_text(s)):
                 setting_ui(setting, base, widget_key(p, setting))
         errors = st.session_state["train_errors"]
         if errors.get("preset") == p and errors.get("field") not in {s.path for s in essentials} | {"loss"}:
-            # a field folded under More settings, or one not on the form (the data, the memory of a batch)
-            where = "More settings → " if errors.get("field") in {s.path for s in more} else ""
+            # a folded field, or one not on the form (the data, the memory of a batch)
+            field = errors.get("field")
+            where = ("Architecture → " if field in {s.path for s in architecture}
+                     else "More settings → " if field in {s.path for s in more} else "")
             st.error(where + errors["message"], icon=ERROR_ICON)
         b = st.columns(2)
         b[0].form_submit_button("Estimate time per iteration", on_click=on_estimate, width="stretch")
         b[1].form_submit_button("Start training", type="primary", on_click=on_start, width="stretch")
+
+
+def architecture_caption(p: str, base: TrainConfig) -> str:
+    """The network the architecture fields make (as last submitted: a form's fields count when it is sent)."""
+    values = {}
+    for setting in form_settings():
+        key = widget_key(p, setting)
+        if setting.form.part == "architecture" and key in st.session_state:
+            values[setting.path] = st.session_state[key]
+    try:
+        model = with_settings(base, {k: by_path(k).from_widget(v) for k, v in values.items()}).model
+    except ConfigError:
+        model = base.model
+    side1 = FRAME_SHAPE[1] - model.kernel_size + 1
+    return (f"{network_notation(model)}: feature maps of {side1}, {side1 // 2}, {side1 // 2 - model.kernel_size + 1} "
+            f"and {model.feature_size} pixels a side, {parameter_count(model):,} parameters. \"Estimate time per "
+            "iteration\" measures the time and memory of the settings in the form.")
+
+
+def by_path(path: str) -> Setting:
+    return next(s for s in form_settings() if s.path == path)
 
 
 def _is_text(setting: Setting) -> bool:
@@ -332,23 +372,44 @@ def estimate_ui() -> None:
         return
     if pending[0] == "pending":
         try:
-            st.session_state["train_estimate"] = pending = ("done", estimate(pending[1]), pending[1].batch_size)
+            st.session_state["train_estimate"] = pending = ("done", estimate(pending[1]), pending[1])
         except (ConfigError, ValueError, RuntimeError) as exc:
             st.session_state["train_estimate"] = None
             st.error(f"Cannot estimate: {escape_markdown(exc, limit=600)}", icon=ERROR_ICON)
             return
-    _, seconds, batch = pending
-    st.info(f"Estimated time per iteration: **{seconds:.2f} s** (batch {batch}, measured on this machine)", icon="⏱️")
+    _, seconds, config = pending
+    memory = batch_memory(config, time_steps(config, TYPICAL_SPAN_US, TYPICAL_EVENTS))
+    whole = f"about {_duration(seconds * config.max_iters)} for {config.max_iters:,} iterations"
+    if config.max_seconds is not None and seconds * config.max_iters > config.max_seconds:
+        whole += f", so the time limit ({_duration(config.max_seconds)}) ends it first"
+    st.info(f"Estimated time per iteration: **{seconds:.2f} s** (batch {config.batch_size}, measured on this machine): "
+            f"{whole}. One batch holds about **{format_bytes(memory.total)}** ({memory.engine} engine, limit "
+            f"{format_bytes(limits().training_batch_bytes)}). The network: {network_notation(config.model)}, "
+            f"{parameter_count(config.model):,} parameters.", icon="⏱️")
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
 
 
 # ------------------------------------------------------------------ a run: live or from its folder
 
 
 def histories(snap_iterations: list[dict[str, float]], evals: list[dict[str, float]]) -> dict[str, list[float]]:
+    measured = [e for e in evals if e.get("activation_sparsity") is not None]  # tests with NeuroBench's metrics
+    ops = [e.get("synaptic_operations") or {} for e in measured]
     return dict(
         iteration=[r["iteration"] for r in snap_iterations], loss=[r["loss"] for r in snap_iterations],
         accuracy=[r["accuracy"] for r in snap_iterations], test_iteration=[e["iteration"] for e in evals],
         test_accuracy=[e["accuracy"] for e in evals],
+        metrics_iteration=[e["iteration"] for e in measured],
+        activation_sparsity=[e["activation_sparsity"] for e in measured],
+        effective_acs=[o.get("Effective_ACs") for o in ops], effective_macs=[o.get("Effective_MACs") for o in ops],
+        metrics_samples=[e.get("metrics_samples") for e in measured],
+        metrics_time_steps=[e.get("metrics_time_steps") for e in measured],
+        metrics_seconds=[e.get("metrics_seconds") for e in measured],
+        footprint_bytes=[e.get("footprint_bytes") for e in measured],
+        connection_sparsity=[e.get("connection_sparsity") for e in measured],
     )
 
 
@@ -358,6 +419,30 @@ def curves_ui(run_id: str, history: dict[str, list[float]], key: str) -> None:
     raw = st.session_state.get("train_raw", False)
     fig = figures.training_curves_figure({run_id: history}, raw=raw, chance=0.1)
     st.plotly_chart(fig, width="stretch", key=key)
+    neurobench_metrics_ui(history)
+
+
+def neurobench_metrics_ui(history: dict[str, list[float]]) -> None:
+    """NeuroBench's metrics at each test, beside the test accuracy: activation sparsity and synaptic operations."""
+    if not history.get("metrics_iteration"):
+        return
+    left, right = st.columns(2)
+    left.line_chart({"iteration": history["metrics_iteration"], "activation sparsity": history["activation_sparsity"]},
+                    x="iteration", y="activation sparsity", y_label="activation sparsity (test)", height=220)
+    right.line_chart({"iteration": history["metrics_iteration"], "effective ACs": history["effective_acs"],
+                      "effective MACs": history["effective_macs"]},
+                     x="iteration", y=["effective ACs", "effective MACs"], y_label="synaptic operations per sample",
+                     height=220)
+    samples, steps = history["metrics_samples"][-1], history["metrics_time_steps"][-1]
+    footprint, connections = history["footprint_bytes"][-1], history["connection_sparsity"][-1]
+    st.caption(
+        f"NeuroBench metrics at each test, measured on {samples} of the test samples ({steps} time steps; a subset, "
+        f"to keep tests fast: {history['metrics_seconds'][-1]:.1f} s the last time), with the tutorial's "
+        f"step-by-step loop. Activation sparsity: the share of neuron outputs with no spike. Synaptic operations: "
+        f"per sample, accumulates (inputs of 0 or 1: spikes) and multiply-accumulates (a layer's operations at a "
+        f"step where its input holds event counts above 1). "
+        f"Footprint {footprint / 1000:.1f} kB, connection sparsity {connections:.1%}."
+    )
 
 
 def phase_text(snap: JobSnapshot) -> tuple[float, str]:
@@ -503,7 +588,7 @@ def confusion_ui(confusion: Any, per_class: Any, key: str) -> None:
 
 
 def run_actions(run_id: str, run_dir: Path) -> None:
-    """Load its settings into the form, download its checkpoint, delete it; test it on other data."""
+    """Load its settings into the form, download its checkpoint or its NIR file, delete it; test it on other data."""
     cols = st.columns(3)
     cols[0].button("Load its settings", key=f"train_load_{run_id}", on_click=load_settings, args=(run_id,),
                    width="stretch", help="into the form below (its data too), to change a value and start again")
@@ -522,7 +607,37 @@ def run_actions(run_id: str, run_dir: Path) -> None:
         st.write(f"Delete run {escape_markdown(run_id)} and its checkpoints for good?")
         st.button("Delete it", key=f"train_delete_{run_id}", on_click=delete_run, args=(run_id,), type="primary")
     if checkpoint is not None:
+        nir_ui(run_id, checkpoint, cols[1])
         evaluate_ui(run_id, run_dir)
+
+
+@st.cache_data(show_spinner="Writing the network in NIR and reading it back…", max_entries=8)
+def nir_export(checkpoint: str, stamp: float) -> tuple[bytes | None, str | None]:
+    """A checkpoint's network as a ``.nir`` file (``stamp``: its modification time), or why it cannot be (plain text)."""
+    try:
+        config = ModelConfig.from_dict(load_checkpoint(checkpoint)["model_config"])
+        check_nir_config(config)  # refused by its settings before any work
+        return nir_bytes(load_model(checkpoint)), None
+    except ExportError as exc:
+        return None, f"{exc.setting}: {exc.problem}"
+    except (CheckpointError, ModelConfigError, KeyError, TypeError, ValueError, OSError) as exc:
+        return None, f"its checkpoint does not load ({exc})"
+
+
+def nir_ui(run_id: str, checkpoint: Path, where: Any) -> None:
+    """Its network as a NIR file to download, or, where NIR cannot express it, why not."""
+    try:
+        stamp = checkpoint.stat().st_mtime
+    except OSError:
+        return
+    data, problem = nir_export(str(checkpoint), stamp)
+    if data is not None:  # under "Download checkpoint"
+        where.download_button("Download NIR", data, file_name=f"{run_id}-{checkpoint.stem}.nir",
+                              mime="application/x-hdf5", key=f"train_nir_{run_id}", on_click="ignore", width="stretch",
+                              help="the network in the Neuromorphic Intermediate Representation (NIR 1.0, HDF5), "
+                                   "written by snnTorch's export_to_nir and checked by reading it back")
+    else:  # under the buttons, the width of the page
+        st.caption(f"No NIR download: {escape_markdown(problem, limit=400)}")
 
 
 def draw_stored(run_id: str) -> None:
@@ -612,13 +727,40 @@ def evaluate_ui(run_id: str, run_dir: Path) -> None:
         if saved:
             rows = [dict(data=f"{r.data_kind}{f' from {r.data_source}' if r.data_source else ''} ({Path(r.data_root).name})",
                          split=r.split, samples=r.samples, left_out=r.excluded, accuracy=r.accuracy,
+                         activation_sparsity=(r.metrics or {}).get("activation_sparsity"),
                          trained_on_it=r.same_data) for r in saved]
             st.dataframe(rows, hide_index=True, width="stretch", key=f"train_evals_{run_id}",
-                         column_config={"accuracy": st.column_config.NumberColumn(format="percent")})
+                         column_config={"accuracy": st.column_config.NumberColumn(format="percent"),
+                                        "activation_sparsity": st.column_config.NumberColumn(
+                                            "activation sparsity", format="percent")})
             latest = saved[0]
             st.markdown(f"**{latest.accuracy:.1%}** on {latest.samples:,} {escape_markdown(latest.split)} recordings of "
                         f"{escape_markdown(latest.data_root)}" + (" (the data it trained on)" if latest.same_data else ""))
+            evaluation_metrics_ui(latest.metrics)
             confusion_ui(latest.confusion, latest.per_class_accuracy, f"train_eval_confusion_{run_id}")
+
+
+def evaluation_metrics_ui(metrics: dict[str, Any] | None) -> None:
+    """NeuroBench's metrics of a saved evaluation: a row of numbers, and a caption saying what they were measured on."""
+    if not metrics or metrics.get("activation_sparsity") is None:
+        st.caption("NeuroBench metrics: not measured for this evaluation.")
+        return
+    ops = metrics.get("synaptic_operations") or {}
+    row = st.columns(5)
+    row[0].metric("activation sparsity", f"{metrics['activation_sparsity']:.1%}",
+                  help="NeuroBench: the share of neuron outputs (all spiking layers, steps, samples) with no spike")
+    row[1].metric("effective ACs / sample", format_count(ops.get("Effective_ACs")),
+                  help="NeuroBench: accumulates a sample's spikes cause in the Conv2d and Linear layers")
+    row[2].metric("effective MACs / sample", format_count(ops.get("Effective_MACs")),
+                  help="NeuroBench: multiply-accumulates, a layer's operations at a step where its input holds "
+                       "event counts above 1")
+    row[3].metric("footprint", f"{metrics['footprint_bytes'] / 1000:.1f} kB",
+                  help="NeuroBench: the bytes of the network's parameters and buffers")
+    row[4].metric("connection sparsity", f"{metrics['connection_sparsity']:.1%}",
+                  help="NeuroBench: the share of zero weights in the Conv2d and Linear layers")
+    st.caption(f"NeuroBench metrics on {metrics.get('metrics_samples')} of these recordings, evenly spread "
+               f"({metrics.get('metrics_time_steps')} time steps), measured with the tutorial's step-by-step loop; "
+               f"a dense network would do {format_count(ops.get('Dense'))} operations per sample.")
 
 
 def evaluation_progress(job: ProgressJob) -> None:

@@ -322,3 +322,105 @@ def test_bad_input_gets_a_message_and_status_2(workdir: Path, tiny_run: Path, ti
 
     # nothing was touched by the failures
     assert sorted(p.name for p in empty.path.iterdir()) == ["config.json"]
+
+
+# ---------------------------------------------------------------- per-sample predictions (the misclassification explorer)
+
+
+@pytest.mark.slow  # trains a run first (the tiny_run fixture)
+def test_per_sample_predictions_match_the_tutorial_loop_and_are_kept(tiny_run: Path, tiny_set: Path) -> None:
+    import tonic.transforms as T
+
+    from core.evaluate import confusion_cell, load_predictions, predictions_file
+    from core.runs import load_checkpoint
+
+    # batches of one: a padded batch would run each shorter recording on past its end (as training counts it)
+    result = evaluate(tiny_run, tiny_set, "Test", max_samples=8, seed=3, batch_size=1)
+    assert len(result.predictions) == result.samples == 8
+    batched = evaluate(tiny_run, tiny_set, "Test", max_samples=8, seed=3, save=False)
+    assert [(p.index, p.label) for p in batched.predictions] == [(p.index, p.label) for p in result.predictions]
+    tally = np.zeros((10, 10), dtype=np.int64)
+    for p in batched.predictions:
+        tally[p.label, p.predicted] += 1
+    assert np.array_equal(tally, np.array(batched.confusion))
+    checkpoint = load_checkpoint(tiny_run / "best.pt")
+    model = build_model(ModelConfig.from_dict(checkpoint["model_config"]))
+    model.load_state_dict(checkpoint["state_dict"])
+    model.eval()
+    transform = T.Compose([T.Denoise(filter_time=10000), T.ToFrame(sensor_size=SENSOR_SIZE, time_window=30000)])
+    files = NMNISTFolder(tiny_set, "Test").files
+    confusion = np.zeros((10, 10), dtype=np.int64)
+    for p in result.predictions:
+        assert tiny_set / p.file == files[p.index] and int(files[p.index].parent.name) == p.label
+        frames = torch.as_tensor(transform(read_nmnist(files[p.index])), dtype=torch.float32)[:, None]
+        with torch.no_grad():
+            counts = forward_pass(model.net, frames).sum(0)[0]
+        assert list(p.spikes) == counts.long().tolist() and p.predicted == int(counts.argmax())
+        assert p.confidence == (pytest.approx(counts.max().item() / counts.sum().item()) if counts.sum() else 0.0)
+        confusion[p.label, p.predicted] += 1
+    assert np.array_equal(confusion, np.array(result.confusion))
+    # kept beside the JSON, read back the same; the JSON itself stays small
+    kept = saved_evaluations(tiny_run)[0]
+    assert kept.name == result.name and kept.predictions == ()
+    assert predictions_file(result).is_file() and "predictions" not in json.loads((tiny_run / EVALUATIONS_DIR /
+                                                                                  f"{result.name}.json").read_text())
+    back = load_predictions(kept)
+    assert [(p.index, p.file, p.label, p.predicted, p.spikes) for p in back] == [
+        (p.index, p.file, p.label, p.predicted, p.spikes) for p in result.predictions]
+    for p in result.predictions:
+        assert p in confusion_cell(back, p.label, p.predicted)
+
+
+def _prediction(index: int, label: int, predicted: int, spikes: list[int]):
+    from core.evaluate import SamplePrediction
+
+    return SamplePrediction(index, f"NMNIST/Test/{label}/{index:05d}.bin", label, predicted, tuple(spikes))
+
+
+def test_confusion_cells_and_the_most_confidently_wrong() -> None:
+    from core.evaluate import confusion_cell, most_confidently_wrong
+
+    predictions = [
+        _prediction(0, 3, 3, [0, 0, 0, 9, 0, 1, 0, 0, 0, 0]),  # right
+        _prediction(1, 3, 5, [0, 0, 0, 4, 0, 6, 0, 0, 0, 0]),  # wrong, 60 %
+        _prediction(2, 3, 5, [0, 0, 0, 0, 0, 9, 0, 0, 0, 1]),  # wrong, 90 %
+        _prediction(3, 7, 1, [0, 2, 0, 0, 0, 0, 0, 2, 0, 0]),  # wrong, a tie: the first neuron, 50 %
+        _prediction(4, 8, 0, [0] * 10),  # no output spike at all: neuron 0, confidence 0
+        _prediction(5, 3, 5, [0, 0, 0, 1, 0, 9, 0, 0, 0, 0]),  # wrong, 90 %, a smaller margin over the true 3 than #2
+    ]
+    assert predictions[4].confidence == 0.0 and predictions[3].confidence == 0.5
+    assert [p.index for p in confusion_cell(predictions, 3, 5)] == [2, 5, 1]  # 90 % (margin 9), 90 % (margin 8), 60 %
+    assert confusion_cell(predictions, 4, 4) == []  # an empty cell is an empty list
+    assert [p.index for p in most_confidently_wrong(predictions)] == [2, 5, 1, 3, 4]
+    assert [p.index for p in most_confidently_wrong(predictions, n=2)] == [2, 5]
+
+
+def test_predictions_file_round_trip_and_damage(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from core.evaluate import load_predictions, predictions_file, save_evaluation
+
+    predictions = (_prediction(0, 3, 3, [0, 0, 0, 9, 0, 1, 0, 0, 0, 0]), _prediction(7, 3, 5, [0, 0, 0, 4, 0, 6, 0, 0, 0, 0]))
+    confusion = tuple(tuple(1 if (r, c) in ((3, 3), (3, 5)) else 0 for c in range(10)) for r in range(10))
+    result = EvaluationResult(
+        run_id="r", run_dir=str(tmp_path / "r"), checkpoint="best", checkpoint_iteration=1, data_root=str(tmp_path / "d"),
+        data_kind="simulated", data_source=None, split="Test", transform="[]", trained_on=None, same_data=False,
+        samples=2, excluded=0, skipped_bad=0, accuracy=0.5, per_class_accuracy=(None,) * 10, confusion=confusion,
+        seconds=0.1, created=1.0, options={}, predictions=predictions,
+    )
+    save_evaluation(result)
+    kept = saved_evaluations(tmp_path / "r")
+    assert len(kept) == 1 and load_predictions(kept[0]) == predictions  # the samples file is not an evaluation
+    path = predictions_file(result)
+    assert path.read_text().splitlines()[2] == "7,NMNIST/Test/3/00007.bin,3,5,0.6000,0 0 0 4 0 6 0 0 0 0"
+    for damage in ("index,file\n", "index,file,label,predicted,confidence,spikes\n0,a,3,99,1,0 0\n",
+                   "index,file,label,predicted,confidence,spikes\nx,a,3,3,1,0 0 0 9 0 1 0 0 0 0\n", "\xff\xfe"):
+        path.write_bytes(damage.encode("latin-1"))
+        with pytest.raises(EvaluationError, match="per-sample predictions cannot be read"):
+            load_predictions(kept[0])
+    path.unlink()
+    assert load_predictions(kept[0]) is None  # an older evaluation, kept without its samples
+    save_evaluation(replace(result, predictions=()))  # the same evaluation without samples drops a stale file
+    path.write_text("stale")
+    save_evaluation(replace(result, predictions=()))
+    assert not path.exists()

@@ -324,7 +324,7 @@ def test_home_data_link_renders_no_link_or_image(fuzz_home: Path) -> None:
     assert not problems(at, query), problems(at, query)
 
 
-@pytest.mark.parametrize("page", ["pages/events.py", "pages/transforms.py", "pages/training.py", "pages/spike_counter.py"])
+@pytest.mark.parametrize("page", [page for page in PAGES if page != "pages/home.py"])
 def test_other_pages_render_no_link_from_data(page: str, fuzz_home: Path) -> None:
     """A guard (these pages passed before the fix too): the link's folder text renders no link anywhere."""
     query = {"data": LOGIN_LINK}
@@ -427,7 +427,7 @@ def damaged_home(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[Path, 
     return home, run.name
 
 
-@pytest.mark.parametrize("page", ["pages/training.py", "pages/spike_counter.py"])
+@pytest.mark.parametrize("page", PAGES)
 @pytest.mark.slow
 def test_damaged_run_breaks_no_page(page: str, damaged_home: tuple[Path, str], fuzz_home: Path,
                                     monkeypatch: pytest.MonkeyPatch) -> None:

@@ -245,16 +245,15 @@ def test_one_click_trains_the_quick_preset_and_its_network_then_answers(
     assert "predicted" in metrics(at)
 
 
-def test_the_draw_and_training_pages_share_one_training_registry() -> None:
-    """Streamlit keys a cached function by module (every page runs as __main__), name and source: the same text on
-    both pages is the same cache, so the registry that allows one training at a time is one for the whole app."""
-
-    def registry_source(page: str) -> str:
-        text = (REPO / page).read_text()
-        node = next(n for n in ast.parse(text).body if isinstance(n, ast.FunctionDef) and n.name == "registry")
-        return ast.get_source_segment(text, node, padded=True)
-
-    assert registry_source("pages/draw.py") == registry_source("pages/training.py")
+def test_every_page_gets_the_one_training_registry_and_run_list() -> None:
+    """One training at a time whichever page starts it: the registry, run list and evaluations in progress are
+    defined once (pages/runs.py), and no page defines its own."""
+    own = ("registry", "run_store", "run_choices", "evaluation_jobs", "load_failures", "listed_runs", "url_choice")
+    for page in sorted((REPO / "pages").glob("*.py")):
+        if page.name == "runs.py":
+            continue
+        defined = {n.name for n in ast.parse(page.read_text()).body if isinstance(n, ast.FunctionDef)}
+        assert not defined & set(own), (page.name, defined & set(own))
 
 
 @pytest.mark.slow

@@ -313,3 +313,130 @@ def test_start_puts_the_live_view_first_and_the_past_runs_follow_it_live(home: P
     table = watcher.dataframe[0].value
     assert table[table["run"] == run_id].iloc[0]["status"] == "stopped"
     assert run_id in watcher.multiselect(key="train_compare").value
+
+
+# ---------------------------------------------------------------- NeuroBench metrics (issue 12)
+
+
+def neurobench(sparsity: float) -> dict[str, Any]:
+    """The metric fields of a test record or a saved evaluation (core.metrics.NetworkMetrics.to_dict)."""
+    return {"activation_sparsity": sparsity, "footprint_bytes": 73076, "connection_sparsity": 0.0,
+            "synaptic_operations": {"Effective_ACs": 1.2e6, "Effective_MACs": 3.1e5, "Dense": 5.1288e8},
+            "metrics_samples": 16, "metrics_time_steps": 11, "metrics_seconds": 0.4}
+
+
+def charts(at: AppTest) -> list[str]:
+    """The specs of the page's Vega-Lite charts (st.line_chart, st.bar_chart)."""
+    return [c.proto.spec for c in at.get("vega_lite_chart")]
+
+
+def test_neurobench_metrics_of_each_test_are_charted_beside_the_test_accuracy(home: Path) -> None:
+    from core.runs import METRICS_FILE
+
+    plain_run = write_run(home)  # tests recorded before the metrics: no chart, no error
+    at = open_training({"run": plain_run})
+    assert not [c for c in at.caption if "NeuroBench" in c.value]
+    assert not [s for s in charts(at) if "activation sparsity" in s]
+
+    run_id = write_run(home)
+    confusion = [[1 if i == j else 0 for j in range(10)] for i in range(10)]
+    with open(home / "runs" / run_id / METRICS_FILE, "a", encoding="utf-8") as fh:
+        for iteration, sparsity in ((4, 0.91), (5, 0.93)):
+            fh.write(json.dumps({"type": "eval", "iteration": iteration, "accuracy": 0.5, "per_class_accuracy": [1.0] * 10,
+                                 "confusion": confusion, "samples": 10, "seconds": 0.5, **neurobench(sparsity)}) + "\n")
+    at = open_training({"run": run_id})
+    specs = charts(at)
+    assert [s for s in specs if "activation sparsity (test)" in s]
+    assert [s for s in specs if "synaptic operations per sample" in s]
+    caption = next(plain(c.value) for c in at.caption if "NeuroBench metrics at each test" in c.value)
+    assert "on 16 of the test samples (11 time steps" in caption and "0.4 s the last time" in caption
+    assert "Footprint 73.1 kB, connection sparsity 0.0%" in caption
+
+
+def test_a_saved_evaluation_shows_its_neurobench_metrics(home: Path) -> None:
+    from core.evaluate import EvaluationResult, save_evaluation
+
+    run_id = write_run(home)
+    run_dir = home / "runs" / run_id
+    base = dict(run_id=run_id, run_dir=str(run_dir), checkpoint="final", checkpoint_iteration=3,
+                data_root=str(home / "simulated"), data_kind="simulated", data_source="tests", split="Test",
+                transform="[]", trained_on=str(home / "simulated"), same_data=True, samples=10, excluded=0,
+                skipped_bad=0, accuracy=0.3, per_class_accuracy=(0.3,) * 10,
+                confusion=tuple(tuple(1 if i == j else 0 for j in range(10)) for i in range(10)), seconds=1.0)
+    save_evaluation(EvaluationResult(**base, created=1.0, options={"old": True}))  # saved before the metrics
+    at = open_training({"run": run_id})
+    assert any("NeuroBench metrics: not measured" in c.value for c in at.caption)
+
+    save_evaluation(EvaluationResult(**base, created=2.0, options={"new": True}, metrics=neurobench(0.9712)))
+    at = open_training({"run": run_id})
+    shown = metrics(at)
+    assert shown["activation sparsity"] == "97.1%" and shown["effective ACs / sample"] == "1.20 M"
+    assert shown["effective MACs / sample"] == "310.00 k" and shown["footprint"] == "73.1 kB"
+    assert shown["connection sparsity"] == "0.0%"
+    caption = next(plain(c.value) for c in at.caption if "NeuroBench metrics on" in c.value)
+    assert "on 16 of these recordings" in caption and "512.88 M operations per sample" in caption
+    table = next(d.value for d in at.dataframe if "split" in d.value.columns)
+    assert table.iloc[0]["activation_sparsity"] == pytest.approx(0.9712)  # newest first
+    import pandas as pd
+
+    assert pd.isna(table.iloc[1]["activation_sparsity"])  # the older one was not measured
+
+
+# ---------------------------------------------------------------- the architecture on the form; NIR download (issues 12, 14)
+
+
+def test_the_architecture_is_on_the_form_folded_and_checked_before_work(home: Path) -> None:
+    at = open_training()
+    part = next(e for e in at.expander if e.label.startswith("Architecture"))
+    assert {w.key for w in part.text_input} == {"f_quick_channels"} and at.text_input(key="f_quick_channels").value == "12, 32"
+    assert {w.key for w in part.number_input} == {"f_quick_kernel"} and at.number_input(key="f_quick_kernel").value == 5
+    assert at.selectbox(key="f_quick_pool").options == ["max", "avg"] and at.selectbox(key="f_quick_pool").value == "max"
+    assert any("12C5-MP2-32C5-MP2-800FC10" in c.value for c in part.caption)
+    # the estimate measures the form's network: time, memory and parameters
+    at.text_input(key="f_quick_channels").set_value("4, 8")
+    at.number_input(key="f_quick_kernel").set_value(3)
+    at.selectbox(key="f_quick_pool").set_value("avg")
+    click(at, "Estimate time per iteration")
+    info = next(plain(i.value) for i in at.info if "Estimated time per iteration" in i.value)
+    assert "4C3-AP2-8C3-AP2-392FC10" in info and "One batch holds about" in info and "parameters" in info
+    assert any("4C3-AP2-8C3-AP2-392FC10" in c.value for c in at.caption)
+    # bounds before any work, named under the folded part
+    for channels, words in (("4", "model.channels: must be 2 whole numbers separated by a comma"),
+                            ("300, 8", "model.channels: at most 256 a convolution"),
+                            ("9000, 9000", "model.channels: one training batch needs"), ("0, 8", "model.channels")):
+        at.text_input(key="f_quick_channels").set_value(channels)
+        click(at, "Start training")
+        assert any(plain(e.value).startswith("Architecture → " + words) for e in at.error), [e.value for e in at.error]
+    at.text_input(key="f_quick_channels").set_value("4, 8")
+    at.number_input(key="f_quick_kernel").set_value(12)
+    click(at, "Start training")
+    assert any("model.kernel_size: 12 leaves no pixels" in plain(e.value) for e in at.error), [e.value for e in at.error]
+    assert not (home / "runs").exists() or not any((home / "runs").iterdir()), "no run folder for a refused config"
+
+
+def test_a_runs_architecture_loads_into_the_form(home: Path) -> None:
+    run_id = write_run(home, channels=(6, 16), kernel_size=3, pool="avg")
+    at = open_training({"run": run_id})
+    click(at, "Load its settings")
+    assert at.text_input(key="f_quick_channels").value == "6, 16" and at.number_input(key="f_quick_kernel").value == 3
+    assert at.selectbox(key="f_quick_pool").value == "avg"
+
+
+def test_a_network_nir_can_express_downloads_as_nir_and_another_says_why_not(home: Path) -> None:
+    exportable = write_run(home, pool="avg", reset_mechanism="zero")
+    at = open_training({"run": exportable})
+    labels = [d.proto.label for d in at.get("download_button")]
+    assert labels == ["Download checkpoint", "Download NIR"]
+    assert not any("No NIR download" in c.value for c in at.caption)
+    max_pooled = write_run(home)  # the tutorial's max pooling: NIR 1.0 has none
+    at = open_training({"run": max_pooled})
+    assert [d.proto.label for d in at.get("download_button")] == ["Download checkpoint"]
+    assert any(plain(c.value) == "No NIR download: pool: NIR has no 'max' pooling, only sum and average; train with "
+               "pool='avg'" for c in at.caption), [c.value for c in at.caption]
+    subtracting = write_run(home, pool="avg")  # the tutorial's reset by subtraction: NIR resets to zero
+    at = open_training({"run": subtracting})
+    assert any(plain(c.value).startswith("No NIR download: reset_mechanism: NIR's LIF resets the membrane")
+               for c in at.caption), [c.value for c in at.caption]
+    (home / "runs" / exportable / "final.pt").write_bytes(b"not a checkpoint")
+    at = open_training({"run": exportable})
+    assert any(plain(c.value).startswith("No NIR download: its checkpoint does not load") for c in at.caption)

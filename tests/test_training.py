@@ -317,7 +317,8 @@ def test_one_description_makes_the_flags_and_the_form() -> None:
     assert paths == fields | {f"model.{f.name}" for f in dataclasses.fields(ModelConfig)}
     assert paths <= {action.dest for action in build_parser()._actions}
     form = {s.path: s for s in form_settings()}
-    assert set(form) <= paths and len(form) == 18
+    assert set(form) <= paths and len(form) == 21
+    assert {"model.channels", "model.kernel_size", "model.pool"} <= set(form)  # the architecture is the person's too
     assert form["max_seconds"].widget_value(PRESETS["tutorial"]) == 0.0 and form["max_seconds"].from_widget(0.0) is None
     assert form["eval_samples"].widget_value(PRESETS["quick"]) == 1000 and form["eval_samples"].from_widget(0) is None
     assert form["model.surrogate"].choices[0] == "atan" and form["loss"].choices == ("mse_count", "ce_rate", "ce_count")
@@ -373,3 +374,18 @@ def test_cli_bad_values_exit_2_naming_the_field(
     err = capsys.readouterr().err
     assert field in err and "Traceback" not in err
     assert not (tmp_path / "runs").exists(), "nothing may be written for a refused config"
+
+
+@pytest.mark.parametrize("model", [ModelConfig(), ModelConfig(channels=(4, 8), kernel_size=3, pool="avg"),
+                                   ModelConfig(channels=(16, 64), kernel_size=7)])
+def test_the_forms_parameter_count_and_notation_describe_the_network_built(model: ModelConfig) -> None:
+    """What the Training page shows before launch is what build_model makes (its weights and biases counted)."""
+    from core.training.config import network_notation, parameter_count
+
+    net = build_model(model)
+    built = sum(p.numel() for name, p in net.named_parameters() if name.endswith(("weight", "bias")))
+    assert parameter_count(model) == built
+    c1, c2 = model.channels
+    pool = {"max": "MP2", "avg": "AP2"}[model.pool]
+    assert network_notation(model) == f"{c1}C{model.kernel_size}-{pool}-{c2}C{model.kernel_size}-{pool}-{model.hidden}FC10"
+    assert network_notation(ModelConfig()) == "12C5-MP2-32C5-MP2-800FC10"  # the tutorial's own words

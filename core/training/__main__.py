@@ -9,6 +9,12 @@ test samples, as the Training page's 0 does). Progress goes to the terminal,
 the run to its folder; with ``--json`` the last line of stdout is one JSON object with
 at least ``iterations``, ``seconds``, ``test_accuracy`` and ``run_dir`` (progress then
 goes to stderr). A bad value exits with status 2 and a message naming the field.
+
+Under torchrun (``torchrun --standalone --nproc_per_node=N -m core.train ...``, or one torchrun per
+machine for several) the processes train one network with DistributedDataParallel
+(:mod:`core.training.distributed`): ``--batch-size`` is per process, rank 0 alone prints, writes the
+run folder and ends with the JSON line, whose ``world_size`` says how many processes trained (1 for a
+plain run).
 """
 
 from __future__ import annotations
@@ -16,13 +22,17 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 
 from core.runs import RunStore
+from core.training import distributed
 from core.training.config import FORM, PRESETS, ConfigError, Setting, TrainConfig, check_data, settings, with_settings
 from core.training.estimate import estimate_iteration_seconds
+from core.training.job import TrainingJob
 from core.training.loop import StorageError, storage_problem
 from core.training.records import JobSnapshot
 from core.training.registry import JobRegistry
@@ -136,6 +146,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = config_from_args(args)
     except (ConfigError, ValueError, TypeError) as exc:
         return fail(str(exc))
+    try:
+        world = distributed.start(config.device)  # under torchrun: join the other processes; else one process
+    except (ValueError, RuntimeError) as exc:
+        return fail(f"cannot join the training processes: {exc}")
+    try:
+        if world.leader:
+            return train_and_report(args, config, world, out, fail)
+        with open(os.devnull, "w", encoding="utf-8") as silent:  # rank 0 alone prints and writes
+            return train_and_report(args, config, world, silent, fail)
+    finally:
+        distributed.stop()
+
+
+def train_and_report(
+    args: argparse.Namespace, config: TrainConfig, world: distributed.World, out: TextIO, fail: Callable[[str], int]
+) -> int:
+    """Prepare the data, start the run (rank 0 in a new run folder), print its progress, end with its results."""
     if config.data_root is None:
         from core.data import ensure_default_dataset
 
@@ -145,7 +172,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         try:
             check_data(config)  # what needs no data (the memory of a batch) before minutes of generating it
-            source = ensure_default_dataset(progress)
+            with distributed.local_leader_first():  # one process per machine generates it
+                source = ensure_default_dataset(progress)
         except (ConfigError, ValueError) as exc:
             return fail(str(exc))
         except OSError as exc:
@@ -157,12 +185,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return fail(str(exc))
 
     seconds = None
-    if not args.no_estimate:
+    if not args.no_estimate and world.leader:
         seconds = estimate_iteration_seconds(config)
         print(f"estimated {seconds:.2f} s an iteration (about {seconds * config.max_iters:.0f} s for {config.max_iters})", file=out, flush=True)
     registry = JobRegistry(RunStore(args.runs))
     try:
-        job = registry.submit(config, estimate_seconds=seconds)
+        if world.leader:
+            job = registry.submit(config, estimate_seconds=seconds)
+        else:
+            job = follower_job(config, args.runs, world)
     except (ConfigError, ValueError) as exc:
         return fail(str(exc))
     except StorageError as exc:
@@ -170,16 +201,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"run {job.run_id} in {job.run.path}", file=out, flush=True)
     printer = _Printer(out, args.quiet)
     try:
-        while not job.join(timeout=0.25):
-            printer(job.snapshot())
-    except KeyboardInterrupt:
+        wait(job, printer)
+    except KeyboardInterrupt:  # under torchrun every process gets it, and they stop at the same iteration
         print("interrupted: stopping (Ctrl-C again to skip the final evaluation)", file=out, flush=True)
         job.stop("interrupted from the keyboard")
         try:
-            job.join()
+            wait(job, printer)
         except KeyboardInterrupt:
             job.stop()
-            job.join()
+            wait(job, printer)
     snap = job.snapshot()
     printer(snap)
     last = snap.last_eval
@@ -196,6 +226,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "final_loss": snap.iterations[-1].loss if snap.iterations else None,
         "engine": snap.engine,
         "device": snap.device,
+        "world_size": world.size,
         "run_id": snap.run_id,
         "run_dir": snap.run_dir,
         "data": snap.data,
@@ -207,9 +238,30 @@ def main(argv: Sequence[str] | None = None) -> int:
         file=out,
         flush=True,
     )
-    if args.json:
+    if args.json and world.leader:
         print(json.dumps(summary), flush=True)
+    if not world.leader and snap.status == "failed":
+        print(f"python -m core.train: process {world.rank}: {snap.error or snap.reason}", file=sys.stderr, flush=True)
     return 1 if snap.status in ("failed", "diverged") else 0
+
+
+def wait(job: TrainingJob, printer: _Printer) -> None:
+    """Print the job's progress until it has ended.
+
+    Sleeps between looks instead of blocking in ``Thread.join``: on Python 3.11 and 3.12 a
+    Ctrl-C that interrupts a join marks the still-running thread as ended (the bpo-45274 fix
+    in ``Thread._wait_for_tstate_lock``), and the command would report and exit mid-run.
+    """
+    while job.active:
+        printer(job.snapshot())
+        time.sleep(0.25)
+    job.join()
+
+
+def follower_job(config: TrainConfig, runs: str | None, world: distributed.World) -> TrainingJob:
+    """The training job of a torchrun process other than rank 0: the same loop, a run folder that writes nothing."""
+    folder = distributed.SilentRunFolder(RunStore(runs).root / f"process-{world.rank}-writes-nothing")
+    return TrainingJob(config, folder).start()
 
 
 if __name__ == "__main__":

@@ -29,13 +29,14 @@ from core.configs import config_from_dict, config_to_dict
 from core.data import SIMULATION_MARKER, default_source, scan_split
 from core.events import BYTES_PER_EVENT, SENSOR_SIZE, recording_span_us
 from core.limits import format_bytes, limits
-from core.model import ENGINES, FRAME_SHAPE, RESET_MECHANISMS, SURROGATES, ModelConfig
+from core.model import ENGINES, FRAME_SHAPE, POOLING, RESET_MECHANISMS, SURROGATES, ModelConfig
 from core.transforms import from_json
 
 TUTORIAL_TRANSFORM = '[{"name": "Denoise", "filter_time": 10000}, {"name": "ToFrame", "time_window": 1000}]'
 LOSSES: tuple[str, ...] = ("mse_count", "ce_rate", "ce_count")
 DATA_KINDS: tuple[str, ...] = ("auto", "nmnist", "simulated")
 SPLITS: tuple[str, str] = ("Train", "Test")
+MAX_CHANNELS = 256  # output channels of one convolution (the tutorial's 12 and 32); conv 2 costs c1 x c2 x k x k a pixel
 
 
 class ConfigError(ValueError):
@@ -284,6 +285,7 @@ class FormHint:
     essential: bool = False  # shown at once; the others are folded under "More settings"
     losses: tuple[str, ...] = ()  # shown only with these losses (empty: with every loss)
     help: str | None = None
+    part: str = ""  # a folded part of its own ("architecture"); "" = under "More settings" (or essential)
 
     def applies(self, loss: str) -> bool:
         """Whether the field means anything with ``loss``."""
@@ -291,7 +293,8 @@ class FormHint:
 
 
 # The Training page's form, in the order it shows the fields: the essentials first (in a row),
-# then, folded, the model and the rest (rows of four; a free-text field is a text area under them).
+# then, folded, the architecture (part="architecture"), then the neurons and the rest (in rows; a
+# free-text field is a text area under them).
 FORM: dict[str, FormHint] = {
     "max_iters": FormHint("iterations", "iters", step=1, essential=True),
     "max_seconds": FormHint(
@@ -307,6 +310,18 @@ FORM: dict[str, FormHint] = {
                              help="mse_count: target firing rate of the true class's neuron"),
     "incorrect_rate": FormHint("incorrect rate", "ir", step=0.05, essential=True, losses=("mse_count",),
                                help="mse_count: target firing rate of the other neurons"),
+    "model.channels": FormHint(
+        "channels (conv 1, conv 2)", "channels", part="architecture",
+        help="output channels of the two convolutions, e.g. 12, 32 (the tutorial's); more learn more, cost more",
+    ),
+    "model.kernel_size": FormHint(
+        "kernel size", "kernel", step=1, part="architecture",
+        help="side of both convolutions' square kernels: 1 to 11 on 34 x 34 frames (5 is the tutorial's)",
+    ),
+    "model.pool": FormHint(
+        "pooling", "pool", part="architecture",
+        help="2 x 2 pooling of the convolution currents: max (the tutorial's) or avg (a network NIR can express)",
+    ),
     "model.beta": FormHint("beta (membrane decay)", "beta", step=0.05, format="%.3f"),
     "model.threshold": FormHint("threshold", "threshold", step=0.1),
     "model.surrogate": FormHint("surrogate gradient", "surrogate"),
@@ -326,6 +341,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "model.surrogate": tuple(SURROGATES),
     "model.reset_mechanism": RESET_MECHANISMS,
     "model.engine": ENGINES,
+    "model.pool": tuple(POOLING),
 }
 
 NOT_SETTINGS = frozenset({"preset", "model"})  # preset is a label (the CLI's --preset picks the base config)
@@ -357,16 +373,31 @@ class Setting:
         return getattr(config.model if self.section == "model" else config, self.name)
 
     def widget_value(self, config: TrainConfig) -> Any:
-        """The value a page widget starts from (None as 0 where the form says so)."""
+        """The value a page widget starts from (None as 0 where the form says so; a tuple as "12, 32")."""
         value = self.value(config)
         if value is None and self.form is not None and self.form.zero_means_none:
             value = 0
+        if self.kind is tuple and value is not None:
+            return ", ".join(str(v) for v in value)
         return self.kind(value) if self.kind in (int, float) and value is not None else value
 
     def from_widget(self, value: Any) -> Any:
-        """A page widget's value as the field's value (0 as None where the form says so)."""
+        """A page widget's value as the field's value (0 as None where the form says so; "12, 32" as a tuple).
+
+        Raises a :class:`ConfigError` naming the field where a tuple's text is not its numbers.
+        """
         if self.form is not None and self.form.zero_means_none and value == 0:
             return None
+        if self.kind is tuple and isinstance(value, str):
+            parts = [p for p in value.replace(",", " ").split() if p]
+            try:
+                if len(parts) != len(self.items):
+                    raise ValueError
+                return tuple(kind(p) for kind, p in zip(self.items, parts))
+            except ValueError:
+                names = {int: "whole numbers", float: "numbers"}.get(self.items[0], "values") if self.items else "values"
+                raise ConfigError(self.path, f"must be {len(self.items)} {names} separated by a comma, got "
+                                             f"{value[:60]!r}") from None
         return self.kind(value) if self.kind in (int, float) and value is not None else value
 
 
@@ -450,6 +481,7 @@ def check_data(config: TrainConfig, root: Path | None = None, max_files: int = 2
     if root is None:
         check_frame_shape(config)
         check_memory(config, TYPICAL_SPAN_US, TYPICAL_EVENTS)
+        check_channels(config)
         return {}
     if not root.exists():
         raise ConfigError("data_root", f"{root} does not exist")
@@ -475,7 +507,18 @@ def check_data(config: TrainConfig, root: Path | None = None, max_files: int = 2
             f"ToFrame time_window={window:g} us is longer than every recording (the longest lasts {longest} us)",
         )
     check_memory(config, longest if longest > 0 else TYPICAL_SPAN_US, most_events or TYPICAL_EVENTS)
+    check_channels(config)
     return {split: len(found[split]) for split in SPLITS}
+
+
+def check_channels(config: TrainConfig) -> None:
+    """Refuse convolutions wider than ``MAX_CHANNELS`` that fit the memory: an iteration would take minutes here."""
+    c1, c2 = config.model.channels
+    if max(c1, c2) > MAX_CHANNELS:
+        raise ConfigError(
+            "model.channels", f"at most {MAX_CHANNELS} a convolution, got {c1}, {c2} (a larger network would take "
+            "minutes an iteration on a CPU)",
+        )
 
 
 TYPICAL_SPAN_US = 316_000  # an N-MNIST recording: three saccades of about 105 ms
@@ -572,8 +615,21 @@ def batch_memory(config: TrainConfig, steps: int) -> BatchMemory:
         floats = frame + 2 * (c1 * pool1**2 + c2 * pool2**2) + 3 * m.n_classes
     else:
         floats = frame + 2 * (c1 * (side1**2 + 3 * pool1**2) + c2 * (side2**2 + 3 * pool2**2)) + 6 * m.n_classes
-    parameters = c1 * (FRAME_SHAPE[0] * k * k + 1) + c2 * (c1 * k * k + 1) + m.n_classes * (c2 * pool2**2 + 1)
-    return BatchMemory(config.batch_size, steps, 4 * floats, 4 * 4 * parameters, engine)
+    return BatchMemory(config.batch_size, steps, 4 * floats, 4 * 4 * parameter_count(m), engine)
+
+
+def parameter_count(model: ModelConfig) -> int:
+    """Weights and biases of the two convolutions and the output layer (beta and threshold aside)."""
+    c1, c2 = model.channels
+    k = model.kernel_size
+    return c1 * (FRAME_SHAPE[0] * k * k + 1) + c2 * (c1 * k * k + 1) + model.n_classes * (model.hidden + 1)
+
+
+def network_notation(model: ModelConfig) -> str:
+    """The network in the tutorial's notation: ``12C5-MP2-32C5-MP2-800FC10`` (``AP2`` for average pooling)."""
+    c1, c2 = model.channels
+    pool = "MP2" if model.pool == "max" else "AP2"
+    return f"{c1}C{model.kernel_size}-{pool}-{c2}C{model.kernel_size}-{pool}-{model.hidden}FC{model.n_classes}"
 
 
 def _uses_fast_engine(config: TrainConfig) -> bool:

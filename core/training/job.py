@@ -41,7 +41,8 @@ class TrainingJob:
     def __init__(self, config: TrainConfig, run: RunFolder | str | os.PathLike[str]) -> None:
         self.config = config
         self.run = run if isinstance(run, RunFolder) else RunFolder(Path(run))
-        self.run.path.mkdir(parents=True, exist_ok=True)
+        if not getattr(self.run, "silent", False):  # a torchrun process other than rank 0 writes nothing
+            self.run.path.mkdir(parents=True, exist_ok=True)
         self.run_id = self.run.run_id
         self._lock = threading.Lock()  # guards every field below
         self._abort = threading.Event()  # a second stop(): the final evaluation is cut short

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import itertools
 import math
 import os
 import statistics
@@ -35,8 +36,10 @@ from core.data import DataSource, ensure_default_dataset, read_simulation_info
 from core.events import SENSOR_SIZE
 from core.frames import FrameCache, FramesDataset, pad_collate, prepare_split
 from core.limits import limits
+from core.metrics import record_metrics
 from core.model import FRAME_SHAPE, build_model
 from core.runs import RunFolder, make_checkpoint
+from core.training import distributed
 from core.training.config import (
     TYPICAL_EVENTS,
     TYPICAL_SPAN_US,
@@ -116,17 +119,20 @@ def run_training(config: TrainConfig, folder: RunFolder, reporter: Reporter, sta
         device = choose_device(config, reporter)
         # the data: each split's recordings as frames through the configured transform (cached)
         root, counts = data_root(config, reporter)
-        train_set = frames(config, root, "Train", counts.get("Train"), reporter)
-        test_set = frames(config, root, "Test", counts.get("Test"), reporter)
+        with distributed.local_leader_first():  # under torchrun: one process per machine fills the frame cache
+            train_set = frames(config, root, "Train", counts.get("Train"), reporter)
+            test_set = frames(config, root, "Test", counts.get("Test"), reporter)
         data = data_info(root, train_set, test_set, counts)
         folder.write_data(data)
-        # the network, seeded; shuffled training batches from a seeded generator
+        # the network, seeded; shuffled training batches from a seeded generator (under torchrun: this process's share)
         torch.manual_seed(config.seed)
         model = build_model(config.model).to(device)
         reporter.log(f"model: {model.describe()}")
         generator = torch.Generator().manual_seed(config.seed)
+        sampler = distributed.train_sampler(train_set, config.seed)
         loader = torch.utils.data.DataLoader(
-            train_set, batch_size=config.batch_size, shuffle=True, collate_fn=pad_collate, generator=generator
+            train_set, batch_size=config.batch_size, shuffle=sampler is None, sampler=sampler, collate_fn=pad_collate,
+            generator=generator,
         )
         reporter.prepared(data)
         outcome = train(config, model, device, loader, test_set, folder, reporter, clock)
@@ -148,9 +154,16 @@ def choose_device(config: TrainConfig, reporter: Reporter) -> torch.device:
     if config.num_threads is not None:
         torch.set_num_threads(config.num_threads)
     device, why = resolve_device(config.device)
+    device = distributed.process_device(device)  # under torchrun on CUDA: this process's GPU
     reporter.device_chosen(str(device))
     reporter.log(why)
     reporter.log(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+    world = distributed.current()
+    if world.distributed:
+        reporter.log(
+            f"distributed: process {world.rank} of {world.size} ({world.backend}); batch {config.batch_size} per "
+            f"process, {config.batch_size * world.size} in all"
+        )
     return device
 
 
@@ -259,8 +272,14 @@ def train(
     reporter: Reporter,
     clock: Clock | None = None,
 ) -> Outcome:
-    """The tutorial's loop: for each iteration forward, loss, backward, step; test every ``eval_every``."""
+    """The tutorial's loop: for each iteration forward, loss, backward, step; test every ``eval_every``.
+
+    Under torchrun the step runs through DistributedDataParallel (gradients averaged over every
+    process's batch) and each iteration's record is the global batch's, so every decision below
+    is the same in every process; ``model`` itself is what gets tested and saved.
+    """
     clock = clock if clock is not None else Clock.of(config)
+    step_model = distributed.wrap(model, device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=config.betas)
     loss_of = loss_fn(config)
     batches = cycle(loader)
@@ -268,7 +287,7 @@ def train(
     n_test = len(eval_indices(len(test_set), config.eval_samples, config.seed)) if test_set is not None else 0
     last_test = reporter.snapshot().last_eval
     for i in range(config.max_iters):
-        stop = reporter.stop_request()
+        stop = distributed.any_stop(reporter.stop_request())  # every process stops at the same iteration
         if stop is not None:
             return Outcome("stopped", stop)
         t0 = time.perf_counter()
@@ -277,12 +296,14 @@ def train(
         targets = targets.to(device)
 
         model.train()
-        spk_rec, _ = model(data)  # forward pass
+        spk_rec, _ = step_model(data)  # forward pass
         if i == 0:  # the model knows which engine ran, and why, after its first call
             reporter.engine_chosen(model.engine_name)
             reporter.log(f"engine: {model.engine_name}" + (f" ({model.engine_reason})" if model.engine_reason else ""))
         loss_val = loss_of(spk_rec, targets)
-        loss = float(loss_val.item())
+        loss, accuracy, batch_size = distributed.batch_mean(
+            float(loss_val.item()), float(SF.accuracy_rate(spk_rec, targets)), len(targets)
+        )
         if not math.isfinite(loss):
             return diverged(f"the loss became {loss} at iteration {i}; try a smaller learning rate (lr={config.lr:g})", reporter)
 
@@ -309,10 +330,10 @@ def train(
         record = IterationRecord(
             iteration=i,
             loss=loss,
-            accuracy=float(SF.accuracy_rate(spk_rec, targets)),
+            accuracy=accuracy,
             seconds=seconds,
-            samples_per_second=len(targets) / seconds if seconds > 0 else 0.0,
-            batch_size=len(targets),
+            samples_per_second=batch_size / seconds if seconds > 0 else 0.0,
+            batch_size=batch_size,
             time_steps=int(data.shape[0]),
         )
         history.append(record)
@@ -323,10 +344,11 @@ def train(
             return diverged(f"{at_chance}; try a smaller learning rate (lr={config.lr:g})", reporter)
         final_test = test_seconds(n_test, history, last_test)
         if config.eval_every and (i + 1) % config.eval_every == 0 and i + 1 < config.max_iters:
-            if clock.left() > (1 + TEST_MARGIN) * final_test + SAVE_RESERVE_SECONDS:  # this test and the final one fit
+            if distributed.leader_decides(clock.left() > (1 + TEST_MARGIN) * final_test + SAVE_RESERVE_SECONDS):
+                # this test and the final one fit (rank 0's clock decides for every process)
                 last_test = evaluate_and_keep_best(config, model, device, test_set, i + 1, folder, reporter, clock) or last_test
                 final_test = test_seconds(n_test, history, last_test)
-        if clock.left() <= TEST_MARGIN * final_test + SAVE_RESERVE_SECONDS:
+        if distributed.leader_decides(clock.left() <= TEST_MARGIN * final_test + SAVE_RESERVE_SECONDS):
             done = i + 1
             return Outcome(
                 "finished",
@@ -378,7 +400,8 @@ def chance_level(history: list[IterationRecord], n_classes: int) -> str | None:
 
 def cycle(loader: torch.utils.data.DataLoader) -> Iterator[Any]:
     """Batches forever: a new shuffled pass whenever one ends (small sets cycle through)."""
-    while True:
+    for epoch in itertools.count():
+        distributed.new_pass(loader, epoch)
         empty = True
         for batch in loader:
             empty = False
@@ -486,16 +509,18 @@ def evaluate(
     """Accuracy, per-class accuracy and confusion matrix on the (limited) test split; None if cut short at once.
 
     Stops after the batch in hand at the run's deadline (or a second stop), keeping the
-    samples it has done; at least one batch is always tested.
+    samples it has done; at least one batch is always tested. Under torchrun each process
+    tests its share of the samples and the confusion matrices are added up. NeuroBench's
+    metrics are measured on a few of the samples (:func:`core.metrics.record_metrics`).
     """
     t0 = time.perf_counter()
     n_classes = config.model.n_classes
     confusion = np.zeros((n_classes, n_classes), dtype=np.int64)
     indices = eval_indices(len(test_set), config.eval_samples, config.seed)
-    subset = torch.utils.data.Subset(test_set, indices)
+    subset = torch.utils.data.Subset(test_set, distributed.shard(indices))
     loader = torch.utils.data.DataLoader(subset, batch_size=eval_batch_size(config), shuffle=False, collate_fn=pad_collate)
     model.eval()
-    reporter.testing(PrepareProgress("Test", 0, len(indices)), final)
+    reporter.testing(PrepareProgress("Test", 0, len(subset)), final)
     done = 0
     try:
         with torch.no_grad():
@@ -506,9 +531,14 @@ def evaluate(
                 _, predicted = spk_rec.sum(dim=0).max(1)  # as snntorch.functional.accuracy_rate
                 np.add.at(confusion, (targets.cpu().numpy(), predicted.cpu().numpy()), 1)
                 done += len(targets)
-                reporter.testing(PrepareProgress("Test", done, len(indices)), final)
+                reporter.testing(PrepareProgress("Test", done, len(subset)), final)
+            # NeuroBench's metrics on a few of the samples, unless a second stop or the deadline came
+            time_left = clock is None or clock.left() > SAVE_RESERVE_SECONDS
+            measure = done and time_left and not reporter.abort_requested()
+            metrics = record_metrics(model, test_set, indices, device, reporter.log) if measure else {}
     finally:
         reporter.testing(None, final)
+    confusion = distributed.sum_counts(confusion)  # every process's share added up
     samples = int(confusion.sum())
     if samples == 0:
         return None
@@ -524,6 +554,7 @@ def evaluate(
         confusion=tuple(tuple(int(v) for v in row) for row in confusion),
         samples=samples,
         seconds=time.perf_counter() - t0,
+        **metrics,
     )
 
 
@@ -625,5 +656,6 @@ def results(snap: JobSnapshot, outcome: Outcome) -> dict[str, Any]:
         "final_minibatch_accuracy": snap.iterations[-1].accuracy if snap.iterations else None,
         "device": snap.device,
         "engine": snap.engine,
+        "world_size": distributed.current().size,  # training processes (torchrun); 1 for a plain run
         "data": snap.data,
     }

@@ -36,7 +36,15 @@ class EvalRecord:
     per_class_accuracy: tuple[float | None, ...]  # None for a class absent from the evaluated samples
     confusion: tuple[tuple[int, ...], ...]  # confusion[true][predicted]
     samples: int
-    seconds: float
+    seconds: float  # the whole test, NeuroBench's metric pass included
+    # NeuroBench's metrics on a few of the test samples (core.metrics); None where not measured
+    activation_sparsity: float | None = None
+    synaptic_operations: dict[str, float] | None = None  # Effective_ACs, Effective_MACs, Dense per sample
+    footprint_bytes: int | None = None
+    connection_sparsity: float | None = None
+    metrics_samples: int = 0  # test samples the metrics were measured on
+    metrics_time_steps: int = 0
+    metrics_seconds: float = 0.0  # what the metric pass added to the test
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,104 @@
+"""The Layer view in a real browser: the time slider and a click on a neuron go into the URL, another browser opening
+that link sees the same, and nothing is cut off at 1000 or 1400 px (screenshots of both tabs).
+
+Uses tests/browser.py's harness (a `streamlit run app.py` server, Chromium); the run is written directly.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+from urllib.parse import parse_qs, urlparse
+
+import pytest
+
+from browser import WIDTHS, expect, no_exception, open_page, settle, shoot, truncated
+from helpers import write_tiny_dataset
+from test_page_layers import write_active_run
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The server's data home: the tiny default set and one run of the tutorial's settings whose layers spike."""
+    home = tmp_path_factory.mktemp("layers-browser-home")
+    write_tiny_dataset(home / "simulated")
+    home.joinpath("run").write_text(write_active_run(home, time.time() - 60))
+    return home
+
+
+def query(page) -> dict[str, list[str]]:
+    return parse_qs(urlparse(page.url).query)
+
+
+def chart_title(page, key: str) -> str:
+    return page.locator(f".st-key-{key} .gtitle").first.text_content() or ""
+
+
+def test_the_slider_and_a_clicked_neuron_are_in_the_url(page, browser, server: str, home: Path) -> None:
+    run = home.joinpath("run").read_text()
+    open_page(page, server, "layers?split=Train&digit=2&sample=0&step=40")
+    expect()(page.locator(".st-key-ly_layer1 .js-plotly-plot")).to_be_visible()
+    assert query(page)["run"] == [run] and query(page)["step"] == ["40"]
+    assert "layer1:" in query(page)["neuron"][0]
+
+    # the slider: three steps on with the keyboard
+    page.get_by_role("slider", name="Time step").focus()
+    for _ in range(3):
+        page.keyboard.press("ArrowRight")
+    settle(page)
+    expect()(page).to_have_url(re.compile(r"step=43"))
+    assert "Input at step 43" in chart_title(page, "ly_input")
+
+    # a click on a neuron of layer 2: map 5, row 2, column 3 (its marker is the 5 * 25 + 2 * 5 + 3 = 138th)
+    marker = page.locator(".st-key-ly_layer2 .scatterlayer .trace").first.locator("path.point").nth(138)
+    page.locator(".st-key-ly_layer2").scroll_into_view_if_needed()
+    page.wait_for_timeout(300)
+    box = marker.bounding_box()
+    assert box is not None
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.wait_for_timeout(300)
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    settle(page)
+    expect()(page).to_have_url(re.compile(r"neuron=layer2%3A5%3A2%3A3|neuron=layer2:5:2:3"))
+    expect()(page.locator(".st-key-ly_membrane .gtitle")).to_have_text("Neuron: layer 2, map 5, row 2, col 3")
+    no_exception(page)
+
+    link = page.url
+    other = browser.new_context(viewport={"width": 1400, "height": 1000})  # another browser, no shared state
+    try:
+        second = other.new_page()
+        open_page(second, server, link.removeprefix(server + "/"))
+        expect()(second.locator(".st-key-ly_membrane .gtitle")).to_have_text(
+            "Neuron: layer 2, map 5, row 2, col 3")
+        assert "Input at step 43" in chart_title(second, "ly_input")
+        assert query(second) == query(page)
+        no_exception(second)
+    finally:
+        other.close()
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_nothing_is_cut_off(browser, server: str, width: int) -> None:
+    context = browser.new_context(viewport={"width": width, "height": 1000})
+    try:
+        page = context.new_page()
+        open_page(page, server, "layers?split=Train&digit=3&sample=1&step=120")
+        expect()(page.locator(".st-key-ly_membrane .js-plotly-plot")).to_be_visible()
+        settle(page)
+        assert truncated(page) == []
+        no_exception(page)
+        shoot(page, f"layers-{width}")
+        page.get_by_role("tab", name="Learned weights").click()
+        settle(page)
+        expect()(page.locator(".st-key-ly_w_output .js-plotly-plot")).to_be_visible()
+        page.locator(".st-key-weights button").filter(has_text="Change since iteration 0").click()
+        settle(page)
+        expect()(page).to_have_url(re.compile("weights=Change"))
+        assert truncated(page) == []
+        no_exception(page)
+        shoot(page, f"layers-weights-{width}")
+    finally:
+        context.close()
