@@ -4,7 +4,7 @@ Starts ``streamlit run app.py`` on a free loopback port (as ``tests/browser.py``
 does) and drives Debian's Chromium through Playwright, as a person tuning by hand
 would: the first page's plots, a sample change, a tab switch and a slider move on
 Events, a parameter edit and an added step on Transforms, a preset switch on
-Training, a run choice on Spike counter. An interaction has settled when the app's
+Training, a run choice on Spike counter, a sample change on the Layer view (300 steps). An interaction has settled when the app's
 script is idle again (``[data-testid='stApp'][data-test-script-state='notRunning']``,
 after the rerun the action started, if it starts one) and the changed element is
 visible; the time runs from the action to that moment, in the browser's own clock
@@ -369,6 +369,25 @@ def spike_counter_interactions(d: Driver, reps: int) -> list[Result]:
     return [choice]
 
 
+def layers_interactions(d: Driver, reps: int) -> list[Result]:
+    """The Layer view on the untrained network (the tutorial's 1 ms frames: about 300 time steps a sample)."""
+    d.new_tab()
+    d.open("layers", PLOT, run="untrained")
+    sample = Result("Layer view: sample change (300 steps)")
+
+    def change_sample(i: int) -> float:
+        box = d.number_input(re.compile(r"^Sample"))
+        value = str(1 + i % 5)
+
+        def act() -> None:
+            box.fill(value)
+            box.press("Enter")
+        return d.measure(act, PLOT)
+
+    attempt(sample, reps, change_sample)
+    return [sample]
+
+
 STATUS_JS = """(states) => {
   for (const m of document.querySelectorAll("[data-testid='stMetric']")) {
     const label = m.querySelector("[data-testid='stMetricLabel']"), value = m.querySelector("[data-testid='stMetricValue']");
@@ -485,6 +504,7 @@ def main(argv: list[str] | None = None) -> int:
                 if args.train:
                     results.append(train_quick(d))
                 results += spike_counter_interactions(d, args.reps)
+                results += layers_interactions(d, args.reps)
                 log = (Path(scratch) / "streamlit.log").read_text(errors="replace")
             browser.close()
 

@@ -7,15 +7,19 @@ hand-written backward are numba loops over (sample, time step), split over
 threads by sample. A short driver per direction calls one kernel per layer:
 
 - the first convolution is event-driven: input frames are > 99% zeros, so
-  each nonzero pixel scatters its 5 x 5 kernel, and only pool cells that an
-  event reaches are pooled (the rest equal the pooled bias); the weight
-  gradient is gathered at the same events. No gradient flows to the frames.
+  each frame's events (nonzero pixels, :func:`_events`) are listed once and
+  each scatters its 5 x 5 kernel; only pool cells that an event reaches are
+  pooled (the rest hold the pooled bias); the weight gradient is gathered at
+  the same events. No gradient flows to the frames.
 - 2 x 2 pooling is max pooling (torch's rule: the first maximum wins; the
   argmax is kept for backward) or average pooling (summed in torch's order,
   then divided by 4), written once in :func:`_pool_cell`.
-- the second convolution sees binary spikes: each spike adds one kernel
-  column (forward); its weight gradient is gathered at the spikes, and its
-  input gradient touches only the pooled positions that receive gradient.
+- the second convolution sees binary spikes, listed per step
+  (:func:`_spikes`): each adds one kernel column (forward; a step without
+  spikes is the pooled bias), its weight gradient is gathered at the spikes.
+  Its input gradient (:func:`_conv2_back_input`) is the one dense part: the
+  surrogate gradient reaches every neuron, so every pooled position sends a
+  5 x 5 x C1 patch back: about a third of an iteration's CPU time.
 - the linear layer adds the weight rows of the spiking neurons.
 - each ``snn.Leaky`` layer is a scan over time with snnTorch's exact
   semantics (:func:`_lif_step`, :func:`_lif_back_step`): the reset comes from
@@ -24,10 +28,16 @@ threads by sample. A short driver per direction calls one kernel per layer:
   [0, 1]. The output layer is a separate :class:`LIFScan` so its membrane
   record can carry a gradient too.
 
+Every forward sum is taken in the order of a dense per-pixel loop, so the
+spikes do not depend on these layouts; backward sums in other orders (float64
+accumulators for the parameter gradients).
+
 Memory: only the membranes of the two hidden layers (float) and the pooled
-argmax (uint8) are kept for backward; spikes are recomputed from the
-membranes. Large buffers are reused across iterations (a small pool),
-because faulting in fresh pages costs about a second per GB on a small VM.
+argmax (uint8; layer 1's only where events reach) are kept for backward;
+spikes are recomputed from the membranes. Large buffers are reused across
+iterations (a small pool), because faulting in fresh pages costs about a
+second per GB on a small VM. Where the time goes, and the limit on a 2-core
+machine: see ``benchmarks/bench_engine.py``.
 
 This module also owns the neuron vocabulary (:data:`SURROGATES`,
 :data:`RESET_MECHANISMS`, :class:`NeuronSpec`): :mod:`core.model` builds its
@@ -36,6 +46,7 @@ This module also owns the neuron vocabulary (:data:`SURROGATES`,
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import threading
@@ -116,16 +127,31 @@ _POOL: ThreadPoolExecutor | None = None
 
 
 def _parallel(fn: Callable[[int, int], Any], n: int, min_chunk: int = 1) -> list[Any]:
-    """Run ``fn(start, stop)`` over ``range(n)`` split across torch's thread count (the kernels release the GIL)."""
+    """Run ``fn(start, stop)`` over ``range(n)`` on up to torch's thread count (the kernels release the GIL).
+
+    Up to four parts a thread, each taken by whichever thread is free next (the caller's included), so that a
+    thread the OS holds back on a busy machine does not hold up the rest; results come back in part order.
+    """
     global _POOL
-    k = max(1, min(torch.get_num_threads(), n // max(1, min_chunk)))
-    if k == 1:
+    threads = max(1, min(torch.get_num_threads(), n // max(1, min_chunk)))
+    if threads == 1:
         return [fn(0, n)]
-    bounds = [n * i // k for i in range(k + 1)]
+    parts = min(4 * threads, n // max(1, min_chunk))
+    bounds = [n * i // parts for i in range(parts + 1)]
+    results: list[Any] = [None] * parts
+    claim = itertools.count()  # next() is atomic under the GIL
+
+    def work() -> None:
+        while (i := next(claim)) < parts:
+            results[i] = fn(bounds[i], bounds[i + 1])
+
     if _POOL is None:
         _POOL = ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2), thread_name_prefix="snn-engine")
-    futures = [_POOL.submit(fn, bounds[i], bounds[i + 1]) for i in range(k)]
-    return [f.result() for f in futures]
+    futures = [_POOL.submit(work) for _ in range(threads - 1)]
+    work()
+    for f in futures:
+        f.result()
+    return results
 
 
 class BufferPool:
@@ -232,7 +258,8 @@ class _Net(NamedTuple):
 
 
 class _NetBack(NamedTuple):
-    """Backward's parameters: conv2 weight (C2, K * K * C1) in [ky][kx][ci] order, linear weight (classes, n2)."""
+    """Backward's parameters: conv2 weight (C2, K * K * C1 padded to a multiple of 16) in [ky][kx][ci] order, linear
+    weight (classes, n2)."""
 
     conv2_weight: np.ndarray
     fc_weight: np.ndarray
@@ -245,7 +272,8 @@ class _Record(NamedTuple):
     """What forward keeps for backward, each (T, B, n): membranes and pooled argmax of the two hidden layers.
 
     Layer 1 is cell-major with channels last (P1 * P1 * C1); layer 2 channels first (C2 * P2 * P2), as nn.Flatten
-    orders it.
+    orders it. Layer 1's argmax is written only at the pool cells that a step's events reach (the only ones its
+    backward reads); elsewhere the buffer keeps whatever it held.
     """
 
     mem1: np.ndarray
@@ -428,40 +456,77 @@ def _pool_cell(r0, r1, x, c, pool):  # pragma: no cover - compiled
 
 
 @_jit
-def _conv1_pool(frame, conv, pool, shape, rest, conv_map, touched, cells, cur, arg):  # pragma: no cover - compiled
-    """First convolution + pooling of one frame (Cin, H, W), driven by its events (nonzero pixels).
+def _events(frame, pos, val):  # pragma: no cover - compiled
+    """The nonzero pixels of one frame (Cin, H, W) in (ci, y, x) order: flat positions into pos, values into val.
+
+    Returns their number. A plain loop: the branch is almost always "zero", so it predicts well (about 1.5 us a
+    tutorial frame; testing blocks of pixels at once measured no faster).
+    """
+    flat = frame.reshape(-1)
+    n = 0
+    for i in range(flat.size):
+        v = flat[i]
+        if v != 0:
+            pos[n] = i
+            val[n] = v
+            n += 1
+    return n
+
+
+@_jit
+def _spikes(mem, lif, idx):  # pragma: no cover - compiled
+    """The positions where mem > threshold (the layer's spikes), ascending, into idx; returns their number.
+
+    Spikes are rare: a vectorised count first, and the positions only where there are some.
+    """
+    thr, zero = lif.threshold, lif.zero
+    count = 0
+    for i in range(mem.size):
+        count += 1 if mem[i] - thr > zero else 0
+    n = 0
+    i = 0
+    while n < count:
+        if mem[i] - thr > zero:
+            idx[n] = i
+            n += 1
+        i += 1
+    return count
+
+
+@_jit
+def _conv1_pool(pos, val, n_events, conv, pool, shape, conv_map, touched, cells, cur, arg):  # pragma: no cover
+    """First convolution + pooling of one frame from its events (pos, val from :func:`_events`).
 
     Each event adds its kernel into ``conv_map`` (2 P1, 2 P1, C1), which holds the bias between calls; only the
-    pool cells an event reaches are pooled, the others take ``rest`` (the pooled bias). Writes cur, arg (cell-major,
-    channels last); ``touched`` (all False between calls) and ``cells`` are scratch.
+    pool cells an event reaches are pooled, into cur and arg (cell-major, channels last) at those cells. Returns
+    the number of such cells, listed in ``cells``; every other entry of cur and arg is left as it was (the caller
+    keeps the pooled bias in cur; backward reads arg only where events reach). ``touched`` (all False between
+    calls) is scratch.
     """
-    k, c1, pw1 = shape.k, shape.c1, shape.pw1
+    k, c1, pw1, width = shape.k, shape.c1, shape.pw1, shape.width
     oh1, ow1 = 2 * shape.ph1, 2 * shape.pw1
-    for i in range(shape.ph1 * pw1):
-        for c in range(c1):
-            cur[i * c1 + c] = rest[c]
-            arg[i * c1 + c] = 0
+    plane = shape.height * width
     n_cells = 0
-    for ci in range(shape.cin):
-        for y in range(shape.height):
-            ky0, ky1 = max(0, y - oh1 + 1), min(k, y + 1)
-            for x in range(shape.width):
-                v = frame[ci, y, x]
-                if v == 0:
-                    continue
-                kx0, kx1 = max(0, x - ow1 + 1), min(k, x + 1)
-                for ky in range(ky0, ky1):
-                    oy = y - ky
-                    for kx in range(kx0, kx1):
-                        ox = x - kx
-                        row = conv_map[oy, ox]
-                        wr = conv.weight[ci, ky, kx]
-                        for c in range(c1):
-                            row[c] += v * wr[c]
-                        if not touched[oy >> 1, ox >> 1]:
-                            touched[oy >> 1, ox >> 1] = True
-                            cells[n_cells] = (oy >> 1) * pw1 + (ox >> 1)
-                            n_cells += 1
+    for e in range(n_events):
+        p = pos[e]
+        v = val[e]
+        ci = p // plane
+        y = (p - ci * plane) // width
+        x = p - ci * plane - y * width
+        ky0, ky1 = max(0, y - oh1 + 1), min(k, y + 1)
+        kx0, kx1 = max(0, x - ow1 + 1), min(k, x + 1)
+        for ky in range(ky0, ky1):
+            oy = y - ky
+            for kx in range(kx0, kx1):
+                ox = x - kx
+                row = conv_map[oy, ox]
+                wr = conv.weight[ci, ky, kx]
+                for c in range(c1):
+                    row[c] += v * wr[c]
+                if not touched[oy >> 1, ox >> 1]:
+                    touched[oy >> 1, ox >> 1] = True
+                    cells[n_cells] = (oy >> 1) * pw1 + (ox >> 1)
+                    n_cells += 1
     for i in range(n_cells):
         py, px = cells[i] // pw1, cells[i] % pw1
         touched[py, px] = False
@@ -475,36 +540,43 @@ def _conv1_pool(frame, conv, pool, shape, rest, conv_map, touched, cells, cur, a
             row = conv_map[2 * py + (j >> 1), 2 * px + (j & 1)]
             for c in range(c1):
                 row[c] = conv.bias[c]
+    return n_cells
 
 
 @_jit
-def _conv2_pool(mem1, lif1, conv, pool, shape, conv_map, cur, arg):  # pragma: no cover - compiled
-    """Second convolution + pooling on the spikes of layer 1 (mem1 > threshold): each spike adds one kernel column.
+def _conv2_pool(spikes, n_spikes, conv, pool, shape, conv_map, rest, cur, arg):  # pragma: no cover - compiled
+    """Second convolution + pooling on the spikes of layer 1 (positions from :func:`_spikes`): each adds a kernel
+    column.
 
-    mem1 cell-major (P1 * P1 * C1); writes cur, arg channels first (C2 * P2 * P2); conv_map (2 P2, 2 P2, C2) is scratch.
+    Writes cur, arg channels first (C2 * P2 * P2); conv_map (2 P2, 2 P2, C2) is scratch. Without spikes every
+    pooled value is ``rest`` (the pooled bias, channels first) and every argmax 0, which is what pooling the bias
+    gives.
     """
     k, c1, c2, pw1, ph2, pw2 = shape.k, shape.c1, shape.c2, shape.pw1, shape.ph2, shape.pw2
     oh2, ow2 = 2 * ph2, 2 * pw2
-    thr, zero = lif1.threshold, lif1.zero
+    if n_spikes == 0:
+        for i in range(cur.size):
+            cur[i] = rest[i]
+            arg[i] = 0
+        return
     for oy in range(oh2):
         for ox in range(ow2):
             row = conv_map[oy, ox]
             for c in range(c2):
                 row[c] = conv.bias[c]
-    for y in range(shape.ph1):
+    for s in range(n_spikes):  # ascending (y, x, ci): the summation order of a dense scan
+        i = spikes[s]
+        cell = i // c1
+        ci = i - cell * c1
+        y, x = cell // pw1, cell % pw1
         ky0, ky1 = max(0, y - oh2 + 1), min(k, y + 1)
-        for x in range(pw1):
-            kx0, kx1 = max(0, x - ow2 + 1), min(k, x + 1)
-            base = (y * pw1 + x) * c1
-            for ci in range(c1):
-                if not mem1[base + ci] - thr > zero:
-                    continue
-                for ky in range(ky0, ky1):
-                    for kx in range(kx0, kx1):
-                        row = conv_map[y - ky, x - kx]
-                        wr = conv.weight[ci, ky, kx]
-                        for c in range(c2):
-                            row[c] += wr[c]
+        kx0, kx1 = max(0, x - ow2 + 1), min(k, x + 1)
+        for ky in range(ky0, ky1):
+            for kx in range(kx0, kx1):
+                row = conv_map[y - ky, x - kx]
+                wr = conv.weight[ci, ky, kx]
+                for c in range(c2):
+                    row[c] += wr[c]
     cells2 = ph2 * pw2
     for py in range(ph2):
         r0, r1 = conv_map[2 * py], conv_map[2 * py + 1]
@@ -516,33 +588,30 @@ def _conv2_pool(mem1, lif1, conv, pool, shape, conv_map, cur, arg):  # pragma: n
 
 
 @_jit
-def _linear(mem2, lif2, fc, out):  # pragma: no cover - compiled
-    """The linear layer on the spikes of layer 2 (mem2 > threshold): out = bias + the weight rows of the spikers."""
+def _linear(spikes, n_spikes, fc, out):  # pragma: no cover - compiled
+    """The linear layer on the spikes of layer 2: out = bias + the weight rows of the spiking neurons, ascending."""
     for kk in range(out.size):
         out[kk] = fc.bias[kk]
-    for j in range(mem2.size):
-        if mem2[j] - lif2.threshold > lif2.zero:
-            wr = fc.weight[j]
-            for kk in range(out.size):
-                out[kk] += wr[kk]
+    for s in range(n_spikes):
+        wr = fc.weight[spikes[s]]
+        for kk in range(out.size):
+            out[kk] += wr[kk]
 
 
 @_jit
-def _linear_back(mem2, lif2, weight, dout, g2, dweight):  # pragma: no cover - compiled
+def _linear_back(spikes, n_spikes, weight, dout, g2, dweight):  # pragma: no cover - compiled
     """The linear layer in reverse: g2 = dL/d(spikes of layer 2); dweight (n2, classes) gathers dout at the spikes."""
-    zero = lif2.zero
     for j in range(g2.size):
-        g2[j] = zero
+        g2[j] = 0
     for kk in range(dout.size):
         dk = dout[kk]
         wr = weight[kk]
         for j in range(g2.size):
             g2[j] += dk * wr[j]
-    for j in range(mem2.size):
-        if mem2[j] - lif2.threshold > zero:
-            row = dweight[j]
-            for kk in range(dout.size):
-                row[kk] += dout[kk]
+    for s in range(n_spikes):
+        row = dweight[spikes[s]]
+        for kk in range(dout.size):
+            row[kk] += dout[kk]
 
 
 @_jit
@@ -570,105 +639,123 @@ def _unpool_channels_last(d1, pool, share):  # pragma: no cover - compiled
 
 
 @_jit
-def _conv2_back_input(share, arg, weight, pool, shape, g1, acc, used):  # pragma: no cover - compiled
+def _conv2_back_input(share, arg, weight, pool, shape, g1, acc, order):  # pragma: no cover - compiled
     """dL/d(spikes of layer 1) into g1 (P1 * P1 * C1) from the gradient at conv 2's pooled positions.
 
-    share, arg (cells, C2) from :func:`_unpool_channels_first`; weight (C2, K * K * C1). The channels of one cell
-    are summed per pooled position first (max: grouped by argmax; average: one sum for all four), so a cell adds
-    at most four K x K x C1 patches. acc (4, K * K * C1) and used (4,) are scratch.
+    share, arg (cells, C2) from :func:`_unpool_channels_first`; weight (C2, W) with the K * K * C1 kernel values in
+    [ky][kx][ci] order, zero-padded to W (a multiple of 16: no scalar tail in the vector loop). The channels of one
+    cell are summed per pooled position first (max: grouped by argmax; average: one sum for all four), four
+    channels a pass, so a cell adds at most four K x K x C1 patches. acc (4, W) and order (4, C2 + 1) are scratch.
+    This is backward's one dense part: a transposed convolution, bound by reading the weight (about L1's size).
     """
     k, c1, c2, pw1, pw2 = shape.k, shape.c1, shape.c2, shape.pw1, shape.pw2
-    kkc = k * k * c1
+    width = weight.shape[1]
+    kc = k * c1
     zero = pool.zero
     for i in range(g1.size):
         g1[i] = zero
     for cell in range(shape.ph2 * pw2):
-        used[:] = False
+        for j in range(4):
+            order[j, c2] = 0  # the group's size
         for c in range(c2):
-            dv = share[cell, c]
-            if dv == 0:
-                continue
             j = 0 if pool.average else arg[cell, c]
-            if not used[j]:
-                used[j] = True
-                acc[j, :] = zero
-            accj = acc[j]
-            wr = weight[c]
-            for i in range(kkc):
-                accj[i] += dv * wr[i]
+            order[j, order[j, c2]] = c
+            order[j, c2] += 1
         py, px = cell // pw2, cell % pw2
         for j in range(4):
-            src = 0 if pool.average else j
-            if not used[src]:
+            m = order[j, c2]
+            if m == 0:
                 continue
-            oy, ox = 2 * py + (j >> 1), 2 * px + (j & 1)
-            accj = acc[src]
-            for ky in range(k):
-                start = ((oy + ky) * pw1 + ox) * c1
-                seg = g1[start : start + k * c1]
-                part = accj[ky * k * c1 : (ky + 1) * k * c1]
-                for i in range(k * c1):
-                    seg[i] += part[i]
+            aj = acc[j]
+            for i in range(width):
+                aj[i] = zero
+            q = 0
+            while q + 4 <= m:
+                ca, cb, cc, cd = order[j, q], order[j, q + 1], order[j, q + 2], order[j, q + 3]
+                da, db, dc, dd = share[cell, ca], share[cell, cb], share[cell, cc], share[cell, cd]
+                wa, wb, wc, wd = weight[ca], weight[cb], weight[cc], weight[cd]
+                for i in range(width):
+                    aj[i] += (da * wa[i] + db * wb[i]) + (dc * wc[i] + dd * wd[i])
+                q += 4
+            while q < m:
+                ca = order[j, q]
+                da = share[cell, ca]
+                wa = weight[ca]
+                for i in range(width):
+                    aj[i] += da * wa[i]
+                q += 1
+            for jj in range(4) if pool.average else range(j, j + 1):
+                oy, ox = 2 * py + (jj >> 1), 2 * px + (jj & 1)
+                for ky in range(k):
+                    seg = g1[((oy + ky) * pw1 + ox) * c1 :]
+                    part = aj[ky * kc :]
+                    for i in range(kc):
+                        seg[i] += part[i]
 
 
 @_jit
-def _conv2_back_weight(mem1, lif1, share, arg, pool, shape, dweight):  # pragma: no cover - compiled
+def _conv2_back_weight(spikes, n_spikes, share, arg, pool, shape, dweight):  # pragma: no cover - compiled
     """Conv 2's weight gradient (C1, K, K, C2), gathered at the spikes of layer 1 from the pooled positions' share."""
     k, c1, c2, pw1, pw2 = shape.k, shape.c1, shape.c2, shape.pw1, shape.pw2
     oh2, ow2 = 2 * shape.ph2, 2 * pw2
-    thr, zero = lif1.threshold, lif1.zero
-    for y in range(shape.ph1):
+    zero = pool.zero
+    for s in range(n_spikes):
+        i = spikes[s]
+        cell1 = i // c1
+        ci = i - cell1 * c1
+        y, x = cell1 // pw1, cell1 % pw1
         ky0, ky1 = max(0, y - oh2 + 1), min(k, y + 1)
-        for x in range(pw1):
-            kx0, kx1 = max(0, x - ow2 + 1), min(k, x + 1)
-            base = (y * pw1 + x) * c1
-            for ci in range(c1):
-                if not mem1[base + ci] - thr > zero:
-                    continue
-                for ky in range(ky0, ky1):
-                    oy = y - ky
-                    for kx in range(kx0, kx1):
-                        ox = x - kx
-                        cell = (oy >> 1) * pw2 + (ox >> 1)
-                        drow = dweight[ci, ky, kx]
-                        dl = share[cell]
-                        if pool.average:
-                            for c in range(c2):
-                                drow[c] += dl[c]
-                        else:
-                            j = (oy & 1) * 2 + (ox & 1)
-                            al = arg[cell]
-                            for c in range(c2):
-                                drow[c] += dl[c] if al[c] == j else zero
+        kx0, kx1 = max(0, x - ow2 + 1), min(k, x + 1)
+        for ky in range(ky0, ky1):
+            oy = y - ky
+            for kx in range(kx0, kx1):
+                ox = x - kx
+                cell = (oy >> 1) * pw2 + (ox >> 1)
+                drow = dweight[ci, ky, kx]
+                dl = share[cell]
+                if pool.average:
+                    for c in range(c2):
+                        drow[c] += dl[c]
+                else:
+                    j = (oy & 1) * 2 + (ox & 1)
+                    al = arg[cell]
+                    for c in range(c2):
+                        drow[c] += dl[c] if al[c] == j else zero
 
 
 @_jit
-def _conv1_back_weight(frame, share, arg, pool, shape, dweight):  # pragma: no cover - compiled
-    """Conv 1's weight gradient (Cin, K, K, C1), gathered at the frame's events from the pooled positions' share."""
-    k, c1, pw1 = shape.k, shape.c1, shape.pw1
+def _conv1_back_weight(pos, val, n_events, share, arg, pool, shape, dweight):  # pragma: no cover - compiled
+    """Conv 1's weight gradient (Cin, K, K, C1), gathered at the frame's events from the pooled positions' share.
+
+    arg holds the argmax (cell-major, channels last) at every cell an event reaches, from :func:`_conv1_pool`.
+    """
+    k, c1, pw1, width = shape.k, shape.c1, shape.pw1, shape.width
     oh1, ow1 = 2 * shape.ph1, 2 * pw1
+    plane = shape.height * width
     zero = pool.zero
-    for ci in range(shape.cin):
-        for y in range(shape.height):
-            ky0, ky1 = max(0, y - oh1 + 1), min(k, y + 1)
-            for x in range(shape.width):
-                v = frame[ci, y, x]
-                if v == 0:
-                    continue
-                kx0, kx1 = max(0, x - ow1 + 1), min(k, x + 1)
-                for ky in range(ky0, ky1):
-                    oy = y - ky
-                    for kx in range(kx0, kx1):
-                        ox = x - kx
-                        base = ((oy >> 1) * pw1 + (ox >> 1)) * c1
-                        drow = dweight[ci, ky, kx]
-                        if pool.average:
-                            for c in range(c1):
-                                drow[c] += v * share[base + c]
-                        else:
-                            j = (oy & 1) * 2 + (ox & 1)
-                            for c in range(c1):
-                                drow[c] += v * share[base + c] if arg[base + c] == j else zero
+    for e in range(n_events):
+        p = pos[e]
+        v = val[e]
+        ci = p // plane
+        y = (p - ci * plane) // width
+        x = p - ci * plane - y * width
+        ky0, ky1 = max(0, y - oh1 + 1), min(k, y + 1)
+        kx0, kx1 = max(0, x - ow1 + 1), min(k, x + 1)
+        for ky in range(ky0, ky1):
+            oy = y - ky
+            for kx in range(kx0, kx1):
+                ox = x - kx
+                base = ((oy >> 1) * pw1 + (ox >> 1)) * c1
+                drow = dweight[ci, ky, kx]
+                sh = share[base:]
+                if pool.average:
+                    for c in range(c1):
+                        drow[c] += v * sh[c]
+                else:
+                    j = (oy & 1) * 2 + (ox & 1)
+                    al = arg[base:]
+                    for c in range(c1):
+                        drow[c] += v * sh[c] if al[c] == j else zero
 
 
 @_jit
@@ -677,13 +764,15 @@ def _channel_sums(d, n_channels, channels_last, out):  # pragma: no cover - comp
     cells = d.size // n_channels
     if channels_last:
         for i in range(cells):
+            row = d[i * n_channels :]
             for c in range(n_channels):
-                out[c] += d[i * n_channels + c]
+                out[c] += row[c]
     else:
         for c in range(n_channels):
+            part = d[c * cells :]
             total = 0.0
             for i in range(cells):
-                total += d[c * cells + i]
+                total += part[i]
             out[c] += total
 
 
@@ -691,35 +780,61 @@ def _channel_sums(d, n_channels, channels_last, out):  # pragma: no cover - comp
 
 
 @_jit
+def _pooled_bias(conv, pool, shape, conv_map):  # pragma: no cover - compiled
+    """Fill conv_map (2 P1, 2 P1, C1) with conv 1's bias; return what a pool cell of bias alone holds, per channel."""
+    for oy in range(conv_map.shape[0]):
+        for ox in range(conv_map.shape[1]):
+            conv_map[oy, ox, :] = conv.bias
+    rest = np.empty(shape.c1, dtype=conv_map.dtype)
+    for c in range(shape.c1):
+        rest[c] = _pool_cell(conv_map[0], conv_map[1], 0, c, pool)[0]
+    return rest
+
+
+@_jit
 def _net_forward(frames, net, shape, rec, cur3, b_lo, b_hi):  # pragma: no cover - compiled
     """Samples b_lo..b_hi over all time steps: conv1 + pool -> LIF1 -> conv2 + pool -> LIF2 -> linear -> cur3."""
     dtype = rec.mem1.dtype
     n1, n2 = rec.mem1.shape[2], rec.mem2.shape[2]
-    conv_map1 = np.empty((2 * shape.ph1, 2 * shape.pw1, shape.c1), dtype=dtype)
-    for oy in range(conv_map1.shape[0]):
-        for ox in range(conv_map1.shape[1]):
-            conv_map1[oy, ox, :] = net.conv1.bias
-    rest1 = np.empty(shape.c1, dtype=dtype)  # the pooled bias: what a cell no event reaches holds
-    for c in range(shape.c1):
-        rest1[c] = _pool_cell(conv_map1[0], conv_map1[1], 0, c, net.pool)[0]
+    c1, c2, cells2 = shape.c1, shape.c2, shape.ph2 * shape.pw2
+    conv_map1 = np.empty((2 * shape.ph1, 2 * shape.pw1, c1), dtype=dtype)
+    rest1 = _pooled_bias(net.conv1, net.pool, shape, conv_map1)
+    bias_map2 = np.empty((2, 2, c2), dtype=dtype)
+    for j in range(4):
+        bias_map2[j >> 1, j & 1, :] = net.conv2.bias
+    rest2 = np.empty(n2, dtype=dtype)  # what layer 2's pooled current is when layer 1 does not spike
+    for c in range(c2):
+        rest2[c * cells2 : (c + 1) * cells2] = _pool_cell(bias_map2[0], bias_map2[1], 0, c, net.pool)[0]
     touched = np.zeros((shape.ph1, shape.pw1), dtype=np.bool_)
     cells = np.empty(shape.ph1 * shape.pw1, dtype=np.int64)
-    conv_map2 = np.empty((2 * shape.ph2, 2 * shape.pw2, shape.c2), dtype=dtype)
-    cur1 = np.empty(n1, dtype=dtype)
+    conv_map2 = np.empty((2 * shape.ph2, 2 * shape.pw2, c2), dtype=dtype)
+    n_pixels = shape.cin * shape.height * shape.width
+    pos = np.empty(n_pixels, dtype=np.int64)
+    val = np.empty(n_pixels, dtype=dtype)
+    cur1 = np.empty(n1, dtype=dtype)  # the pooled bias everywhere except, during a step, where events reach
+    for i in range(n1 // c1):
+        cur1[i * c1 : (i + 1) * c1] = rest1
     cur2 = np.empty(n2, dtype=dtype)
+    spikes1 = np.empty(n1, dtype=np.int64)
+    spikes2 = np.empty(n2, dtype=np.int64)
     zeros1 = np.zeros(n1, dtype=dtype)
     zeros2 = np.zeros(n2, dtype=dtype)
     for b in range(b_lo, b_hi):
         for t in range(frames.shape[0]):
-            _conv1_pool(
-                frames[t, b], net.conv1, net.pool, shape, rest1, conv_map1, touched, cells, cur1, rec.arg1[t, b]
+            n_events = _events(frames[t, b], pos, val)
+            n_cells = _conv1_pool(
+                pos, val, n_events, net.conv1, net.pool, shape, conv_map1, touched, cells, cur1, rec.arg1[t, b]
             )
             mem1 = rec.mem1[t, b]
             _lif_step(rec.mem1[t - 1, b] if t > 0 else zeros1, cur1, mem1, net.lif1)
-            _conv2_pool(mem1, net.lif1, net.conv2, net.pool, shape, conv_map2, cur2, rec.arg2[t, b])
+            for i in range(n_cells):
+                cur1[cells[i] * c1 : (cells[i] + 1) * c1] = rest1
+            n_spikes1 = _spikes(mem1, net.lif1, spikes1)
+            _conv2_pool(spikes1, n_spikes1, net.conv2, net.pool, shape, conv_map2, rest2, cur2, rec.arg2[t, b])
             mem2 = rec.mem2[t, b]
             _lif_step(rec.mem2[t - 1, b] if t > 0 else zeros2, cur2, mem2, net.lif2)
-            _linear(mem2, net.lif2, net.fc, cur3[t, b])
+            n_spikes2 = _spikes(mem2, net.lif2, spikes2)
+            _linear(spikes2, n_spikes2, net.fc, cur3[t, b])
 
 
 @_jit
@@ -737,23 +852,31 @@ def _net_backward(frames, net, shape, rec, dcur3, grads, b_lo, b_hi):  # pragma:
     share1 = np.empty(n1, dtype=dtype)
     share2 = np.empty((cells2, shape.c2), dtype=dtype)
     arg2_cells = np.empty((cells2, shape.c2), dtype=np.uint8)
-    acc = np.empty((4, shape.k * shape.k * shape.c1), dtype=dtype)
-    used = np.zeros(4, dtype=np.bool_)
+    acc = np.empty((4, net.conv2_weight.shape[1]), dtype=dtype)
+    order = np.empty((4, shape.c2 + 1), dtype=np.int64)
+    n_pixels = shape.cin * shape.height * shape.width
+    pos = np.empty(n_pixels, dtype=np.int64)
+    val = np.empty(n_pixels, dtype=dtype)
+    spikes1 = np.empty(n1, dtype=np.int64)
+    spikes2 = np.empty(n2, dtype=np.int64)
     for b in range(b_lo, b_hi):
         carry1[:] = zero
         carry2[:] = zero
         for t in range(frames.shape[0] - 1, -1, -1):
             mem1, mem2 = rec.mem1[t, b], rec.mem2[t, b]
-            _linear_back(mem2, net.lif2, net.fc_weight, dcur3[t, b], g2, grads.fc_weight)
+            n_spikes2 = _spikes(mem2, net.lif2, spikes2)
+            _linear_back(spikes2, n_spikes2, net.fc_weight, dcur3[t, b], g2, grads.fc_weight)
             _lif_back_step(mem2, rec.mem2[t - 1, b] if t > 0 else zeros2, g2, carry2, d2, s2, net.lif2, grads.lif2)
             _channel_sums(d2, shape.c2, False, grads.conv2_bias)
             _unpool_channels_first(d2, rec.arg2[t, b], net.pool, shape, share2, arg2_cells)
-            _conv2_back_input(share2, arg2_cells, net.conv2_weight, net.pool, shape, g1, acc, used)
-            _conv2_back_weight(mem1, net.lif1, share2, arg2_cells, net.pool, shape, grads.conv2_weight)
+            _conv2_back_input(share2, arg2_cells, net.conv2_weight, net.pool, shape, g1, acc, order)
+            n_spikes1 = _spikes(mem1, net.lif1, spikes1)
+            _conv2_back_weight(spikes1, n_spikes1, share2, arg2_cells, net.pool, shape, grads.conv2_weight)
             _lif_back_step(mem1, rec.mem1[t - 1, b] if t > 0 else zeros1, g1, carry1, d1, s1, net.lif1, grads.lif1)
             _channel_sums(d1, shape.c1, True, grads.conv1_bias)
             share = _unpool_channels_last(d1, net.pool, share1)
-            _conv1_back_weight(frames[t, b], share, rec.arg1[t, b], net.pool, shape, grads.conv1_weight)
+            n_events = _events(frames[t, b], pos, val)
+            _conv1_back_weight(pos, val, n_events, share, rec.arg1[t, b], net.pool, shape, grads.conv1_weight)
 
 
 # ----------------------------------------------------------------------------- autograd Functions
@@ -894,8 +1017,11 @@ class HiddenLayers(torch.autograd.Function):
         shape: _Shape = ctx.shape
         dtype = w1.dtype
         need = ctx.needs_input_grad
+        kkc = shape.k * shape.k * shape.c1
+        conv2_weight = np.zeros((shape.c2, -(-kkc // 16) * 16), dtype=_np_dtype(dtype))
+        conv2_weight[:, :kkc] = _np(w2.permute(0, 2, 3, 1)).reshape(shape.c2, kkc)
         net = _NetBack(
-            conv2_weight=_np(w2.permute(0, 2, 3, 1)).reshape(shape.c2, -1),
+            conv2_weight=conv2_weight,
             fc_weight=_np(w3),
             lif1=_lif(beta1, thr1, spec, dtype, need[3], need[4]),
             lif2=_lif(beta2, thr2, spec, dtype, need[7], need[8]),
@@ -1020,3 +1146,57 @@ def fast_forward(net: nn.Sequential, spec: NeuronSpec, frames: torch.Tensor) -> 
         pooling_of(net),
     )
     return LIFScan.apply(cur3, net[8].beta, net[8].threshold, spec)
+
+
+class LayerTrace(NamedTuple):
+    """Every LIF layer of one sample over time: membranes (float, as the engine computes them) and spikes (bool).
+
+    Hidden layers are channels first, (T, C, P, P); the output layer is (T, classes).
+    """
+
+    mem1: np.ndarray
+    spk1: np.ndarray
+    mem2: np.ndarray
+    spk2: np.ndarray
+    mem3: np.ndarray
+    spk3: np.ndarray
+
+
+def record_layers(net: nn.Sequential, spec: NeuronSpec, frames: torch.Tensor) -> LayerTrace:
+    """The tutorial network on ONE sample's frames ``(T, 2, H, W)``, every layer kept: the layer view's record.
+
+    The same kernels as :func:`fast_forward` (so the same numbers), without autograd or the buffer pool; the
+    pooled argmax the kernel writes is dropped on return, and spikes are the membranes above threshold (bool).
+    """
+    with torch.no_grad():
+        w1, b1, w2, b2, w3, b3 = net[0].weight, net[0].bias, net[3].weight, net[3].bias, net[7].weight, net[7].bias
+        dtype = w1.dtype
+        x = frames.detach().to(dtype).contiguous()[:, None]
+        n_steps = x.shape[0]
+        shape = _shape(x.shape, w1, w2, w3.shape[0])
+        npd = _np_dtype(dtype)
+        n1, n2 = shape.ph1 * shape.pw1 * shape.c1, shape.c2 * shape.ph2 * shape.pw2
+        rec = _Record(
+            mem1=np.empty((n_steps, 1, n1), npd), arg1=np.empty((n_steps, 1, n1), np.uint8),
+            mem2=np.empty((n_steps, 1, n2), npd), arg2=np.empty((n_steps, 1, n2), np.uint8),
+        )
+        lif1, lif2 = _lif(net[2].beta, net[2].threshold, spec, dtype), _lif(net[5].beta, net[5].threshold, spec, dtype)
+        lif3 = _lif(net[8].beta, net[8].threshold, spec, dtype)
+        model = _Net(
+            conv1=_Layer(_np(w1.permute(1, 2, 3, 0)), _np(b1)), lif1=lif1,
+            conv2=_Layer(_np(w2.permute(1, 2, 3, 0)), _np(b2)), lif2=lif2,
+            fc=_Layer(_np(w3.t()), _np(b3)), pool=_pool(pooling_of(net), dtype),
+        )
+        cur3 = np.empty((n_steps, 1, shape.n_out), npd)
+        _net_forward(x.numpy(), model, shape, rec, cur3, 0, 1)
+    mem3 = np.empty((n_steps, shape.n_out), npd)
+    spk3 = np.empty((n_steps, shape.n_out), np.uint8)
+    _lif_scan(cur3[:, 0], mem3, spk3, lif3, 0, shape.n_out)
+    mem1 = rec.mem1[:, 0].reshape(n_steps, shape.ph1, shape.pw1, shape.c1).transpose(0, 3, 1, 2).copy()
+    mem2 = rec.mem2[:, 0].reshape(n_steps, shape.c2, shape.ph2, shape.pw2)
+    del rec  # the pooled argmax is backward's, not the view's
+    return LayerTrace(
+        mem1=mem1, spk1=mem1 - lif1.threshold > lif1.zero,
+        mem2=mem2, spk2=mem2 - lif2.threshold > lif2.zero,
+        mem3=mem3, spk3=spk3.astype(bool),
+    )

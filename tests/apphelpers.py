@@ -162,6 +162,14 @@ def open_page(page: str, query: Mapping[str, str | list[str]] | None = None, tim
     return at
 
 
+def open_with_home(page: str, home: Path, monkeypatch: Any, timeout: float = 30, **params: str) -> AppTest:
+    """A new session (a new browser opening a link) on ``page`` with ``params`` in its URL and ``home`` as the
+    data home; run once, and checked to show no exception."""
+    monkeypatch.setenv("NMNIST_DASHBOARD_HOME", str(home))
+    monkeypatch.chdir(REPO)
+    return ok(open_page(page, params, timeout=timeout).run())
+
+
 def ok(at: AppTest) -> AppTest:
     """``at`` after asserting that its last run showed no exception."""
     assert not at.exception, [e.value for e in at.exception]

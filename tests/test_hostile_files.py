@@ -125,6 +125,7 @@ def test_validate_cli_names_the_bad_links(broken_root: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_home_lists_the_bad_files_and_counts_the_rest(
     home: Path, broken_root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

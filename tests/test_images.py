@@ -33,6 +33,7 @@ def _mnist_pair(tmp_path: Path, n: int = 5, compress: bool = False, shape=(28, 2
 # ------------------------------------------------------------------------------ scikit-learn
 
 
+@pytest.mark.slow
 def test_sklearn_digits_look_like_mnist() -> None:
     images, labels = load_sklearn_digits()
     assert images.shape == (1797, 28, 28) and images.dtype == np.uint8

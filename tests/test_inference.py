@@ -74,6 +74,7 @@ def test_the_untrained_network_is_seeded_and_uses_the_tutorials_transform() -> N
     assert first.threshold == ModelConfig().threshold
 
 
+@pytest.mark.slow
 def test_the_spike_video_job_renders_in_the_background() -> None:
     spk = (np.random.default_rng(0).random((6, 10)) < 0.3).astype(np.float32)
     job = inference.spike_video_job(spk)

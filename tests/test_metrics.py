@@ -263,6 +263,7 @@ def test_an_evaluation_saved_before_the_metrics_still_loads(tiny_run: tuple[Path
 # ---------------------------------------------------------------- training
 
 
+@pytest.mark.slow
 def test_every_test_during_training_records_the_metrics(
     tiny_run: tuple[Path, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

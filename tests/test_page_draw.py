@@ -21,7 +21,7 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from apphelpers import metrics
+from apphelpers import metrics, open_with_home, page_text
 from core import drawing
 from core.events import encode_nmnist
 from core.images import load_bundled_mnist
@@ -48,15 +48,7 @@ def digit() -> np.ndarray:
 
 def open_page(home: Path, monkeypatch: pytest.MonkeyPatch, **params: str) -> AppTest:
     """A new session (a new browser opening a link) on the Draw page, with ``params`` in its URL."""
-    monkeypatch.setenv("NMNIST_DASHBOARD_HOME", str(home))
-    monkeypatch.chdir(REPO)
-    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=TIMEOUT)
-    for key, value in params.items():
-        at.query_params[key] = value
-    at.switch_page(PAGE)
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+    return open_with_home(PAGE, home, monkeypatch, TIMEOUT, **params)
 
 
 def png(pixels: np.ndarray, mode: str | None = None, format: str = "PNG") -> bytes:
@@ -87,8 +79,7 @@ def upload(at: AppTest, name: str, data: bytes, mime: str = "application/octet-s
 
 def texts(at: AppTest) -> str:
     """Everything the page wrote, as its markdown source, unescaped."""
-    parts = [e.value for kind in ("caption", "info", "warning", "error", "markdown", "success") for e in at.get(kind)]
-    return "\n".join(str(p) for p in parts).replace("\\", "")
+    return page_text(at).replace("\\", "")
 
 
 def computed(at: AppTest) -> bool:

@@ -15,6 +15,7 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
+from apphelpers import open_with_home, page_text
 from helpers import write_tiny_dataset
 
 REPO = Path(__file__).resolve().parents[1]
@@ -56,20 +57,12 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def open_page(home: Path, monkeypatch: pytest.MonkeyPatch, **params: str) -> AppTest:
     """A new session (a new browser opening a link) on the Layer view, with ``params`` in its URL."""
-    monkeypatch.setenv("NMNIST_DASHBOARD_HOME", str(home))
-    monkeypatch.chdir(REPO)
-    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=TIMEOUT)
-    for key, value in params.items():
-        at.query_params[key] = value
-    at.switch_page(PAGE)
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+    return open_with_home(PAGE, home, monkeypatch, TIMEOUT, **params)
 
 
 def texts(at: AppTest) -> str:
-    parts = [e.value for kind in ("caption", "info", "warning", "error", "markdown", "success") for e in at.get(kind)]
-    return "\n".join(str(p) for p in parts).replace("\\", "")
+    """Everything the page wrote, as a person reads it (escapes removed)."""
+    return page_text(at).replace("\\", "")
 
 
 def test_opens_on_the_default_run_and_records_every_layer(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -84,6 +77,7 @@ def test_opens_on_the_default_run_and_records_every_layer(home: Path, monkeypatc
     assert at.slider(key="step").max >= 299  # the tutorial's 1 ms frames of a 315 ms recording
 
 
+@pytest.mark.slow
 def test_the_url_holds_every_choice_and_a_new_session_shows_the_same(home: Path,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     run = home.joinpath("run").read_text()
@@ -115,6 +109,7 @@ def test_the_neuron_of_the_link_is_plotted_and_the_page_picks_one_without(home: 
     assert f"Neuron: layer 1, map {neuron.split(':')[1]}," in default.get("plotly_chart")[-1].proto.spec
 
 
+@pytest.mark.slow
 def test_play_moves_the_slider_on_and_stops_at_the_end(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     at = open_page(home, monkeypatch, step="200")
     last = at.slider(key="step").max
@@ -129,6 +124,7 @@ def test_play_moves_the_slider_on_and_stops_at_the_end(home: Path, monkeypatch: 
     assert at.slider(key="step").value == last and not at.session_state["ly_play"]
 
 
+@pytest.mark.slow
 def test_bad_links_give_the_default_view_not_an_exception(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     for params in (dict(run="no-such-run"), dict(step="-4"), dict(step="99999"), dict(step="abc"),
                    dict(neuron="layer9:1:2:3"), dict(neuron="layer1:99:0:0"), dict(neuron="[x](http://e.vil)"),

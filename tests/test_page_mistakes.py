@@ -112,6 +112,7 @@ def test_a_link_names_the_run_the_evaluation_and_the_cell(home: Path) -> None:
                                                    "sample": ["1"]}
 
 
+@pytest.mark.slow
 def test_the_newest_evaluation_and_no_cell_by_default_then_a_cell_is_picked(home: Path) -> None:
     run_id, result = evaluated_run(home, votes_for=2)
     at = open_mistakes()
@@ -147,6 +148,7 @@ def test_bad_links_get_a_message(home: Path, query: dict[str, str], words: str) 
     assert "javascript" not in "".join(links(at))
 
 
+@pytest.mark.slow
 def test_an_evaluation_without_answers_and_a_damaged_answers_file(home: Path) -> None:
     from core.evaluate import predictions_file
 
@@ -193,6 +195,7 @@ def test_a_checkpoint_that_does_not_load_gets_a_message(home: Path) -> None:
     assert "Traceback" not in texts(at)
 
 
+@pytest.mark.slow
 def test_a_large_cell_is_shown_a_page_at_a_time_and_the_page_is_in_the_url(tmp_path: Path,
                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     home = tmp_path / "home"

@@ -16,7 +16,7 @@ import pytest
 import torch
 from streamlit.testing.v1 import AppTest
 
-from apphelpers import metrics, page_text
+from apphelpers import metrics, open_with_home, page_text
 from helpers import random_events, write_folder, write_tiny_dataset
 
 REPO = Path(__file__).resolve().parents[1]
@@ -55,15 +55,7 @@ def home(tmp_path: Path) -> Path:
 
 def open_page(home: Path, monkeypatch: pytest.MonkeyPatch, **params: str) -> AppTest:
     """A new session (a new browser opening a link) on the Spike counter, with ``params`` in its URL."""
-    monkeypatch.setenv("NMNIST_DASHBOARD_HOME", str(home))
-    monkeypatch.chdir(REPO)
-    at = AppTest.from_file(str(REPO / "app.py"), default_timeout=TIMEOUT)
-    for key, value in params.items():
-        at.query_params[key] = value
-    at.switch_page(PAGE)
-    at.run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
+    return open_with_home(PAGE, home, monkeypatch, TIMEOUT, **params)
 
 
 def unescaped(text: str) -> str:

@@ -120,6 +120,7 @@ def write_run(home: Path, status: str = "finished", reason: str = "all 3 iterati
 # ---------------------------------------------------------------- the URL (bug 3)
 
 
+@pytest.mark.slow
 def test_the_preset_and_the_run_shown_are_in_the_url(home: Path) -> None:
     run_id = write_run(home)
     at = open_training({"preset": "tutorial", "run": run_id})
@@ -207,6 +208,7 @@ def test_the_end_of_a_run_reads_in_words(home: Path) -> None:
     assert "simulated from tests" in captions and "30 train and 20 test samples" in captions
 
 
+@pytest.mark.slow
 def test_a_damaged_run_is_listed_as_damaged_and_breaks_nothing(home: Path) -> None:
     sound = write_run(home)
     damaged = write_run(home)
@@ -222,6 +224,7 @@ def test_a_damaged_run_is_listed_as_damaged_and_breaks_nothing(home: Path) -> No
     open_training({"run": sound})
 
 
+@pytest.mark.slow
 def test_the_run_list_says_what_each_run_trained_on_and_with(home: Path) -> None:
     write_run(home, lr=0.005, batch_size=8)
     table = open_training().dataframe[0].value
@@ -231,6 +234,7 @@ def test_the_run_list_says_what_each_run_trained_on_and_with(home: Path) -> None
     assert row["transform"] == "Denoise(filter_time=10000) → ToFrame(time_window=30000)"
 
 
+@pytest.mark.slow
 def test_a_runs_settings_load_into_the_form_its_checkpoint_downloads_and_it_deletes(home: Path) -> None:
     run_id = write_run(home, lr=0.005, batch_size=8, loss="mse_count", eval_samples=20, channels=(6, 16))
     at = open_training({"run": run_id})
@@ -251,6 +255,7 @@ def test_a_runs_settings_load_into_the_form_its_checkpoint_downloads_and_it_dele
     assert any("was deleted" in plain(i.value) for i in at.info)
 
 
+@pytest.mark.slow
 def test_evaluate_this_run_on_other_data_keeps_the_results_with_the_run(home: Path, tmp_path: Path) -> None:
     other = write_tiny_dataset(tmp_path / "other", {"Train": 1, "Test": 1}, seed=5)
     (other / "simulation.json").unlink()  # real-data layout
@@ -330,6 +335,7 @@ def charts(at: AppTest) -> list[str]:
     return [c.proto.spec for c in at.get("vega_lite_chart")]
 
 
+@pytest.mark.slow
 def test_neurobench_metrics_of_each_test_are_charted_beside_the_test_accuracy(home: Path) -> None:
     from core.runs import METRICS_FILE
 
@@ -353,6 +359,7 @@ def test_neurobench_metrics_of_each_test_are_charted_beside_the_test_accuracy(ho
     assert "Footprint 73.1 kB, connection sparsity 0.0%" in caption
 
 
+@pytest.mark.slow
 def test_a_saved_evaluation_shows_its_neurobench_metrics(home: Path) -> None:
     from core.evaluate import EvaluationResult, save_evaluation
 
@@ -385,6 +392,7 @@ def test_a_saved_evaluation_shows_its_neurobench_metrics(home: Path) -> None:
 # ---------------------------------------------------------------- the architecture on the form; NIR download (issues 12, 14)
 
 
+@pytest.mark.slow
 def test_the_architecture_is_on_the_form_folded_and_checked_before_work(home: Path) -> None:
     at = open_training()
     part = next(e for e in at.expander if e.label.startswith("Architecture"))
@@ -422,6 +430,7 @@ def test_a_runs_architecture_loads_into_the_form(home: Path) -> None:
     assert at.selectbox(key="f_quick_pool").value == "avg"
 
 
+@pytest.mark.slow
 def test_a_network_nir_can_express_downloads_as_nir_and_another_says_why_not(home: Path) -> None:
     exportable = write_run(home, pool="avg", reset_mechanism="zero")
     at = open_training({"run": exportable})

@@ -223,6 +223,7 @@ def test_registry_refuses_a_second_training(tiny_config: TrainConfig, tmp_path: 
     assert JobRegistry().store.root == default_runs_root()  # without a store: the default runs folder
 
 
+@pytest.mark.slow
 def test_estimate_is_positive(tiny_config: TrainConfig) -> None:
     seconds = estimate_iteration_seconds(tiny_config)
     assert 0 < seconds < math.inf
@@ -317,7 +318,7 @@ def test_one_description_makes_the_flags_and_the_form() -> None:
     assert paths == fields | {f"model.{f.name}" for f in dataclasses.fields(ModelConfig)}
     assert paths <= {action.dest for action in build_parser()._actions}
     form = {s.path: s for s in form_settings()}
-    assert set(form) <= paths and len(form) == 21
+    assert set(form) <= paths and len(form) == 22
     assert {"model.channels", "model.kernel_size", "model.pool"} <= set(form)  # the architecture is the person's too
     assert form["max_seconds"].widget_value(PRESETS["tutorial"]) == 0.0 and form["max_seconds"].from_widget(0.0) is None
     assert form["eval_samples"].widget_value(PRESETS["quick"]) == 1000 and form["eval_samples"].from_widget(0) is None
@@ -389,3 +390,31 @@ def test_the_forms_parameter_count_and_notation_describe_the_network_built(model
     pool = {"max": "MP2", "avg": "AP2"}[model.pool]
     assert network_notation(model) == f"{c1}C{model.kernel_size}-{pool}-{c2}C{model.kernel_size}-{pool}-{model.hidden}FC10"
     assert network_notation(ModelConfig()) == "12C5-MP2-32C5-MP2-800FC10"  # the tutorial's own words
+
+
+@pytest.mark.parametrize(("dx", "dy"), [(0, 0), (1, 0), (0, -1), (2, -3), (-2, 2), (34, 0), (-40, 5)])
+def test_a_shift_moves_every_frame_as_torchvisions_affine_translation(dx: int, dy: int) -> None:
+    """augment_shift's move (core.training.loop.shift_frames) against torchvision's own integer translation."""
+    from torchvision.transforms import functional as TF
+
+    from core.training.loop import shift_frames
+
+    frames = torch.rand(5, 2, 34, 34)
+    expected = TF.affine(frames, angle=0.0, translate=[dx, dy], scale=1.0, shear=[0.0, 0.0])
+    assert torch.equal(shift_frames(frames, dx, dy), expected)
+
+
+def test_shift_augmentation_is_checked_and_drawn_within_its_bound() -> None:
+    from core.training.loop import RandomShift, augmentation
+
+    with pytest.raises(ConfigError, match="^augment_shift: must be at most 8"):
+        PRESETS["quick"].with_overrides(augment_shift=9)
+    assert augmentation(PRESETS["quick"].with_overrides(augment_shift=0, augment_rotation=0.0)) is None
+    frames = torch.zeros(3, 2, 34, 34)
+    frames[:, :, 17, 17] = 1.0
+    shift = RandomShift(2)
+    seen = set()
+    for _ in range(200):
+        (_, _, y, x), = torch.nonzero(shift(frames)[:1, :1])
+        seen.add((int(x) - 17, int(y) - 17))
+    assert seen == {(dx, dy) for dx in range(-2, 3) for dy in range(-2, 3)}

@@ -192,7 +192,7 @@ def frames(config: TrainConfig, root: Path, split: str, found: int | None, repor
         _raise_if_stopped(reporter)
 
     t0 = time.perf_counter()
-    augment = RandomRotation(config.augment_rotation) if split == "Train" and config.augment_rotation > 0 else None
+    augment = augmentation(config) if split == "Train" else None
     pipeline = from_json(config.transform, sensor_size=SENSOR_SIZE)
     source = DataSource.detect(root)
     recordings = source.dataset(split)
@@ -230,6 +230,51 @@ def data_info(root: Path, train_set: FramesDataset, test_set: FramesDataset, fou
 def _raise_if_stopped(reporter: Reporter) -> None:
     if reporter.stop_request() is not None:
         raise Stopped
+
+
+def augmentation(config: TrainConfig) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """The random changes made to each training sample's frames after the cache (None: none)."""
+    steps = []
+    if config.augment_rotation > 0:
+        steps.append(RandomRotation(config.augment_rotation))
+    if config.augment_shift > 0:
+        steps.append(RandomShift(config.augment_shift))
+    if not steps:
+        return None
+    if len(steps) == 1:
+        return steps[0]
+
+    def both(frames: torch.Tensor) -> torch.Tensor:
+        for step in steps:
+            frames = step(frames)
+        return frames
+
+    return both
+
+
+class RandomShift:
+    """Move one sample's frames by whole pixels, (dx, dy) drawn uniformly from [-p, p] each; zeros fill in.
+
+    All its frames move together, as a recording made with the digit a little elsewhere on the sensor.
+    """
+
+    def __init__(self, pixels: int) -> None:
+        self.pixels = int(pixels)
+
+    def __call__(self, frames: torch.Tensor) -> torch.Tensor:
+        dx, dy = (int(d) for d in torch.randint(-self.pixels, self.pixels + 1, (2,)))
+        return shift_frames(frames, dx, dy)
+
+
+def shift_frames(frames: torch.Tensor, dx: int, dy: int) -> torch.Tensor:
+    """``frames`` (..., H, W) moved ``dx`` pixels right and ``dy`` down, zeros where nothing moved in."""
+    out = torch.zeros_like(frames)
+    h, w = frames.shape[-2:]
+    if abs(dx) >= w or abs(dy) >= h:
+        return out
+    out[..., max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = \
+        frames[..., max(-dy, 0):h + min(-dy, 0), max(-dx, 0):w + min(-dx, 0)]
+    return out
 
 
 class RandomRotation:
