@@ -1,4 +1,4 @@
-"""Events: one recording as a 3D point cloud, ON/OFF images, x-t and y-t views, event rate, playback and raw table.
+"""Events: one recording as ON/OFF images, a 3D point cloud, x-t and y-t views, event rate, playback and raw table.
 
 Every choice is in the URL: the recording (``data``, ``split``, ``digit``, ``sample``, see
 pages.common), the view (``view``, a tab's name) and each view's own setting (``bin_ms``
@@ -113,8 +113,10 @@ m[3].metric("ON fraction", f"{events['p'].mean():.2f}" if n else "–")
 m[4].metric("saccades", len(boundaries) + 1 if n else 0)
 st.caption(escape_markdown(f"{source.label} · {split} recording {index}"))
 
-tabs = st.tabs([CLOUD, IMAGES, PROJECTIONS, RATE, PLAYBACK, TABLE, STATS], key="view", bind="query-params")
-cloud_tab, image_tab, projection_tab, rate_tab, play_tab, table_tab, stats_tab = tabs
+# The event image first: the most readable view, and cheap to redraw (the 3D cloud is WebGL, seconds a redraw in a
+# browser without a GPU); the cloud is one click away.
+tabs = st.tabs([IMAGES, CLOUD, PROJECTIONS, RATE, PLAYBACK, TABLE, STATS], key="view", bind="query-params")
+image_tab, cloud_tab, projection_tab, rate_tab, play_tab, table_tab, stats_tab = tabs
 with cloud_tab:
     if cloud_tab.open:
         st.plotly_chart(cloud_figure(source.key, key, events), width="stretch", key="events_cloud")

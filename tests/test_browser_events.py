@@ -14,7 +14,7 @@ from browser import WIDTHS, expect, no_exception, open_page, settle, shoot, trun
 
 pytestmark = pytest.mark.browser
 
-VIEWS = ("3D point cloud", "Event image", "x-t and y-t", "Event rate", "Playback", "Raw events", "Statistics")
+VIEWS = ("Event image", "3D point cloud", "x-t and y-t", "Event rate", "Playback", "Raw events", "Statistics")
 
 
 def timed(page, action) -> float:

@@ -18,7 +18,7 @@ from helpers import random_events, write_tiny_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 TIMEOUT = 60
-TABS = ["3D point cloud", "Event image", "x-t and y-t", "Event rate", "Playback", "Raw events", "Statistics"]
+TABS = ["Event image", "3D point cloud", "x-t and y-t", "Event rate", "Playback", "Raw events", "Statistics"]
 
 
 @pytest.fixture(scope="module")
@@ -111,7 +111,7 @@ def test_each_slider_sits_in_the_tab_it_affects(home: Path, monkeypatch: pytest.
 
 def test_only_the_open_tab_is_computed(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     at = events_page(home, monkeypatch)
-    assert [c.key for c in at.get("plotly_chart")] == ["events_cloud"]
+    assert [c.key for c in at.get("plotly_chart")] == ["events_image"]  # the default tab: the event image
     assert not at.get("download_button") and not at.dataframe
     at = events_page(home, monkeypatch, view="Raw events")
     assert at.dataframe and at.get("download_button") and not at.get("plotly_chart")
