@@ -23,7 +23,7 @@ def test_events(page, fresh_server: str) -> None:
     page.get_by_role("button", name="Random sample").click()
     settle(page)
     assert "sample=" in page.url and "split=Test" in page.url
-    page.get_by_role("tab", name="Event image").click()
+    page.get_by_role("tab", name="3D point cloud").click()  # the page opens on the event image
     expect(page.locator(".js-plotly-plot").nth(1)).to_be_visible()
     no_exception(page)
     shoot(page, "events")
