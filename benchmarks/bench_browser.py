@@ -273,21 +273,21 @@ def attempt(result: Result, reps: int, one: Callable[[int], float]) -> Result:
 # ------------------------------------------------------------------ the interactions
 
 
+def change_sample(d: Driver, i: int) -> float:
+    """Type another sample number into the sidebar (1 to 5 in turn); seconds until the page's plots settle."""
+    box = d.number_input(re.compile(r"^Sample"))
+    value = str(1 + i % 5)
+
+    def act() -> None:
+        box.fill(value)
+        box.press("Enter")
+    return d.measure(act, PLOT)
+
+
 def events_interactions(d: Driver, reps: int) -> list[Result]:
     d.new_tab()
     d.open("events")
-    sample = Result("Events: sample change")
-
-    def change_sample(i: int) -> float:
-        box = d.number_input(re.compile(r"^Sample"))
-        value = str(1 + i % 5)
-
-        def act() -> None:
-            box.fill(value)
-            box.press("Enter")
-        return d.measure(act, PLOT)
-
-    attempt(sample, reps, change_sample)
+    sample = attempt(Result("Events: sample change"), reps, lambda i: change_sample(d, i))
 
     tab = Result("Events: tab switch")
     names = ["Event image", "Event rate"]
@@ -373,19 +373,7 @@ def layers_interactions(d: Driver, reps: int) -> list[Result]:
     """The Layer view on the untrained network (the tutorial's 1 ms frames: about 300 time steps a sample)."""
     d.new_tab()
     d.open("layers", PLOT, run="untrained")
-    sample = Result("Layer view: sample change (300 steps)")
-
-    def change_sample(i: int) -> float:
-        box = d.number_input(re.compile(r"^Sample"))
-        value = str(1 + i % 5)
-
-        def act() -> None:
-            box.fill(value)
-            box.press("Enter")
-        return d.measure(act, PLOT)
-
-    attempt(sample, reps, change_sample)
-    return [sample]
+    return [attempt(Result("Layer view: sample change (300 steps)"), reps, lambda i: change_sample(d, i))]
 
 
 STATUS_JS = """(states) => {
