@@ -21,13 +21,17 @@ from pages.common import (
 
 PAGES = (
     ("pages/events.py", "Events", ":material/scatter_plot:",
-     "one recording as a 3D cloud, ON/OFF images, x-t and y-t views, event rate, playback and raw table"),
+     "one recording as ON/OFF images, a 3D cloud, x-t and y-t views, event rate, playback and raw table"),
     ("pages/transforms.py", "Transforms", ":material/tune:",
      "build a Tonic pipeline; see the recording before and after, the tensor it makes and the code"),
     ("pages/training.py", "Training", ":material/model_training:",
      "train the tutorial's spiking CNN in the background, with live loss and accuracy"),
     ("pages/spike_counter.py", "Spike counter", ":material/bar_chart:",
      "watch a trained network's output neurons count spikes on one recording, and how they vote"),
+    ("pages/layers.py", "Layer view", ":material/layers:",
+     "inside the network: every layer's spikes and membranes over time, and the weights it learned"),
+    ("pages/mistakes.py", "Mistakes", ":material/rule:",
+     "where a network goes wrong: click a cell of its confusion matrix to see those recordings"),
     ("pages/draw.py", "Draw", ":material/draw:",
      "draw a digit (or upload one): the simulated camera records it and a trained network reads it"),
 )

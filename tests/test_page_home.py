@@ -129,7 +129,8 @@ def test_home_opens_on_one_event_image_per_digit_and_says_what_each_page_is_for(
     titles = [a["text"] for a in figure["layout"]["annotations"]]
     assert titles == [f"digit {d}" for d in range(10)]
     links = [link.proto.label for link in at.get("page_link")]
-    assert links == ["**Events**", "**Transforms**", "**Training**", "**Spike counter**", "**Draw**"]
+    menu = re.findall(r'st\.Page\("pages/(?!home)\w+\.py", title="([^"]+)"', (REPO / "app.py").read_text())
+    assert links == [f"**{title}**" for title in menu]  # every page of the menu, in its order
     said = [c.value for c in at.caption]
     for what in ("3D cloud", "Tonic pipeline", "spiking CNN", "count spikes", "draw a digit"):
         assert any(what in line for line in said), said
