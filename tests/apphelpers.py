@@ -14,7 +14,9 @@ What the fuzz, memory and regression tests of issue 10 share:
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import os
 import re
 import resource
 from collections.abc import Iterator, Mapping
@@ -22,6 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import torch
 from streamlit.testing.v1 import AppTest
 
 from core.data import SIMULATION_MARKER
@@ -423,3 +426,73 @@ def memory_guard(headroom_bytes: int) -> Iterator[None]:
         yield
     finally:
         resource.setrlimit(resource.RLIMIT_DATA, (soft, hard))
+
+
+# ------------------------------------------------------------------ run folders, written directly (no training)
+
+
+def _save_run(home: Path, config: Any, model: Any, status: str, accuracy: float | None, when: float) -> str:
+    """A run folder holding ``model`` as its best checkpoint after 3 iterations, ended ``status``, dated ``when``."""
+    from core.runs import RunStore, make_checkpoint
+
+    run = RunStore(home / "runs").create_run(config.preset, when=when)
+    run.write_config(config.to_dict())
+    run.save_checkpoint("best", make_checkpoint(model, config.model, iteration=3, train_config=config))
+    run.write_results({"status": status, "iterations": 3, "seconds": 1.0, "test_accuracy": accuracy})
+    os.utime(run.path / "config.json", (when, when))
+    return run.run_id
+
+
+def write_run(home: Path, status: str, accuracy: float | None, when: float, votes_for: int,
+              preset: str = "quick", **config_changes) -> str:
+    """A run whose network always votes for ``votes_for``: that output neuron spikes every step, the others never."""
+    from core.model import build_model
+    from core.training import PRESETS
+
+    config = dataclasses.replace(PRESETS[preset], max_iters=3, **config_changes)
+    model = build_model(config.model)
+    with torch.no_grad():
+        model.net[7].weight.zero_()
+        model.net[7].bias.fill_(-1.0)
+        model.net[7].bias[votes_for] = 2.0
+    return _save_run(home, config, model, status, accuracy, when)
+
+
+def write_active_run(home: Path, when: float, preset: str = "tutorial", status: str = "finished",
+                     accuracy: float | None = 0.9, seed: int = 3, scale: float = 4.0, **model_changes) -> str:
+    """A run whose hidden layers spike: its seeded initial weights scaled up by ``scale`` (iteration 0 is the
+    unscaled network of ``seed``, so the weights view has a change to show)."""
+    from core.layers import initial_model
+    from core.training import PRESETS
+
+    config = dataclasses.replace(PRESETS[preset], max_iters=3, seed=seed)
+    if model_changes:
+        config = dataclasses.replace(config, model=dataclasses.replace(config.model, **model_changes))
+    model = initial_model(config.model, seed)
+    with torch.no_grad():
+        for i in (0, 3, 7):
+            model.net[i].weight.mul_(scale)
+    return _save_run(home, config, model, status, accuracy, when)
+
+
+def write_training_run(home: Path, status: str = "finished", reason: str = "all 3 iterations done", **changes: Any) -> str:
+    """A ``quick`` run with a checkpoint, metrics and results in ``home/runs``, written directly (no training)."""
+    from core.model import build_model
+    from core.runs import RunStore, make_checkpoint
+    from core.training import PRESETS
+
+    config = dataclasses.replace(PRESETS["quick"], data_root=str(home / "simulated"), max_iters=3).with_overrides(**changes)
+    torch.manual_seed(config.seed)
+    model = build_model(config.model)
+    run = RunStore(home / "runs").create_run(config.preset)
+    run.write_config(config.to_dict())
+    for i in range(3):
+        run.append_metrics({"type": "iteration", "iteration": i, "loss": 2.3 - 0.1 * i, "accuracy": 0.1 * i})
+    confusion = [[1 if i == j else 0 for j in range(10)] for i in range(10)]
+    run.append_metrics({"type": "eval", "iteration": 3, "accuracy": 0.3, "per_class_accuracy": [1.0] * 10,
+                        "confusion": confusion, "samples": 10, "seconds": 0.1})
+    run.save_checkpoint("final", make_checkpoint(model, config.model, iteration=3, train_config=config))
+    run.write_data({"root": str(home / "simulated"), "kind": "simulated", "source": "tests", "train_samples": 30,
+                    "test_samples": 20, "train_found": 30, "test_found": 20})
+    run.write_results({"status": status, "reason": reason, "iterations": 3, "seconds": 1.0, "test_accuracy": 0.3})
+    return run.run_id

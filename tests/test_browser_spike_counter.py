@@ -13,9 +13,9 @@ from urllib.parse import parse_qs, urlparse
 
 import pytest
 
+from apphelpers import write_run
 from browser import WIDTHS, expect, no_exception, open_page, settle, shoot, truncated
 from helpers import write_tiny_dataset
-from test_page_spike_counter import write_run
 
 pytestmark = pytest.mark.browser
 

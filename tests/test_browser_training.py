@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from apphelpers import write_training_run
 from browser import IDLE, WIDTHS, expect, no_exception, open_page, settle, shoot, truncated
 from helpers import write_tiny_dataset
-from test_page_training import write_run
 
 pytestmark = pytest.mark.browser
 
@@ -24,7 +24,7 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The server's data home: the tiny default set and one finished run (its id in home/run)."""
     home = tmp_path_factory.mktemp("training-home")
     write_tiny_dataset(home / "simulated")
-    home.joinpath("run").write_text(write_run(home, reason="stopped at the 60 s time limit after 3 iterations"))
+    home.joinpath("run").write_text(write_training_run(home, reason="stopped at the 60 s time limit after 3 iterations"))
     return home
 
 

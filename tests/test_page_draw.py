@@ -21,12 +21,11 @@ import pytest
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from apphelpers import metrics, open_with_home, page_text
+from apphelpers import metrics, open_with_home, page_text, write_run
 from core import drawing
 from core.events import encode_nmnist
 from core.images import load_bundled_mnist
 from helpers import random_events, write_tiny_dataset
-from test_page_spike_counter import write_run
 
 REPO = Path(__file__).resolve().parents[1]
 PAGE = "pages/draw.py"

@@ -6,44 +6,18 @@ Runs are written directly (a config and a checkpoint of chosen weights): no trai
 
 from __future__ import annotations
 
-import dataclasses
-import os
 import time
 from pathlib import Path
 
 import pytest
-import torch
 from streamlit.testing.v1 import AppTest
 
-from apphelpers import open_with_home, page_text
+from apphelpers import open_with_home, page_text, write_active_run
 from helpers import write_tiny_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 PAGE = "pages/layers.py"
 TIMEOUT = 180
-
-
-def write_active_run(home: Path, when: float, preset: str = "tutorial", status: str = "finished",
-                     accuracy: float | None = 0.9, seed: int = 3, scale: float = 4.0, **model_changes) -> str:
-    """A run whose hidden layers spike: its seeded initial weights scaled up by ``scale`` (iteration 0 is the
-    unscaled network of ``seed``, so the weights view has a change to show)."""
-    from core.layers import initial_model
-    from core.runs import RunStore, make_checkpoint
-    from core.training import PRESETS
-
-    config = dataclasses.replace(PRESETS[preset], max_iters=3, seed=seed)
-    if model_changes:
-        config = dataclasses.replace(config, model=dataclasses.replace(config.model, **model_changes))
-    model = initial_model(config.model, seed)
-    with torch.no_grad():
-        for i in (0, 3, 7):
-            model.net[i].weight.mul_(scale)
-    run = RunStore(home / "runs").create_run(preset, when=when)
-    run.write_config(config.to_dict())
-    run.save_checkpoint("best", make_checkpoint(model, config.model, iteration=3, train_config=config))
-    run.write_results({"status": status, "iterations": 3, "seconds": 1.0, "test_accuracy": accuracy})
-    os.utime(run.path / "config.json", (when, when))
-    return run.run_id
 
 
 @pytest.fixture(scope="module")

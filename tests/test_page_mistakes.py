@@ -17,8 +17,8 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from apphelpers import write_run
 from helpers import write_tiny_dataset
-from test_page_spike_counter import write_run
 
 REPO = Path(__file__).resolve().parents[1]
 PAGE = "pages/mistakes.py"

@@ -6,43 +6,19 @@ Runs are written directly (a config, a checkpoint of chosen weights, results.jso
 
 from __future__ import annotations
 
-import dataclasses
-import os
 import re
 import time
 from pathlib import Path
 
 import pytest
-import torch
 from streamlit.testing.v1 import AppTest
 
-from apphelpers import metrics, open_with_home, page_text
+from apphelpers import metrics, open_with_home, page_text, write_run
 from helpers import random_events, write_folder, write_tiny_dataset
 
 REPO = Path(__file__).resolve().parents[1]
 PAGE = "pages/spike_counter.py"
 TIMEOUT = 120
-
-
-def write_run(home: Path, status: str, accuracy: float | None, when: float, votes_for: int,
-              preset: str = "quick", **config_changes) -> str:
-    """A run whose network always votes for ``votes_for``: that output neuron spikes every step, the others never."""
-    from core.model import build_model
-    from core.runs import RunStore, make_checkpoint
-    from core.training import PRESETS
-
-    config = dataclasses.replace(PRESETS[preset], max_iters=3, **config_changes)
-    model = build_model(config.model)
-    with torch.no_grad():
-        model.net[7].weight.zero_()
-        model.net[7].bias.fill_(-1.0)
-        model.net[7].bias[votes_for] = 2.0
-    run = RunStore(home / "runs").create_run(preset, when=when)
-    run.write_config(config.to_dict())
-    run.save_checkpoint("best", make_checkpoint(model, config.model, iteration=3, train_config=config))
-    run.write_results({"status": status, "iterations": 3, "seconds": 1.0, "test_accuracy": accuracy})
-    os.utime(run.path / "config.json", (when, when))
-    return run.run_id
 
 
 @pytest.fixture()

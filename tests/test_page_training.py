@@ -10,7 +10,6 @@ brackets in the transform box raised a RecursionError; an unwritable home gave a
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -18,10 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
 from streamlit.testing.v1 import AppTest
 
-from apphelpers import markup_from_input
+from apphelpers import markup_from_input, write_training_run
 from helpers import write_tiny_dataset
 
 REPO = Path(__file__).resolve().parents[1]
@@ -94,35 +92,12 @@ def walk(node: Any) -> Iterator[Any]:
             yield from walk(children[key])
 
 
-def write_run(home: Path, status: str = "finished", reason: str = "all 3 iterations done", **changes: Any) -> str:
-    """A ``quick`` run with a checkpoint, metrics and results in ``home/runs``, written directly (no training)."""
-    from core.model import build_model
-    from core.runs import RunStore, make_checkpoint
-    from core.training import PRESETS
-
-    config = dataclasses.replace(PRESETS["quick"], data_root=str(home / "simulated"), max_iters=3).with_overrides(**changes)
-    torch.manual_seed(config.seed)
-    model = build_model(config.model)
-    run = RunStore(home / "runs").create_run(config.preset)
-    run.write_config(config.to_dict())
-    for i in range(3):
-        run.append_metrics({"type": "iteration", "iteration": i, "loss": 2.3 - 0.1 * i, "accuracy": 0.1 * i})
-    confusion = [[1 if i == j else 0 for j in range(10)] for i in range(10)]
-    run.append_metrics({"type": "eval", "iteration": 3, "accuracy": 0.3, "per_class_accuracy": [1.0] * 10,
-                        "confusion": confusion, "samples": 10, "seconds": 0.1})
-    run.save_checkpoint("final", make_checkpoint(model, config.model, iteration=3, train_config=config))
-    run.write_data({"root": str(home / "simulated"), "kind": "simulated", "source": "tests", "train_samples": 30,
-                    "test_samples": 20, "train_found": 30, "test_found": 20})
-    run.write_results({"status": status, "reason": reason, "iterations": 3, "seconds": 1.0, "test_accuracy": 0.3})
-    return run.run_id
-
-
 # ---------------------------------------------------------------- the URL (bug 3)
 
 
 @pytest.mark.slow
 def test_the_preset_and_the_run_shown_are_in_the_url(home: Path) -> None:
-    run_id = write_run(home)
+    run_id = write_training_run(home)
     at = open_training({"preset": "tutorial", "run": run_id})
     assert at.selectbox(key="train_preset").value == "tutorial"
     assert any(h.value == f"Run {run_id}" for h in at.subheader)
@@ -200,7 +175,7 @@ def test_start_with_a_home_that_cannot_be_written_says_so(home: Path) -> None:
 
 
 def test_the_end_of_a_run_reads_in_words(home: Path) -> None:
-    run_id = write_run(home, reason="stopped at the 60 s time limit after 199 iterations")
+    run_id = write_training_run(home, reason="stopped at the 60 s time limit after 199 iterations")
     at = open_training({"run": run_id})
     assert [s for s in at.success if plain(s.value) == "Finished: stopped at the 60 s time limit after 199 iterations."]
     assert not any("max_seconds" in plain(t.value) for t in [*at.caption, *at.markdown, *at.success])
@@ -210,8 +185,8 @@ def test_the_end_of_a_run_reads_in_words(home: Path) -> None:
 
 @pytest.mark.slow
 def test_a_damaged_run_is_listed_as_damaged_and_breaks_nothing(home: Path) -> None:
-    sound = write_run(home)
-    damaged = write_run(home)
+    sound = write_training_run(home)
+    damaged = write_training_run(home)
     (home / "runs" / damaged / "results.json").write_text(json.dumps({"iterations": "lots"}))
     at = open_training()
     table = at.dataframe[0].value
@@ -226,7 +201,7 @@ def test_a_damaged_run_is_listed_as_damaged_and_breaks_nothing(home: Path) -> No
 
 @pytest.mark.slow
 def test_the_run_list_says_what_each_run_trained_on_and_with(home: Path) -> None:
-    write_run(home, lr=0.005, batch_size=8)
+    write_training_run(home, lr=0.005, batch_size=8)
     table = open_training().dataframe[0].value
     row = table.iloc[0]
     assert row["data"] == "simulated from tests (default set)" and row["samples"] == 30
@@ -236,7 +211,7 @@ def test_the_run_list_says_what_each_run_trained_on_and_with(home: Path) -> None
 
 @pytest.mark.slow
 def test_a_runs_settings_load_into_the_form_its_checkpoint_downloads_and_it_deletes(home: Path) -> None:
-    run_id = write_run(home, lr=0.005, batch_size=8, loss="mse_count", eval_samples=20, channels=(6, 16))
+    run_id = write_training_run(home, lr=0.005, batch_size=8, loss="mse_count", eval_samples=20, channels=(6, 16))
     at = open_training({"run": run_id})
     download = at.get("download_button")
     assert download and download[0].proto.label == "Download checkpoint"
@@ -259,7 +234,7 @@ def test_a_runs_settings_load_into_the_form_its_checkpoint_downloads_and_it_dele
 def test_evaluate_this_run_on_other_data_keeps_the_results_with_the_run(home: Path, tmp_path: Path) -> None:
     other = write_tiny_dataset(tmp_path / "other", {"Train": 1, "Test": 1}, seed=5)
     (other / "simulation.json").unlink()  # real-data layout
-    run_id = write_run(home)
+    run_id = write_training_run(home)
     at = open_training({"run": run_id})
     # a folder that is not there: a message, not a traceback
     ok(at.radio(key="train_eval_kind").set_value("folder").run())
@@ -339,12 +314,12 @@ def charts(at: AppTest) -> list[str]:
 def test_neurobench_metrics_of_each_test_are_charted_beside_the_test_accuracy(home: Path) -> None:
     from core.runs import METRICS_FILE
 
-    plain_run = write_run(home)  # tests recorded before the metrics: no chart, no error
+    plain_run = write_training_run(home)  # tests recorded before the metrics: no chart, no error
     at = open_training({"run": plain_run})
     assert not [c for c in at.caption if "NeuroBench" in c.value]
     assert not [s for s in charts(at) if "activation sparsity" in s]
 
-    run_id = write_run(home)
+    run_id = write_training_run(home)
     confusion = [[1 if i == j else 0 for j in range(10)] for i in range(10)]
     with open(home / "runs" / run_id / METRICS_FILE, "a", encoding="utf-8") as fh:
         for iteration, sparsity in ((4, 0.91), (5, 0.93)):
@@ -363,7 +338,7 @@ def test_neurobench_metrics_of_each_test_are_charted_beside_the_test_accuracy(ho
 def test_a_saved_evaluation_shows_its_neurobench_metrics(home: Path) -> None:
     from core.evaluate import EvaluationResult, save_evaluation
 
-    run_id = write_run(home)
+    run_id = write_training_run(home)
     run_dir = home / "runs" / run_id
     base = dict(run_id=run_id, run_dir=str(run_dir), checkpoint="final", checkpoint_iteration=3,
                 data_root=str(home / "simulated"), data_kind="simulated", data_source="tests", split="Test",
@@ -423,7 +398,7 @@ def test_the_architecture_is_on_the_form_folded_and_checked_before_work(home: Pa
 
 
 def test_a_runs_architecture_loads_into_the_form(home: Path) -> None:
-    run_id = write_run(home, channels=(6, 16), kernel_size=3, pool="avg")
+    run_id = write_training_run(home, channels=(6, 16), kernel_size=3, pool="avg")
     at = open_training({"run": run_id})
     click(at, "Load its settings")
     assert at.text_input(key="f_quick_channels").value == "6, 16" and at.number_input(key="f_quick_kernel").value == 3
@@ -432,17 +407,17 @@ def test_a_runs_architecture_loads_into_the_form(home: Path) -> None:
 
 @pytest.mark.slow
 def test_a_network_nir_can_express_downloads_as_nir_and_another_says_why_not(home: Path) -> None:
-    exportable = write_run(home, pool="avg", reset_mechanism="zero")
+    exportable = write_training_run(home, pool="avg", reset_mechanism="zero")
     at = open_training({"run": exportable})
     labels = [d.proto.label for d in at.get("download_button")]
     assert labels == ["Download checkpoint", "Download NIR"]
     assert not any("No NIR download" in c.value for c in at.caption)
-    max_pooled = write_run(home)  # the tutorial's max pooling: NIR 1.0 has none
+    max_pooled = write_training_run(home)  # the tutorial's max pooling: NIR 1.0 has none
     at = open_training({"run": max_pooled})
     assert [d.proto.label for d in at.get("download_button")] == ["Download checkpoint"]
     assert any(plain(c.value) == "No NIR download: pool: NIR has no 'max' pooling, only sum and average; train with "
                "pool='avg'" for c in at.caption), [c.value for c in at.caption]
-    subtracting = write_run(home, pool="avg")  # the tutorial's reset by subtraction: NIR resets to zero
+    subtracting = write_training_run(home, pool="avg")  # the tutorial's reset by subtraction: NIR resets to zero
     at = open_training({"run": subtracting})
     assert any(plain(c.value).startswith("No NIR download: reset_mechanism: NIR's LIF resets the membrane")
                for c in at.caption), [c.value for c in at.caption]
