@@ -129,6 +129,7 @@ def test_to_frame_matches_tonic_on_random_events(data: tuple, params: dict) -> N
     assert_same(functional.to_frame(events, sensor_size, **params), tonic_frames(events, sensor_size, **params))
 
 
+@pytest.mark.slow  # 1 to 37 s: a drawn time_window of 0.5 us over 400 ms is 800,000 frames for tonic's loop
 @SETTINGS
 @given(data=event_arrays(min_size=1, sorted_time=True), params=frame_params)
 def test_to_frame_infers_the_sensor_like_tonic(data: tuple, params: dict) -> None:
