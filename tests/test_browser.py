@@ -24,7 +24,9 @@ def test_events(page, fresh_server: str) -> None:
     settle(page)
     assert "sample=" in page.url and "split=Test" in page.url
     page.get_by_role("tab", name="3D point cloud").click()  # the page opens on the event image
-    expect(page.locator(".js-plotly-plot").nth(1)).to_be_visible()
+    cloud = page.get_by_role("tabpanel", name="3D point cloud")  # only the open tab is drawn
+    expect(cloud.locator(".js-plotly-plot")).to_be_visible(timeout=30_000)
+    expect(cloud.get_by_text("Events in space and time")).to_be_visible()
     no_exception(page)
     shoot(page, "events")
 
