@@ -170,6 +170,15 @@ def test_the_toolbar_has_no_deploy_button() -> None:
     assert config["client"]["toolbarMode"] == "viewer"
 
 
+def test_no_full_garbage_collection_after_every_run() -> None:
+    """Streamlit's default gc.collect(2) after each script run cost 0.2 to 0.7 s of every interaction (torch, numba
+    and plotly tracked); the browser hears that a run has ended only after it. pages.common freezes the libraries'
+    objects after the kernels' warm-up instead."""
+    config = tomllib.loads((REPO / ".streamlit" / "config.toml").read_text())
+    assert config["runner"]["postScriptGC"] is False
+    assert "gc.freeze()" in (REPO / "pages" / "common.py").read_text()
+
+
 @pytest.mark.slow
 def test_worker_processes_do_not_run_the_app(home: Path, monkeypatch: pytest.MonkeyPatch, capfd) -> None:
     """Streamlit runs app.py as __main__; a spawned or forkserver worker (the saccade simulator's) imports __main__
