@@ -934,29 +934,36 @@ def layer_maps_figure(
 
     ``spikes`` (C, H, W bool) are drawn as black dots; every neuron also carries an invisible
     marker, so a click on it selects it (plotly's selection events do not work on heatmaps).
-    With ``pool`` > 1 the maps are the convolution before pooling: a click selects the
-    neuron whose pool cell holds the pixel. ``selected`` (channel, y, x) is outlined.
+    With ``pool`` > 1 the maps are the convolution before pooling: the markers sit at the centres of
+    the pool cells (one per neuron, hovering names the cell's strongest value) and a click selects
+    that neuron. ``selected`` (channel, y, x) is outlined.
     """
     values = np.asarray(values, dtype=np.float32)
     c, h, w = values.shape
     cols = cols or mosaic_columns(c, h, w)
     image, x0, y0 = mosaic(values, cols)
-    ch, yy, xx = np.meshgrid(np.arange(c), np.arange(h), np.arange(w), indexing="ij")
-    px, py = (x0[ch] + xx).ravel(), (y0[ch] + yy).ravel()
-    custom = np.stack([ch.ravel(), yy.ravel() // pool, xx.ravel() // pool, values.ravel()], axis=1).astype(np.float32)
+    # one clickable marker per neuron: with pool > 1 at the centre of its pool cell (a quarter of the markers,
+    # which are most of the browser's drawing time), carrying the cell's strongest value
+    ph, pw = h // pool, w // pool
+    cells = values[:, : ph * pool, : pw * pool].reshape(c, ph, pool, pw, pool).transpose(0, 1, 3, 2, 4)
+    cells = cells.reshape(c, ph, pw, pool * pool)
+    strongest = np.take_along_axis(cells, np.abs(cells).argmax(axis=-1)[..., None], axis=-1)[..., 0]
+    ch, yy, xx = np.meshgrid(np.arange(c), np.arange(ph), np.arange(pw), indexing="ij")
+    centre = (pool - 1) / 2
+    px, py = (x0[ch] + xx * pool + centre).ravel(), (y0[ch] + yy * pool + centre).ravel()
+    custom = np.stack([ch.ravel(), yy.ravel(), xx.ravel(), strongest.ravel()], axis=1).astype(np.float32)
     lim = float(limit) if limit and math.isfinite(limit) and limit > 0 else 1.0
     data: list[dict] = [
         dict(type="heatmap", z=image, zmin=-lim, zmax=lim, colorscale=POLARITY_SCALE, hoverinfo="skip",
              colorbar=dict(title=dict(text=colorbar_title, side="right"), thickness=10, len=0.9)),
-        dict(type="scatter", x=px.astype(np.int16), y=py.astype(np.int16), mode="markers", name="neurons",
-             customdata=custom,
+        dict(type="scatter", x=px.astype(np.float32 if pool > 1 else np.int16),
+             y=py.astype(np.float32 if pool > 1 else np.int16), mode="markers", name="neurons", customdata=custom,
              marker=dict(symbol="square-open", size=9, color=NEURON_SELECTED, opacity=0.0),
              selected=dict(marker=dict(opacity=1.0)), unselected=dict(marker=dict(opacity=0.0)),
-             hovertemplate=f"map %{{customdata[0]}}, row {'%{customdata[1]}' if pool == 1 else '%{y}'}"
-                           f", column {'%{customdata[2]}' if pool == 1 else '%{x}'}<br>{value_name} %{{customdata[3]:.3f}}"
-                           "<extra></extra>" if pool == 1 else
-                           f"map %{{customdata[0]}}<br>{value_name} %{{customdata[3]:.3f}}<br>pooled into neuron (row "
-                           "%{customdata[1]}, column %{customdata[2]})<extra></extra>"),
+             hovertemplate=f"map %{{customdata[0]}}, row %{{customdata[1]}}, column %{{customdata[2]}}<br>{value_name} "
+                           "%{customdata[3]:.3f}<extra></extra>" if pool == 1 else
+                           f"map %{{customdata[0]}}, pooled neuron (row %{{customdata[1]}}, column %{{customdata[2]}})"
+                           f"<br>strongest {value_name} of its {pool} x {pool} cell %{{customdata[3]:.3f}}<extra></extra>"),
     ]
     if spikes is not None:
         sc, sy, sx = np.nonzero(np.asarray(spikes, dtype=bool))

@@ -193,6 +193,14 @@ def test_figures_of_one_step() -> None:
     conv = figures.layer_maps_figure(layers.conv_maps(model, got, 5)["layer1"], None, limit=2.0, title="c",
                                      colorbar_title="current", value_name="current", pool=2)
     assert tuple(conv.data[1].customdata[-1][:3]) == (11, 14, 14)  # pixel (29, 29) pools into neuron (14, 14)
+    current = layers.conv_maps(model, got, 5)["layer1"]
+    assert len(conv.data[1].x) == 12 * 15 * 15  # one marker per pooled neuron, at its 2 x 2 cell's centre
+    cell = current[4, 6:8, 10:12]  # map 4, neuron (3, 5)
+    k = (4 * 15 + 3) * 15 + 5
+    assert conv.data[1].customdata[k][3] == cell.flat[np.abs(cell).argmax()]
+    heat = conv.data[0].z
+    x, y = conv.data[1].x[k], conv.data[1].y[k]
+    assert heat[int(y - 0.5), int(x - 0.5)] == cell[0, 0] and heat[int(y + 0.5), int(x + 0.5)] == cell[1, 1]
     w = layers.weights(model)
     grid = figures.weight_grid_figure(w.conv2.transpose(1, 0, 2, 3), [str(k) for k in range(12)],
                                       [str(k) for k in range(32)], title="conv2", row_title="from", col_title="to")
