@@ -42,6 +42,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from core.files import read_json
+
 REPO = Path(__file__).resolve().parents[1]
 CHROMIUM_ARGS = [
     "--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
@@ -245,6 +247,12 @@ class Driver:
         box.click()
         self.page.get_by_role("option", name=option, exact=True).first.click()
 
+    def selected(self, label: str) -> str:
+        """The option shown in the selectbox labelled ``label``."""
+        box = self.page.locator("[data-testid='stSelectbox']").filter(
+            has=self.page.locator("[data-testid='stWidgetLabel']", has_text=label)).first
+        return (box.locator("input[role='combobox']").first.input_value() or "").strip()
+
     def options(self, label: str) -> list[str]:
         """The options of the selectbox labelled ``label`` (opens and closes its list)."""
         box = self.page.locator("[data-testid='stSelectbox']").filter(
@@ -365,7 +373,13 @@ def spike_counter_interactions(d: Driver, reps: int) -> list[Result]:
     if len(networks) < 2:
         choice.note = f"only one network to choose from: {networks}"
         return [choice]
-    attempt(choice, reps, lambda i: d.measure(lambda: d.choose("Network", networks[(i + 1) % 2]), PLOT))
+
+    def other_network(i: int) -> float:
+        shown = d.selected("Network")  # the page opens on the best finished run, which need not be the first option
+        target = next(n for n in networks[:3] if n != shown)
+        return d.measure(lambda: d.choose("Network", target), PLOT)
+
+    attempt(choice, reps, other_network)
     return [choice]
 
 
@@ -386,9 +400,14 @@ STATUS_JS = """(states) => {
 }"""
 
 
-def train_quick(d: Driver) -> Result:
-    """Start the quick preset; seconds until its live view's status says it has ended (timeout 10 minutes)."""
+def train_quick(d: Driver, runs: Path) -> Result:
+    """Start the quick preset; seconds until its live view's status says it has ended (timeout 10 minutes).
+
+    The note adds what the run itself says (``results.json`` in ``runs``): how long it took from its submission
+    (the rest is the click and the page showing the end) and how it ended.
+    """
     result = Result("Training: quick preset Start->end")
+    before = set(runs.glob("*/")) if runs.is_dir() else set()
     d.new_tab()
     d.open("training", Check("button", "Start training"))
     try:
@@ -399,6 +418,11 @@ def train_quick(d: Driver) -> Result:
                                          timeout=600_000)
         result.seconds.append(time.perf_counter() - start)
         result.note = f"status: {ended.json_value()}"
+        made = sorted(set(runs.glob("*/")) - before)
+        run = read_json(made[-1] / "results.json") if made else None
+        if isinstance(run, dict):
+            result.note += (f"; the run itself: {run.get('elapsed', float('nan')):.1f} s, {run.get('reason')}, test "
+                            f"accuracy {run.get('test_accuracy') or 0:.1%}")
     except Exception as exc:  # noqa: BLE001
         result.failures += 1
         result.note = f"{type(exc).__name__}: {str(exc).splitlines()[0][:160]}"
@@ -490,7 +514,7 @@ def main(argv: list[str] | None = None) -> int:
                 results += transforms_interactions(d, args.reps)
                 results += training_interactions(d, args.reps)
                 if args.train:
-                    results.append(train_quick(d))
+                    results.append(train_quick(d, home / "runs"))
                 results += spike_counter_interactions(d, args.reps)
                 results += layers_interactions(d, args.reps)
                 log = (Path(scratch) / "streamlit.log").read_text(errors="replace")

@@ -21,15 +21,16 @@ bins or frames), so the entry count bounds the bytes.
 
 from __future__ import annotations
 
+import gc
 import os
 import runpy
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 import streamlit as st
 
 from core.data import (
@@ -48,11 +49,15 @@ from core.jobs import ProgressJob
 from core.limits import limits
 from core.text import escape_markdown
 
+if TYPE_CHECKING:
+    import pandas as pd  # imported by split_table: 0.6 s of CPU that a cold server's first Events view does not need
+
 APP = Path(__file__).resolve().parents[1] / "app.py"
 ROUTED = "routed_by_app"  # set by app.py before it runs a page
 DEFAULT_DATA = "simulated"  # the `data` query parameter's value for the default simulated set
 MAX_SAMPLE = 10**9  # a larger `sample` in a link is not a recording of any data set: the default instead
 MAX_FOLDER_CHARS = 4096  # PATH_MAX: a longer `data` in a link cannot name a folder
+WARM_UP_DELAY_S = 3.0  # the kernels' warm-up waits this long: a cold first view is drawn by then (about 2 s)
 SAMPLE_CACHE_ENTRIES = 64  # recordings kept decoded; each at most limits().page_cache_bytes / 64 (8 MB by default)
 
 
@@ -104,12 +109,21 @@ def warm_up_kernels() -> threading.Thread:
     On a fresh checkout the first compile takes seconds to tens of seconds;
     done here, it overlaps with the user's first looks instead of blocking the
     Transforms, Training or Spike counter page that first needs a kernel.
+    Everything, the imports included, happens in the thread, after
+    WARM_UP_DELAY_S: importing torch is about 1.5 s of CPU holding the GIL,
+    which the server needs to send the browser the first view's scripts
+    (plotly's is 4.7 MB) while the browser draws it on the same two cores.
     """
-    from core import functional, model
 
     def run() -> None:
+        time.sleep(WARM_UP_DELAY_S)
+        from core import functional, model
+
         functional.warm_up()
         model.warm_up()
+        gc.freeze()  # torch's, numba's and plotly's objects live as long as the server: Python's full collections
+        # (0.2 s or more each with them tracked) skip them from now on (.streamlit/config.toml turns off the extra
+        # collection Streamlit makes after every run)
 
     thread = threading.Thread(target=run, name="warm-up-kernels", daemon=True)
     thread.start()
@@ -342,6 +356,8 @@ def sample_ui(source: DataSource, where: Any = st.sidebar) -> tuple[str, int, np
 def split_table(source_key: str, root: str, split: str) -> tuple[pd.DataFrame, dict[str, str]]:
     """One row per readable recording of a split (label, events, duration in ms, ON fraction, file), and the bad
     files with the reason each cannot be read (dangling links, link loops, oversized or malformed files)."""
+    import pandas as pd
+
     rows = []
     bad: dict[str, str] = {}
     try:

@@ -7,15 +7,19 @@ for the event rate, ``frame_ms`` for the playback). Only the open tab is compute
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import pandas as pd
-import plotly.express as px
-import plotly.graph_objects as go
 import streamlit as st
 
 from core import figures
 from core.text import escape_markdown
 from pages.common import init_selection, require_data, sample_ui, split_table, warm_up_kernels
+
+if TYPE_CHECKING:
+    import plotly.graph_objects as go
+# pandas and plotly.express are imported where the raw table and the statistics are drawn: importing pandas
+# takes 0.6 s of CPU, on the path of a cold server's first view, which draws neither.
 
 CLOUD, IMAGES, PROJECTIONS, RATE, PLAYBACK, TABLE, STATS = (
     "3D point cloud", "Event image", "x-t and y-t", "Event rate", "Playback", "Raw events", "Statistics"
@@ -60,6 +64,8 @@ def playback_figure(source_key: str, path_key: str, _events: np.ndarray, window_
 
 @st.cache_data(show_spinner=False, max_entries=8)
 def events_csv(source_key: str, path_key: str, _events: np.ndarray) -> bytes:
+    import pandas as pd
+
     shown = _events[:MAX_TABLE_ROWS]
     return pd.DataFrame({f: shown[f] for f in "xytp"}).to_csv(index=False).encode()
 
@@ -149,6 +155,8 @@ with play_tab:
         st.plotly_chart(playback_figure(source.key, key, events, window_us), width="stretch", key="events_playback")
 with table_tab:
     if table_tab.open:
+        import pandas as pd
+
         shown = events[:MAX_TABLE_ROWS]
         if n > MAX_TABLE_ROWS:
             st.caption(f"The first {MAX_TABLE_ROWS:,} of {n:,} events (table and CSV).")
@@ -159,6 +167,8 @@ with table_tab:
         )
 with stats_tab:
     if stats_tab.open:
+        import plotly.express as px
+
         table, bad = split_table(source.key, str(source.root), split)
         st.markdown(f"**{split}: {len(table):,} recordings**" + (f" ({len(bad):,} bad files skipped, listed on Home)"
                                                                   if bad else ""))

@@ -5,7 +5,8 @@ one preset's form showed under the other's; the live view sat under a 1,000 px f
 and the comparison were stale while a run trained; the form showed mse_count's rates with ce_rate;
 the end of a run read "max_seconds=60 reached"; a damaged results.json broke the page; a run could
 not be loaded back into the form, deleted, downloaded or tested on other data; 3,000 nested
-brackets in the transform box raised a RecursionError; an unwritable home gave a traceback on Start.
+brackets in the transform box raised a RecursionError; an unwritable home gave a traceback on Start;
+every preset switch rebuilt the comparison chart; "finished" showed up to a status redraw after the run's end.
 """
 
 from __future__ import annotations
@@ -171,6 +172,27 @@ def test_start_with_a_home_that_cannot_be_written_says_so(home: Path) -> None:
     assert any("cannot write the run folder" in plain(e.value) for e in at.error), [e.value for e in at.error]
 
 
+@pytest.mark.slow
+def test_a_preset_switch_does_not_rebuild_the_comparison_chart(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every rerun of the page rebuilt the comparison chart (0.3 to 0.5 s of a preset switch); it changes with the
+    runs' files only."""
+    import core.figures
+
+    built = []
+    original = core.figures.compare_runs_figure
+    monkeypatch.setattr(core.figures, "compare_runs_figure", lambda *a, **k: built.append(1) or original(*a, **k))
+    run_id = write_training_run(home)
+    at = open_training()
+    assert at.multiselect(key="train_compare").value == [run_id] and len(built) == 1
+    for preset in ("tutorial", "quick", "tutorial"):
+        ok(at.selectbox(key="train_preset").set_value(preset).run())
+    assert len(built) == 1
+    with open(home / "runs" / run_id / "metrics.jsonl", "a", encoding="utf-8") as metrics_file:  # the run moved on
+        metrics_file.write(json.dumps({"type": "iteration", "iteration": 3, "loss": 2.0, "accuracy": 0.4}) + "\n")
+    ok(at.selectbox(key="train_preset").set_value("quick").run())
+    assert len(built) == 2
+
+
 # ---------------------------------------------------------------- a run shown: its end, its data, its actions
 
 
@@ -293,6 +315,34 @@ def test_start_puts_the_live_view_first_and_the_past_runs_follow_it_live(home: P
     table = watcher.dataframe[0].value
     assert table[table["run"] == run_id].iloc[0]["status"] == "stopped"
     assert run_id in watcher.multiselect(key="train_compare").value
+
+
+@pytest.mark.slow  # a training job (its loop stubbed)
+def test_the_end_of_a_run_shows_as_it_comes_not_a_redraw_later(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The quick preset's "finished" came up to a status redraw (2 s) after the run's end: 61.1 s from Start."""
+    import threading
+
+    import core.training.job
+    from core.training.records import Outcome, PrepareProgress
+
+    end = threading.Event()
+
+    def final_test_until_released(config: Any, folder: Any, reporter: Any, started: float | None = None) -> Outcome:
+        reporter.prepared({})
+        reporter.testing(PrepareProgress("Test", 0, 10), final=True)  # the final test: status "testing"
+        end.wait(60)
+        reporter.concluded(outcome := Outcome("finished", "the planned iterations are done"))
+        return outcome
+
+    monkeypatch.setattr(core.training.job, "run_training", final_test_until_released)
+    at = open_training()
+    click(at, "Start training")
+    tick_until(at, lambda a: metrics(a).get("status") == "testing")
+    threading.Timer(0.8, end.set).start()  # the run ends 0.8 s into the next status redraw
+    redraw = time.monotonic()
+    ok(at.run())  # that redraw (run_every)
+    assert metrics(at)["status"] == "finished"
+    assert time.monotonic() - redraw < 0.8 + 1.5  # it waited for the end, not for a timeout of its own
 
 
 # ---------------------------------------------------------------- NeuroBench metrics (issue 12)
