@@ -19,7 +19,7 @@ from core.events import SENSOR_SIZE, read_nmnist
 from core.saccade import SimulationConfig, simulate
 
 COUNT_RATIO_TARGET = (0.8, 1.25)  # median simulated/real event count
-CORRELATION_TARGET = 0.7  # median correlation of per-saccade ON / OFF count images
+CORRELATION_TARGET = 0.85  # median correlation of per-saccade ON / OFF count images (issue 11)
 RATE_BIN_US = 5_000  # time bins of the event-rate comparison
 
 

@@ -435,6 +435,39 @@ def few_digits() -> tuple[np.ndarray, np.ndarray]:
     return images, np.arange(12, dtype=np.int64) % 10
 
 
+def test_cli_generate_sets_the_camera(tmp_path: Path, few_digits, capsys) -> None:
+    """``--set FIELD=JSON`` changes the simulated camera; simulation.json records it; a bad one is refused in words."""
+    img, lab = write_idx(*few_digits, tmp_path / "idx")
+    base = ["generate", "--source", "mnist-idx", "--images", str(img), "--labels", str(lab), "--workers", "1"]
+    out = tmp_path / "varied"
+    assert main([*base, "--out", str(out), "--set", "vary_offset_px=1.0", "--set", "contrast_threshold=0.25"]) == 0
+    config = json.loads((out / "simulation.json").read_text())["config"]
+    assert config["vary_offset_px"] == 1.0 and config["contrast_threshold"] == 0.25
+    for bad, words in (("nosuchfield=1", "no field 'nosuchfield'"), ("vary_offset_px", "expected FIELD=VALUE"),
+                       ("vary_offset_px=one", "not JSON"), ("vary_offset_px=-1", "SimulationConfig.vary_offset_px")):
+        with pytest.raises(SystemExit) as refused:
+            main([*base, "--out", str(tmp_path / "refused"), "--set", bad])
+        assert refused.value.code == 2 and words in capsys.readouterr().err
+    assert not (tmp_path / "refused").exists()
+
+
+def test_cli_generate_takes_a_range_of_the_bundled_mnist_images(tmp_path: Path, capsys) -> None:
+    """``--source mnist --range A:B`` simulates MNIST test images A..B-1 and names them so (for fair evaluation)."""
+    out = tmp_path / "range"
+    assert main(["generate", "--source", "mnist", "--range", "50:62", "--out", str(out), "--workers", "1"]) == 0
+    info = json.loads((out / "simulation.json").read_text())
+    assert info["source"] == "mnist-t10k[50:62]"
+    assert info["counts"]["Train"]["samples"] + info["counts"]["Test"]["samples"] == 12
+    refusals = (("50", "expected START:STOP"), ("a:b", "expected START:STOP"), ("9990:10010", "must lie within"))
+    for bad, words in refusals:
+        with pytest.raises(SystemExit) as refused:
+            main(["generate", "--source", "mnist", "--range", bad, "--out", str(tmp_path / "refused")])
+        assert refused.value.code == 2 and words in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["generate", "--source", "sklearn", "--range", "0:10", "--out", str(tmp_path / "refused")])
+    assert "--range goes with --source mnist" in capsys.readouterr().err
+
+
 def test_cli_generate_writes_a_valid_simulated_set(tmp_path: Path, few_digits, capsys) -> None:
     img, lab = write_idx(*few_digits, tmp_path / "idx")
     out = tmp_path / "sim"
@@ -491,6 +524,53 @@ def test_ensure_default_dataset_generates_once(monkeypatch, tmp_path: Path, few_
     assert not source.is_complete
     with pytest.raises(AssertionError, match="must not be generated"):
         data.ensure_default_dataset()
+
+
+def test_the_default_set_says_how_it_was_made(monkeypatch, tmp_path: Path, few_digits) -> None:
+    import core.images
+
+    monkeypatch.setenv("NMNIST_DASHBOARD_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(core.images, "load_default_digits", lambda: few_digits)
+    source = data.ensure_default_dataset(workers=1)
+    info = data.read_simulation_info(source.root)
+    assert info["default_set_version"] == data.DEFAULT_SET_VERSION
+    assert info["source"] == core.images.default_digits_source()
+    made = {name: info["config"][name] for name in data.DEFAULT_SET_VARIATION}
+    assert made == data.DEFAULT_SET_VARIATION  # every recording drew its camera within these spreads
+    assert not data.outdated_default_set(source.root)
+
+
+def test_a_default_set_from_an_older_version_is_made_again(monkeypatch, tmp_path: Path, few_digits) -> None:
+    """A home whose default set an older project made (other content, no or another version) regenerates it."""
+    import core.images
+
+    monkeypatch.setenv("NMNIST_DASHBOARD_HOME", str(tmp_path / "home"))
+    monkeypatch.setattr(core.images, "load_default_digits", lambda: few_digits)
+    source = data.ensure_default_dataset(workers=1)
+    marker = source.root / "simulation.json"
+    info = json.loads(marker.read_text())
+    for old in (None, data.DEFAULT_SET_VERSION - 1, data.DEFAULT_SET_VERSION + 1):
+        if old is None:  # made before sets had a version: version 1
+            info.pop("default_set_version")
+            if data.DEFAULT_SET_VERSION == 1:
+                marker.write_text(json.dumps(info))
+                assert not data.outdated_default_set(source.root)
+                continue
+        else:
+            info["default_set_version"] = old
+        marker.write_text(json.dumps(info))
+        assert data.outdated_default_set(source.root)
+        data.ensure_default_dataset(workers=1)
+        assert data.read_simulation_info(source.root)["default_set_version"] == data.DEFAULT_SET_VERSION
+
+    # Sets of other images, or made by hand, are never replaced on that account.
+    info["source"] = "sklearn-digits"
+    info.pop("default_set_version")
+    marker.write_text(json.dumps(info))
+    assert not data.outdated_default_set(source.root)
+    marker.write_text(json.dumps({"made_by": "hand"}))
+    assert not data.outdated_default_set(source.root)
+    assert not data.outdated_default_set(tmp_path / "nowhere")
 
 
 def test_a_folder_under_an_unknown_users_home_is_refused_in_words() -> None:

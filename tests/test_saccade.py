@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -16,9 +17,11 @@ from core.data import read_simulation_info, recording_path
 from core.events import EVENT_DTYPE, read_nmnist
 from core.images import load_sklearn_digits
 from core.saccade import (
+    VARIATION_FIELDS,
     SimulationConfig,
     _display,
     _pixel_events,
+    draw_camera,
     generate_dataset,
     image_positions,
     simulate,
@@ -245,6 +248,13 @@ def test_skipping_background_pixels_changes_nothing(digit: np.ndarray, monkeypat
         ("path_scale", (1.0, -1.0)),
         ("axis_lag_us", (float("inf"), 0.0)),
         ("dark_ink", "yes"),
+        ("image_scale", 0.0),
+        ("image_scale", float("nan")),
+        ("image_rotation_deg", 200.0),
+        ("vary_offset_px", -0.5),
+        ("vary_threshold", 5.0),
+        ("vary_onset_us", 90_000),
+        ("vary_rotation_deg", float("inf")),
     ],
 )
 def test_config_errors_name_the_field(field: str, value: object) -> None:
@@ -383,3 +393,70 @@ def test_split_by_source_keeps_every_label_in_both_splits() -> None:
     assert set(labels[split["Train"]]) == set(labels[split["Test"]]) == set(range(10))
     again = split_by_source(labels, 0.2, seed=1)
     np.testing.assert_array_equal(split["Test"], again["Test"])
+
+
+# ------------------------------------------------------------------------------ per-recording variation
+
+
+VARIED = SimulationConfig(vary_offset_px=1.0, vary_path_scale=0.1, vary_threshold=0.3, vary_blur=0.3,
+                          vary_onset_us=5_000, vary_scale=0.1, vary_rotation_deg=10.0)
+
+
+def test_no_spread_means_one_camera_for_every_recording() -> None:
+    assert not SimulationConfig().varies and VARIED.varies
+    assert all(getattr(SimulationConfig(), name) == 0 for name in VARIATION_FIELDS)
+
+
+def test_each_recording_draws_its_camera_within_the_spreads() -> None:
+    base = SimulationConfig()
+    cameras = [draw_camera(VARIED, np.random.default_rng(seed)) for seed in range(200)]
+    assert all(not camera.varies for camera in cameras)  # a drawn camera is one camera
+    offsets = np.array([camera.image_offset for camera in cameras]) - base.image_offset
+    assert np.abs(offsets).max() <= 1.0 and offsets.std(axis=0).min() > 0.4  # uniform on [-1, 1]: std 0.58
+    scales = np.array([camera.path_scale for camera in cameras]) / base.path_scale
+    assert np.all((scales >= 0.9 - 1e-12) & (scales <= 1.1 + 1e-12))
+    thresholds = np.log([camera.contrast_threshold / base.contrast_threshold for camera in cameras])
+    assert 0.2 < thresholds.std() < 0.4 and abs(thresholds.mean()) < 0.1  # log-normal around the calibrated value
+    onsets = np.array([camera.motion_onset_us for camera in cameras])
+    assert onsets.min() >= 0 and onsets.max() <= base.motion_onset_us + 5_000 and len(set(onsets)) > 50
+    assert all(camera.motion_onset_us + camera.motion_duration_us <= camera.saccade_duration_us for camera in cameras)
+    rotations = np.array([camera.image_rotation_deg for camera in cameras])
+    assert np.abs(rotations).max() <= 10.0 and rotations.std() > 4.0
+    assert draw_camera(VARIED, np.random.default_rng(5)) == draw_camera(VARIED, np.random.default_rng(5))
+
+
+def test_varied_recordings_are_deterministic_per_seed(digit: np.ndarray) -> None:
+    a, b, c = simulate(digit, VARIED, seed=3), simulate(digit, VARIED, seed=3), simulate(digit, VARIED, seed=4)
+    np.testing.assert_array_equal(a, b)
+    assert len(a) != len(c) or not np.array_equal(a, c)
+    assert a["t"].max() <= VARIED.duration_us  # the recording keeps its length
+
+
+def test_varied_offset_moves_the_events(digit: np.ndarray) -> None:
+    """A recording is where its drawn camera put the digit: the mean event position follows the drawn offset."""
+    quiet = SimulationConfig(jitter_us=0.0, noise_rate_hz=0.0)
+    config = replace(quiet, vary_offset_px=2.0)
+    for seed in range(4):
+        camera = draw_camera(config, np.random.default_rng(seed))
+        varied, fixed = simulate(digit, config, seed=seed), simulate(digit, quiet, seed=seed)
+        moved = np.array([varied["x"].mean() - fixed["x"].mean(), varied["y"].mean() - fixed["y"].mean()])
+        want = np.asarray(camera.image_offset) - SimulationConfig().image_offset
+        np.testing.assert_allclose(moved, want, atol=0.35)
+
+
+def test_image_scale_and_rotation_turn_the_digit_about_its_centre() -> None:
+    bar = np.zeros((28, 28), np.uint8)
+    bar[4:12, 13:15] = 255  # a vertical stroke above the centre
+    # one short pan (the stroke's edges fire) with the digit's centre at (16.5, 16.5)
+    still = SimulationConfig(jitter_us=0.0, noise_rate_hz=0.0, path=((2.0, 0.0),), image_offset=(3.0, 3.0),
+                             axis_lag_us=(0.0, 0.0))
+
+    def mean_position(config: SimulationConfig) -> np.ndarray:
+        events = simulate(bar, config, seed=0)
+        return np.array([events["x"].mean(), events["y"].mean()])
+
+    upright = mean_position(still)
+    turned = mean_position(replace(still, image_rotation_deg=90.0))  # anticlockwise: the top goes left
+    bigger = mean_position(replace(still, image_scale=1.5))  # the stroke moves away from the centre: up
+    assert turned[0] < upright[0] - 4 and abs(turned[1] - (3.0 + 13.5)) < 1.5
+    assert bigger[1] < upright[1] - 1.5
