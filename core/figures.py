@@ -941,7 +941,7 @@ def layer_maps_figure(
     """One layer at one time step: its maps (C, H, W) tiled, red above zero and blue below (clipped at ``limit``).
 
     ``spikes`` (C, H, W bool) are drawn as black dots; every neuron also carries an invisible
-    marker, so a click on it selects it (plotly's selection events do not work on heatmaps).
+    WebGL marker, so a click on it selects it (plotly's selection events do not work on heatmaps).
     With ``pool`` > 1 the maps are the convolution before pooling: the markers sit at the centres of
     the pool cells (one per neuron, hovering names the cell's strongest value) and a click selects
     that neuron. ``selected`` (channel, y, x) is outlined.
@@ -951,7 +951,9 @@ def layer_maps_figure(
     cols = cols or mosaic_columns(c, h, w)
     image, x0, y0 = mosaic(values, cols)
     # one clickable marker per neuron: with pool > 1 at the centre of its pool cell (a quarter of the markers,
-    # which are most of the browser's drawing time), carrying the cell's strongest value
+    # which are most of the browser's drawing time), carrying the cell's strongest value. WebGL, not SVG: an SVG
+    # marker is a DOM element styled one by one, and redrawing 3,500 of them at every sample change or time step
+    # took 0.3 s of the browser (WebGL: 0.08 s; its first draw costs 0.2 s more, once per page)
     ph, pw = h // pool, w // pool
     cells = values[:, : ph * pool, : pw * pool].reshape(c, ph, pool, pw, pool).transpose(0, 1, 3, 2, 4)
     cells = cells.reshape(c, ph, pw, pool * pool)
@@ -964,7 +966,7 @@ def layer_maps_figure(
     data: list[dict] = [
         dict(type="heatmap", z=image, zmin=-lim, zmax=lim, colorscale=POLARITY_SCALE, hoverinfo="skip",
              colorbar=dict(title=dict(text=colorbar_title, side="right"), thickness=10, len=0.9)),
-        dict(type="scatter", x=px.astype(np.float32 if pool > 1 else np.int16),
+        dict(type="scattergl", x=px.astype(np.float32 if pool > 1 else np.int16),
              y=py.astype(np.float32 if pool > 1 else np.int16), mode="markers", name="neurons", customdata=custom,
              marker=dict(symbol="square-open", size=9, color=NEURON_SELECTED, opacity=0.0),
              selected=dict(marker=dict(opacity=1.0)), unselected=dict(marker=dict(opacity=0.0)),
@@ -1001,14 +1003,14 @@ def input_frame_figure(frame: np.ndarray, title: str = "Input frame", height: in
     frame = np.asarray(frame)
     diff = frame[1].astype(np.float32) - frame[0].astype(np.float32)
     lim = float(max(1.0, np.abs(diff).max()))
-    fig = go.Figure(data=[dict(type="heatmap", z=_compact(diff.astype(np.int64)) if np.all(diff == np.round(diff))
-                               else diff, **_polarity_heat(lim), showscale=False,
-                               hovertemplate="x=%{x} y=%{y} ON − OFF=%{z}<extra></extra>")])
-    fig.update_layout(title=dict(text=title, font=dict(size=15)), height=height, margin=dict(l=10, r=10, t=40, b=10),
-                      xaxis=dict(title="x (pixel)", constrain="domain", fixedrange=True),
-                      yaxis=dict(title="y (pixel)", autorange="reversed", scaleanchor="x", constrain="domain",
-                                 fixedrange=True))
-    return fig
+    z = _compact(diff.astype(np.int64)) if np.all(diff == np.round(diff)) else diff
+    return go.Figure(
+        data=[dict(type="heatmap", z=z, **_polarity_heat(lim), showscale=False,
+                   hovertemplate="x=%{x} y=%{y} ON − OFF=%{z}<extra></extra>")],
+        layout=dict(title=dict(text=title, font=dict(size=15)), height=height, margin=dict(l=10, r=10, t=40, b=10),
+                    xaxis=dict(title=dict(text="x (pixel)"), constrain="domain", fixedrange=True),
+                    yaxis=dict(title=dict(text="y (pixel)"), autorange="reversed", scaleanchor="x", constrain="domain",
+                               fixedrange=True)))
 
 
 def output_layer_figure(mem: np.ndarray, spikes: np.ndarray, counts: np.ndarray, threshold: float,
@@ -1020,25 +1022,25 @@ def output_layer_figure(mem: np.ndarray, spikes: np.ndarray, counts: np.ndarray,
     spikes = np.asarray(spikes, dtype=bool)
     n = len(mem)
     colors = [ON_COLOR if s else "#9aa5b1" for s in spikes]
-    lines = [dict(width=3 if selected == k else 0, color=NEURON_SELECTED) for k in range(n)]
-    fig = go.Figure(data=[dict(
-        type="bar", x=list(labels)[:n], y=mem, marker=dict(color=colors, line=dict(
-            width=[ln["width"] for ln in lines], color=NEURON_SELECTED)),
-        customdata=np.stack([np.arange(n), np.asarray(counts, dtype=np.int64)], axis=1),
-        text=[f"{int(c)}" for c in counts], textposition="outside", cliponaxis=False,
-        hovertemplate="neuron %{x}: membrane %{y:.3f}, %{customdata[1]} spikes so far<extra></extra>",
-        selected=dict(marker=dict(opacity=1.0)), unselected=dict(marker=dict(opacity=1.0)),
-    )])
     low = float(min(0.0, mem.min() if n else 0.0)) * 1.15
     high = float(max(threshold, mem.max() if n else 0.0)) * 1.25
-    fig.update_layout(
-        shapes=[_hline(threshold, dict(color="#555", dash="dash", width=1))],
-        title=dict(text=title, font=dict(size=15)), height=height,
-        margin=dict(l=10, r=10, t=40, b=10), showlegend=False, clickmode="event+select", dragmode=False,
-        xaxis=dict(title="output neuron", type="category", fixedrange=True),
-        yaxis=dict(title="membrane", range=[low - 0.05, high], fixedrange=True), plot_bgcolor="#ffffff",
-    )
-    return fig
+    return go.Figure(
+        data=[dict(
+            type="bar", x=list(labels)[:n], y=mem,
+            marker=dict(color=colors, line=dict(width=[3 if selected == k else 0 for k in range(n)],
+                                                color=NEURON_SELECTED)),
+            customdata=np.stack([np.arange(n), np.asarray(counts, dtype=np.int64)], axis=1),
+            text=[f"{int(c)}" for c in counts], textposition="outside", cliponaxis=False,
+            hovertemplate="neuron %{x}: membrane %{y:.3f}, %{customdata[1]} spikes so far<extra></extra>",
+            selected=dict(marker=dict(opacity=1.0)), unselected=dict(marker=dict(opacity=1.0)),
+        )],
+        layout=dict(
+            shapes=[_hline(threshold, dict(color="#555", dash="dash", width=1))],
+            title=dict(text=title, font=dict(size=15)), height=height,
+            margin=dict(l=10, r=10, t=40, b=10), showlegend=False, clickmode="event+select", dragmode=False,
+            xaxis=dict(title=dict(text="output neuron"), type="category", fixedrange=True),
+            yaxis=dict(title=dict(text="membrane"), range=[low - 0.05, high], fixedrange=True), plot_bgcolor="#ffffff",
+        ))
 
 
 _LAYER_COLORS = ("#636efa", "#00a884", ON_COLOR)
@@ -1059,20 +1061,21 @@ def _step_line(step: int | None) -> list[dict]:
 def firing_rate_figure(rates: Mapping[str, np.ndarray], names: Mapping[str, str], step: int | None = None,
                        height: int = 340) -> go.Figure:
     """Each layer's fraction of neurons spiking at every time step, the step shown as an orange line."""
-    fig = go.Figure()
+    data = []
     order = list(rates.items())
     for i, (layer, rate) in reversed(list(enumerate(order))):  # the output layer (few neurons, jumpy) underneath
         rate = np.asarray(rate, dtype=np.float32) * 100
         last = i == len(order) - 1
-        fig.add_trace(go.Scatter(y=rate, mode="lines", name=names.get(layer, layer), opacity=0.55 if last else 1.0,
-                                 line=dict(width=1.0 if last else 1.6, color=_LAYER_COLORS[i % len(_LAYER_COLORS)]),
-                                 hovertemplate="step %{x}: %{y:.2f} % spiking<extra>" + names.get(layer, layer)
-                                 + "</extra>"))
-    fig.update_layout(shapes=_step_line(step), title=dict(text="Firing rate per layer", font=dict(size=15)),
-                      xaxis_title="time step",
-                      yaxis_title="neurons spiking (%)", height=height, margin=dict(l=10, r=10, t=40, b=80),
-                      legend=dict(orientation="h", y=-0.3, x=0.5, xanchor="center", yanchor="top", traceorder="reversed"))
-    return fig
+        name = names.get(layer, layer)
+        data.append(dict(type="scatter", y=rate, mode="lines", name=name, opacity=0.55 if last else 1.0,
+                         line=dict(width=1.0 if last else 1.6, color=_LAYER_COLORS[i % len(_LAYER_COLORS)]),
+                         hovertemplate="step %{x}: %{y:.2f} % spiking<extra>" + name + "</extra>"))
+    # plain dicts, no magic underscores or add_trace: this chart is redrawn at every step of the Layer view
+    return go.Figure(data=data, layout=dict(
+        shapes=_step_line(step), title=dict(text="Firing rate per layer", font=dict(size=15)),
+        xaxis=dict(title=dict(text="time step")), yaxis=dict(title=dict(text="neurons spiking (%)")), height=height,
+        margin=dict(l=10, r=10, t=40, b=80),
+        legend=dict(orientation="h", y=-0.3, x=0.5, xanchor="center", yanchor="top", traceorder="reversed")))
 
 
 def neuron_membrane_figure(mem: np.ndarray, spikes: np.ndarray, threshold: float, title: str,
@@ -1080,20 +1083,18 @@ def neuron_membrane_figure(mem: np.ndarray, spikes: np.ndarray, threshold: float
     """One neuron's membrane over time, its threshold dashed, its spikes as red ticks, the step shown in orange."""
     mem = np.asarray(mem, dtype=np.float32)
     t = np.flatnonzero(np.asarray(spikes, dtype=bool))
-    fig = go.Figure(go.Scatter(y=mem, mode="lines", name="membrane", line=dict(color="#333", width=1.3),
-                               hovertemplate="step %{x}: membrane %{y:.3f}<extra></extra>"))
+    data = [dict(type="scatter", y=mem, mode="lines", name="membrane", line=dict(color="#333", width=1.3),
+                 hovertemplate="step %{x}: membrane %{y:.3f}<extra></extra>")]
     if len(t):
-        fig.add_trace(go.Scatter(x=t, y=mem[t], mode="markers", name=f"spikes ({len(t)})",
-                                 marker=dict(color=ON_COLOR, size=7, symbol="line-ns-open", line=dict(width=2)),
-                                 hovertemplate="spike at step %{x}<extra></extra>"))
-    fig.add_trace(go.Scatter(x=[0, max(0, len(mem) - 1)], y=[threshold, threshold], mode="lines",
-                             name=f"threshold ({threshold:g})", line=dict(color="#555", dash="dash", width=1),
-                             hoverinfo="skip"))
-    fig.update_layout(shapes=_step_line(step), title=dict(text=title, font=dict(size=15)), xaxis_title="time step",
-                      yaxis_title="membrane",
-                      height=height, margin=dict(l=10, r=10, t=40, b=80),
-                      legend=dict(orientation="h", y=-0.3, x=0.5, xanchor="center", yanchor="top"))
-    return fig
+        data.append(dict(type="scatter", x=t, y=mem[t], mode="markers", name=f"spikes ({len(t)})",
+                         marker=dict(color=ON_COLOR, size=7, symbol="line-ns-open", line=dict(width=2)),
+                         hovertemplate="spike at step %{x}<extra></extra>"))
+    data.append(dict(type="scatter", x=[0, max(0, len(mem) - 1)], y=[threshold, threshold], mode="lines",
+                     name=f"threshold ({threshold:g})", line=dict(color="#555", dash="dash", width=1), hoverinfo="skip"))
+    return go.Figure(data=data, layout=dict(
+        shapes=_step_line(step), title=dict(text=title, font=dict(size=15)), xaxis=dict(title=dict(text="time step")),
+        yaxis=dict(title=dict(text="membrane")), height=height, margin=dict(l=10, r=10, t=40, b=80),
+        legend=dict(orientation="h", y=-0.3, x=0.5, xanchor="center", yanchor="top")))
 
 
 def weight_grid_figure(kernels: np.ndarray, row_labels: Sequence[str], col_labels: Sequence[str], *, title: str,

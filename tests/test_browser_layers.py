@@ -37,6 +37,19 @@ def chart_title(page, key: str) -> str:
     return page.locator(f".st-key-{key} .gtitle").first.text_content() or ""
 
 
+MARKER_JS = """([key, k]) => {
+  const gd = document.querySelector(`.st-key-${key} .js-plotly-plot`);
+  const trace = gd._fullData.find((t) => t.name === 'neurons'), L = gd._fullLayout, box = gd.getBoundingClientRect();
+  return [box.left + L.xaxis._offset + L.xaxis.d2p(trace.x[k]), box.top + L.yaxis._offset + L.yaxis.d2p(trace.y[k])];
+}"""
+
+
+def marker_position(page, key: str, k: int) -> tuple[float, float]:
+    """Where on the page the ``k``-th neuron marker of the chart ``key`` lies (WebGL markers have no DOM element)."""
+    x, y = page.evaluate(MARKER_JS, [key, k])
+    return float(x), float(y)
+
+
 def test_the_slider_and_a_clicked_neuron_are_in_the_url(page, browser, server: str, home: Path) -> None:
     run = home.joinpath("run").read_text()
     open_page(page, server, "layers?split=Train&digit=2&sample=0&step=40")
@@ -53,14 +66,12 @@ def test_the_slider_and_a_clicked_neuron_are_in_the_url(page, browser, server: s
     assert "Input at step 43" in chart_title(page, "ly_input")
 
     # a click on a neuron of layer 2: map 5, row 2, column 3 (its marker is the 5 * 25 + 2 * 5 + 3 = 138th)
-    marker = page.locator(".st-key-ly_layer2 .scatterlayer .trace").first.locator("path.point").nth(138)
     page.locator(".st-key-ly_layer2").scroll_into_view_if_needed()
     page.wait_for_timeout(300)
-    box = marker.bounding_box()
-    assert box is not None
-    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    x, y = marker_position(page, "ly_layer2", 138)
+    page.mouse.move(x, y)
     page.wait_for_timeout(300)
-    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.mouse.click(x, y)
     settle(page)
     expect()(page).to_have_url(re.compile(r"neuron=layer2%3A5%3A2%3A3|neuron=layer2:5:2:3"))
     expect()(page.locator(".st-key-ly_membrane .gtitle")).to_have_text("Neuron: layer 2, map 5, row 2, col 3")
