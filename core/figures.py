@@ -305,7 +305,7 @@ def event_count_figure(before: np.ndarray, after: np.ndarray, bin_us: int | None
     t_before = np.asarray(before["t"], dtype=np.float64)
     t_after = np.asarray(after["t"], dtype=np.float64)
     both = np.concatenate([t_before, t_after])
-    fig = go.Figure()
+    data = []
     if len(both):
         first, last = float(both.min()), float(both.max())
         if bin_us is None:
@@ -314,17 +314,20 @@ def event_count_figure(before: np.ndarray, after: np.ndarray, bin_us: int | None
         centres_ms = (edges[:-1] + bin_us / 2) / 1000.0
         scale = 1000.0 / bin_us
         kept = np.histogram(t_after, bins=edges)[0] * scale
-        fig.add_trace(go.Scatter(x=centres_ms, y=np.histogram(t_before, bins=edges)[0] * scale, name=f"before ({len(t_before):,})",
-                                 mode="lines", line=dict(color="#b0b0b0", width=1), fill="tozeroy", fillcolor="rgba(176,176,176,0.35)"))
-        fig.add_trace(go.Scatter(x=centres_ms, y=kept, name=f"after ({len(t_after):,})", mode="lines",
-                                 line=dict(color="#2b2b2b", width=1.6)))
+        data = [dict(type="scatter", x=centres_ms, y=np.histogram(t_before, bins=edges)[0] * scale,
+                     name=f"before ({len(t_before):,})", mode="lines", line=dict(color="#b0b0b0", width=1),
+                     fill="tozeroy", fillcolor="rgba(176,176,176,0.35)"),
+                dict(type="scatter", x=centres_ms, y=kept, name=f"after ({len(t_after):,})", mode="lines",
+                     line=dict(color="#2b2b2b", width=1.6))]
     removed = len(t_before) - len(t_after)
     title = "Events over time" + (f": {removed:,} removed" if removed > 0 else "")
-    fig.update_layout(
-        title=title, xaxis_title="time (ms)", yaxis_title="events per ms", height=280,
-        margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h", y=-0.3, x=0.5, xanchor="center", yanchor="top"),
-    )
-    return fig
+    # one constructor of plain dicts: add_trace and magic underscores validate the figure again each time, and
+    # this chart is rebuilt at every edit on the Transforms page
+    return go.Figure(data=data, layout=dict(
+        title=dict(text=title), xaxis=dict(title=dict(text="time (ms)")), yaxis=dict(title=dict(text="events per ms")),
+        height=280, margin=dict(l=10, r=10, t=40, b=10),
+        legend=dict(orientation="h", y=-0.3, x=0.5, xanchor="center", yanchor="top"),
+    ))
 
 
 def frames_figure(
@@ -353,15 +356,13 @@ def frames_figure(
     heat = dict(**_polarity_heat(lim), colorbar=dict(thickness=8, thicknessmode="pixels", len=0.8, lenmode="fraction",
                                                      title=dict(text="ON − OFF", side="right")),  # upright: no width
                 hovertemplate="x=%{x} y=%{y} ON − OFF=%{z}<extra></extra>")
-    fig = go.Figure(data=[go.Heatmap(z=diff[start], **heat)])
-    fig.update(frames=[dict(data=[dict(type="heatmap", z=diff[i])], traces=[0], name=labels[i]) for i in range(n)])
     steps = [dict(method="animate", label=labels[i],
                   args=[[labels[i]], dict(mode="immediate", frame=dict(duration=0, redraw=True), transition=dict(duration=0))])
              for i in range(n)]
-    fig.update_layout(
-        title=title, height=460, margin=dict(l=10, r=10, t=40, b=10),
-        yaxis=dict(title="y (pixel)", autorange="reversed", scaleanchor="x", constrain="domain"),
-        xaxis=dict(title="x (pixel)", constrain="domain"),
+    layout = dict(
+        title=dict(text=title), height=460, margin=dict(l=10, r=10, t=40, b=10),
+        yaxis=dict(title=dict(text="y (pixel)"), autorange="reversed", scaleanchor="x", constrain="domain"),
+        xaxis=dict(title=dict(text="x (pixel)"), constrain="domain"),
         # the slider under the plot, the play buttons under the slider: left of the plot they would narrow it
         sliders=[dict(steps=steps, active=start, currentvalue=dict(prefix="frame: "), pad=dict(t=30), x=0, len=1)] if n else [],
         updatemenus=[dict(type="buttons", direction="left", showactive=False, x=0, y=0, xanchor="left", yanchor="top", pad=dict(t=105),
@@ -370,7 +371,10 @@ def frames_figure(
                                    dict(label="❚❚", method="animate",
                                         args=[[None], dict(mode="immediate", frame=dict(duration=0, redraw=False))])])] if n else [],
     )
-    return fig
+    # one constructor (fig.update(frames=...) and update_layout validated every frame a second time: most of the
+    # Transforms page's script time at each edit)
+    return go.Figure(data=[dict(type="heatmap", z=diff[start], **heat)], layout=layout,
+                     frames=[dict(data=[dict(type="heatmap", z=diff[i])], traces=[0], name=labels[i]) for i in range(n)])
 
 
 def event_grid_frames(events: np.ndarray, sensor_size: tuple[int, int, int] = SENSOR_SIZE, n_time_bins: int = 3) -> np.ndarray:
