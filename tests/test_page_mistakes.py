@@ -17,7 +17,7 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from apphelpers import write_run
+from apphelpers import ok, param, write_run
 from helpers import write_tiny_dataset
 
 REPO = Path(__file__).resolve().parents[1]
@@ -50,18 +50,6 @@ def open_mistakes(**query: str) -> AppTest:
         at.query_params[key] = value
     at.switch_page(PAGE)
     return ok(at.run())
-
-
-def ok(at: AppTest) -> AppTest:
-    assert not at.exception, [e.value for e in at.exception]
-    return at
-
-
-def param(at: AppTest, name: str) -> str | None:
-    if name not in at.query_params:
-        return None
-    value = at.query_params[name]
-    return value[-1] if isinstance(value, list) else value
 
 
 def texts(at: AppTest) -> str:

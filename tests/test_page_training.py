@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from apphelpers import markup_from_input, write_training_run
+from apphelpers import markup_from_input, metrics, ok, param, walk, write_training_run
 from helpers import write_tiny_dataset
 
 REPO = Path(__file__).resolve().parents[1]
@@ -47,11 +47,6 @@ def open_training(query: dict[str, str] | None = None) -> AppTest:
     return ok(at.run())
 
 
-def ok(at: AppTest) -> AppTest:
-    assert not at.exception, [e.value for e in at.exception]
-    return at
-
-
 def plain(text: str) -> str:
     """Markdown text as a person reads it (escapes taken out)."""
     return text.replace("\\", "")
@@ -70,27 +65,6 @@ def tick_until(at: AppTest, done: Callable[[AppTest], bool], timeout: float = 12
         if done(at):
             return at
     raise AssertionError(f"timed out; metrics {metrics(at)}")
-
-
-def param(at: AppTest, name: str) -> str | None:
-    """A query parameter of the page's URL (AppTest hands out a value or a list of them)."""
-    if name not in at.query_params:
-        return None
-    value = at.query_params[name]
-    return value[-1] if isinstance(value, list) else value
-
-
-def metrics(at: AppTest) -> dict[str, str]:
-    return {m.label: m.value for m in at.metric}
-
-
-def walk(node: Any) -> Iterator[Any]:
-    """Every element of the page in the order a person sees them."""
-    yield node
-    children = getattr(node, "children", None)
-    if isinstance(children, dict):
-        for key in sorted(children):
-            yield from walk(children[key])
 
 
 # ---------------------------------------------------------------- the URL (bug 3)
