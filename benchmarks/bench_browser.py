@@ -96,8 +96,9 @@ class Check:
     count: int = 1
 
 
-PLOT = Check("[data-testid='stMain'] .js-plotly-plot .main-svg")
-TAB_PLOT = Check("[data-testid='stMain'] [role='tabpanel']:not([hidden]) .js-plotly-plot .main-svg")
+CHARTS = ":is(.js-plotly-plot .main-svg, [data-testid='stVegaLiteChart'] svg)"  # plotly, or Vega-Lite (the event image)
+PLOT = Check(f"[data-testid='stMain'] {CHARTS}")
+TAB_PLOT = Check(f"[data-testid='stMain'] [role='tabpanel']:not([hidden]) {CHARTS}")
 
 
 @dataclass

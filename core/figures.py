@@ -151,42 +151,65 @@ def _pixel_axes(fig: go.Figure, cols: int, rows: int = 1, labels: bool = True) -
                          title_text="y (pixel)" if labels and col == 1 else None, row=row, col=col)
 
 
-def event_image_figure(events: np.ndarray, sensor_size: tuple[int, int, int] = SENSOR_SIZE) -> go.Figure:
-    """The recording accumulated into images: ON count, OFF count and ON minus OFF, with pixel axes and a colour bar each.
+IMAGE_PANEL_PX = 180  # side of one event-image panel (two side by side fit a 1000 px window beside the sidebar)
 
-    The colour bars lie under their panels, so three panels still fit a narrow page. The three
-    panels are laid out by hand rather than by ``make_subplots``: this is the first chart a cold
-    server draws, and ``make_subplots`` with its layout validation was 0.1 to 0.2 s of it.
+
+def event_image_specs(events: np.ndarray, sensor_size: tuple[int, int, int] = SENSOR_SIZE) -> list[dict]:
+    """The recording accumulated into images, as three Vega-Lite specs: ON count, OFF count and ON minus OFF.
+
+    Pixel axes, a colour bar under each image, the count on hover, the app's polarity colours.
+    Vega-Lite rather than plotly because this is the first view a new visitor waits for: the
+    browser loads and starts Streamlit's Vega-Lite in well under half the time of its 4.7 MB
+    plotly (README, "How quickly the pages answer"). Three charts of a fixed size rather than
+    one, so that a narrow window wraps them instead of squeezing the pixels out of square.
+    Each chart's counts travel as a parameter and its pixels are generated in the browser:
+    the server sends a few kB and converts no table (Streamlit imports pandas and pyarrow for
+    a ``data.values`` table).
     """
     counts = accumulate(events, sensor_size)
     on, off = counts[1], counts[0]
     diff = on - off
-    spacing = 0.04
-    lim = max(1, int(np.abs(diff).max()))
-    panel = (1 - 2 * spacing) / 3
     width, height = sensor_size[0], sensor_size[1]
-    titles = ("ON events", "OFF events", "ON − OFF")
-    heats = (dict(z=_compact(on), colorscale=[[0, "#ffffff"], [1, ON_COLOR]], zmin=0,
-                  hovertemplate="x=%{x} y=%{y} ON=%{z}<extra></extra>"),
-             dict(z=_compact(off), colorscale=[[0, "#ffffff"], [1, OFF_COLOR]], zmin=0,
-                  hovertemplate="x=%{x} y=%{y} OFF=%{z}<extra></extra>"),
-             dict(z=_compact(diff), **_polarity_heat(lim), hovertemplate="x=%{x} y=%{y} ON − OFF=%{z}<extra></extra>"))
-    data, layout = [], dict(height=400, margin=dict(l=10, r=10, t=30, b=80), annotations=[])
-    for i, heat in enumerate(heats):
-        left = i * (panel + spacing)
-        suffix = "" if i == 0 else str(i + 1)
-        colorbar = dict(orientation="h", x=left + panel / 2, xanchor="center", y=-0.2, yanchor="top", len=panel * 0.9,
-                        thickness=10)  # horizontal, under its own panel
-        data.append(dict(type="heatmap", xaxis=f"x{suffix}", yaxis=f"y{suffix}", colorbar=colorbar, **heat))
-        layout[f"xaxis{suffix}"] = dict(domain=[left, left + panel], anchor=f"y{suffix}", range=[-0.5, width - 0.5],
-                                        constrain="domain", dtick=10, showticklabels=True,
-                                        title=dict(text="x (pixel)"))
-        layout[f"yaxis{suffix}"] = dict(domain=[0, 1], anchor=f"x{suffix}", range=[height - 0.5, -0.5],
-                                        scaleanchor=f"x{suffix}", constrain="domain", dtick=10,
-                                        showticklabels=i == 0, title=dict(text="y (pixel)") if i == 0 else None)
-        layout["annotations"].append(dict(text=titles[i], x=left + panel / 2, y=1, xref="paper", yref="paper",
-                                          xanchor="center", yanchor="bottom", showarrow=False, font=dict(size=16)))
-    return go.Figure(data=data, layout=layout)
+    lim = max(1, int(np.abs(diff).max()))
+    panels = (("ON events", "ON", on, [0, max(1, int(on.max()))], ["#ffffff", ON_COLOR]),
+              ("OFF events", "OFF", off, [0, max(1, int(off.max()))], ["#ffffff", OFF_COLOR]),
+              ("ON − OFF", "ON − OFF", diff, [-lim, 0, lim], [OFF_COLOR, "#ffffff", ON_COLOR]))
+    axis = dict(values=list(range(0, max(width, height), 10)), grid=False, ticks=False, domain=False)
+    specs = []
+    for title, what, values, domain, colours in panels:
+        specs.append({
+            "title": {"text": title, "anchor": "middle", "fontSize": 15, "fontWeight": "normal"},
+            "width": IMAGE_PANEL_PX, "height": round(IMAGE_PANEL_PX * height / width),
+            "params": [{"name": "counts", "value": values.ravel().tolist()}],
+            "data": {"sequence": {"start": 0, "stop": width * height, "as": "i"}},
+            "transform": [
+                {"calculate": "counts[datum.i]", "as": "count"},
+                {"filter": "datum.count != 0"},  # no event: the white background, as on the other pages
+                {"calculate": f"datum.i % {width}", "as": "x"},
+                {"calculate": f"floor(datum.i / {width})", "as": "y"},
+                {"calculate": "datum.x - 0.5", "as": "x0"}, {"calculate": "datum.x + 0.5", "as": "x1"},
+                {"calculate": "datum.y - 0.5", "as": "y0"}, {"calculate": "datum.y + 0.5", "as": "y1"},
+            ],
+            "mark": {"type": "rect"},
+            "encoding": {
+                "x": {"field": "x0", "type": "quantitative", "title": "x (pixel)", "axis": axis,
+                      "scale": {"domain": [-0.5, width - 0.5], "nice": False, "zero": False}},
+                "x2": {"field": "x1"},
+                "y": {"field": "y0", "type": "quantitative", "title": "y (pixel)", "axis": axis,
+                      "scale": {"domain": [-0.5, height - 0.5], "nice": False, "zero": False,
+                                "reverse": True}},  # row 0 on top, as in an image
+                "y2": {"field": "y1"},
+                "color": {"field": "count", "type": "quantitative", "title": None,
+                          "scale": {"domain": domain, "range": colours, "interpolate": "rgb"},
+                          "legend": {"orient": "bottom", "direction": "horizontal", "offset": 8,
+                                     "gradientLength": IMAGE_PANEL_PX - 20}},
+                "tooltip": [{"field": "x", "type": "quantitative"}, {"field": "y", "type": "quantitative"},
+                            {"field": "count", "type": "quantitative", "title": what}],
+            },
+            "autosize": {"type": "pad"},  # the image keeps its size; axes and legend add to it (Streamlit fits)
+            "config": {"view": {"stroke": "#ddd"}},
+        })
+    return specs
 
 
 def event_rate_figure(events: np.ndarray, bin_us: int = 1000, boundaries_us: Sequence[int] = ()) -> go.Figure:
@@ -425,47 +448,55 @@ def event_grids_figure(rows: Sequence[tuple[str, np.ndarray, Sequence[str]]], he
 
     Each row is ``(name, frames (T, P, H, W), a title per frame)``: the recording
     before a pipeline and after its event steps, say, so their intensities compare.
-    ON is red, OFF blue, white where they cancel or nothing happened; pixel axes
-    are labelled once, the colour bar lies under the panels (it takes no width).
-    The layout is written out whole rather than through make_subplots, which
-    validates every axis update (ten times slower for a grid that changes with
-    every edit of a pipeline).
+    ON is red, OFF blue, white where they cancel or nothing happened; every panel
+    has its own pixel ticks, the colour bar lies under the panels (it takes no width).
+
+    One heatmap holds every panel, with empty (NaN) gaps between them, on one pair
+    of axes: a grid of one heatmap per panel, each on its own square axes, made
+    plotly solve one aspect-ratio constraint per panel at every redraw (0.5 s of
+    the browser's time per Transforms edit on the 2-core machine; this is 0.15 s).
     """
-    n_rows = max(1, len(rows))
     n_cols = max([1, *(len(frames) for _, frames, _ in rows)])
-    gap_x, gap_y = 0.03, 0.16
-    width = (1 - gap_x * (n_cols - 1)) / n_cols
-    tall = (1 - gap_y * (n_rows - 1)) / n_rows
-    data, axes, titles, lim = [], {}, [], 1.0
+    cell_h = max([1, *(np.asarray(frames).shape[-2] for _, frames, _ in rows)])
+    cell_w = max([1, *(np.asarray(frames).shape[-1] for _, frames, _ in rows)])
+    gap_x, gap_y = max(3, cell_w // 7), max(6, cell_h // 4)  # room for tick labels between panels, titles between rows
+    total_w = n_cols * cell_w + (n_cols - 1) * gap_x
+    total_h = len(rows) * cell_h + max(0, len(rows) - 1) * gap_y
+    z = np.full((max(1, total_h), total_w), np.nan, dtype=np.float32)
+    titles, x_ticks, y_ticks, lim = [], {}, {}, 1.0
     for r, (name, frames, subtitles) in enumerate(rows):
         frames = np.asarray(frames)
         subtitles = list(subtitles)
+        top = r * (cell_h + gap_y)
+        h, w = frames.shape[-2:]
+        y_ticks.update({top + t: str(t) for t in range(0, h, 10)})
+        titles.append(dict(text=f"<b>{name}</b>", x=-0.5, y=top + h / 2, xref="x", yref="y", textangle=-90,
+                           xanchor="right", yanchor="middle", xshift=-28, showarrow=False, font=dict(size=12)))
         for c in range(len(frames)):
-            z = frames[c][1].astype(np.int64) - frames[c][0].astype(np.int64) if frames.shape[1] > 1 else frames[c][0]
-            lim = max(lim, float(np.abs(z).max()) if z.size else 0.0)
-            index = r * n_cols + c + 1
-            suffix = "" if index == 1 else str(index)
-            x0, top = c * (width + gap_x), 1 - r * (tall + gap_y)
-            last_row = r == len(rows) - 1
-            axes[f"xaxis{suffix}"] = dict(domain=[x0, x0 + width], anchor=f"y{suffix}", constrain="domain",
-                                          showticklabels=last_row, title=dict(
-                                              text="x (pixel)" if last_row and c == n_cols // 2 else None, font=dict(size=12)))
-            axes[f"yaxis{suffix}"] = dict(domain=[top - tall, top], anchor=f"x{suffix}", autorange="reversed",
-                                          scaleanchor=f"x{suffix}", constrain="domain", showticklabels=c == 0,
-                                          title=dict(text=f"{name}<br>y (pixel)" if c == 0 else None, font=dict(size=12)))
-            data.append(dict(type="heatmap", z=z, xaxis=f"x{suffix}", yaxis=f"y{suffix}", coloraxis="coloraxis", name=name,
-                             hovertemplate=f"{name}: x=%{{x}} y=%{{y}} ON − OFF=%{{z}}<extra></extra>"))
+            panel = frames[c][1].astype(np.int64) - frames[c][0].astype(np.int64) if frames.shape[1] > 1 else frames[c][0]
+            lim = max(lim, float(np.abs(panel).max()) if panel.size else 0.0)
+            left = c * (cell_w + gap_x)
+            z[top:top + h, left:left + w] = panel
+            x_ticks.update({left + t: str(t) for t in range(0, w, 10)})
             if c < len(subtitles):
-                titles.append(dict(text=str(subtitles[c]), x=x0 + width / 2, y=top, xref="paper", yref="paper",
+                titles.append(dict(text=str(subtitles[c]), x=left + (w - 1) / 2, y=top - 0.5, xref="x", yref="y",
                                    xanchor="center", yanchor="bottom", showarrow=False, font=dict(size=11)))
+    axis = dict(showgrid=False, zeroline=False, ticks="", constrain="domain")
     layout = dict(
-        height=height, margin=dict(l=10, r=10, t=30, b=60), annotations=titles, **axes,
+        height=height, margin=dict(l=50, r=10, t=30, b=60), annotations=titles,
+        xaxis=dict(axis, range=[-0.5, total_w - 0.5], tickvals=list(x_ticks), ticktext=list(x_ticks.values()),
+                   title=dict(text="x (pixel)", font=dict(size=12))),
+        yaxis=dict(axis, range=[total_h - 0.5, -0.5], tickvals=list(y_ticks), ticktext=list(y_ticks.values()),
+                   scaleanchor="x", title=dict(text="y (pixel)", font=dict(size=12))),
         coloraxis=dict(colorscale=POLARITY_SCALE, cmin=-lim, cmax=lim,
                        colorbar=dict(title=dict(text="ON − OFF", side="top"), orientation="h", thickness=10,
                                      thicknessmode="pixels", len=0.6, lenmode="fraction", y=-0.2, yanchor="top", x=0.5,
                                      xanchor="center")),
+        meta=dict(rows=[name for name, _, _ in rows]),
     )
-    return go.Figure(data=data, layout=layout)
+    heat = dict(type="heatmap", z=z, coloraxis="coloraxis", hoverongaps=False,
+                hovertemplate="ON − OFF=%{z}<extra></extra>")
+    return go.Figure(data=[heat], layout=layout)
 
 
 # --------------------------------------------------------------------------- training

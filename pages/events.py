@@ -40,9 +40,9 @@ def cloud_figure(source_key: str, path_key: str, _events: np.ndarray) -> go.Figu
     return figures.event_cloud_figure(_events)
 
 
-@st.cache_resource(show_spinner=False, max_entries=64)  # see pages.common.FIGURE_CACHE
-def image_figure(source_key: str, path_key: str, _events: np.ndarray) -> go.Figure:
-    return figures.event_image_figure(_events)
+@st.cache_data(show_spinner=False, max_entries=64)  # a copy each run: Streamlit may edit a spec it is given
+def image_specs(source_key: str, path_key: str, _events: np.ndarray) -> list[dict]:
+    return figures.event_image_specs(_events)
 
 
 @st.cache_resource(show_spinner=False, max_entries=32)  # see pages.common.FIGURE_CACHE
@@ -130,7 +130,9 @@ with cloud_tab:
                    "sweeps the digit across the sensor.")
 with image_tab:
     if image_tab.open:
-        st.plotly_chart(image_figure(source.key, key, events), width="stretch", key="events_image")
+        with st.container(horizontal=True, gap="medium", key="events_image"):  # wraps in a narrow window
+            for i, spec in enumerate(image_specs(source.key, key, events)):
+                st.vega_lite_chart(spec, width="content", key=f"events_image_{i}")
 with projection_tab:
     if projection_tab.open and not too_many(span, PROJECTION_BIN_US, MAX_BINS, "time bins of 2 ms",
                                             "These views are made for N-MNIST's 0.3 s recordings."):

@@ -38,7 +38,7 @@ def test_every_view_is_whole(page, server: str, width: int) -> None:
     page.set_viewport_size({"width": width, "height": 1000})
     start = time.monotonic()
     page.goto(f"{server}/events?split=Test&digit=8&sample=1")
-    page.wait_for_selector(".js-plotly-plot", timeout=90_000)
+    page.wait_for_selector("[data-testid='stVegaLiteChart'] svg", timeout=90_000)  # the event image, in Vega-Lite
     print(f"\nevents at {width} px: first plot {time.monotonic() - start:.1f} s after the request")
     settle(page)
     for view in VIEWS:
@@ -47,7 +47,8 @@ def test_every_view_is_whole(page, server: str, width: int) -> None:
         no_exception(page)
         assert truncated(page) == [], view
         if view in ("3D point cloud", "Event image", "x-t and y-t"):
-            expect()(page.locator(".js-plotly-plot").first).to_be_visible()
+            chart = "[data-testid='stVegaLiteChart'] svg" if view == "Event image" else ".js-plotly-plot"
+            expect()(page.locator(f"[role='tabpanel']:not([hidden]) {chart}").first).to_be_visible()
             shoot(page, f"events-{view.replace(' ', '-').replace('/', '')}-{width}")
     assert page.outside_requests == []
 

@@ -30,8 +30,7 @@ def test_accumulate_matches_tonic_toframe() -> None:
     ours = figures.accumulate(events)
     theirs = tonic.transforms.ToFrame(sensor_size=SENSOR_SIZE, n_event_bins=1)(events)[0]  # every event in one frame
     np.testing.assert_array_equal(ours, theirs)
-    fig = figures.event_image_figure(events)
-    on, off, diff = (np.asarray(t.z) for t in fig.data)
+    on, off, diff = (np.reshape(spec["params"][0]["value"], (34, 34)) for spec in figures.event_image_specs(events))
     np.testing.assert_array_equal(on, theirs[1])
     np.testing.assert_array_equal(off, theirs[0])
     np.testing.assert_array_equal(diff, theirs[1].astype(int) - theirs[0])
@@ -50,6 +49,29 @@ def test_event_grid_frames_are_tonics_on_the_true_sensor(n_time_bins: int) -> No
     fig = figures.event_grid_figure(ours)
     assert len(fig.data) == n_time_bins
     np.testing.assert_array_equal(np.asarray(fig.data[-1].z), theirs[-1][1].astype(int) - theirs[-1][0])
+
+
+def test_event_grids_hold_each_panel_at_its_place_with_its_own_ticks() -> None:
+    """One heatmap for every panel (one aspect constraint for plotly to solve): each panel is its frames' ON minus OFF,
+    with NaN (no hover, no colour) between panels; a smaller sensor in a row sits top-left in its cell."""
+    before = figures.event_grid_frames(random_events(seed=1))
+    after = np.random.default_rng(0).integers(0, 4, size=(3, 2, 17, 17)).astype(np.int16)  # a Downsample(0.5)
+    fig = figures.event_grids_figure([("before", before, ["a", "b", "c"]), ("after", after, ["d", "e", "f"])])
+    (heat,) = fig.data
+    z = np.asarray(heat.z, dtype=float)
+    gap_x, gap_y = max(3, 34 // 7), max(6, 34 // 4)
+    assert z.shape == (2 * 34 + gap_y, 3 * 34 + 2 * gap_x)
+    for c in range(3):
+        left = c * (34 + gap_x)
+        np.testing.assert_array_equal(z[:34, left:left + 34], before[c, 1].astype(int) - before[c, 0])
+        np.testing.assert_array_equal(z[34 + gap_y:34 + gap_y + 17, left:left + 17], after[c, 1].astype(int) - after[c, 0])
+        assert np.isnan(z[34 + gap_y + 17:, left:left + 34]).all() and np.isnan(z[:, left + 34:left + 34 + gap_x]).all()
+    assert np.isnan(z[34:34 + gap_y]).all()
+    ticks = dict(zip(fig.layout.xaxis.tickvals, fig.layout.xaxis.ticktext))
+    assert [ticks[(34 + gap_x) * c + t] for c in range(3) for t in (0, 30)] == ["0", "30"] * 3
+    lim = max(np.abs(before[:, 1].astype(int) - before[:, 0]).max(), np.abs(after[:, 1].astype(int) - after[:, 0]).max())
+    assert fig.layout.coloraxis.cmax == lim == -fig.layout.coloraxis.cmin
+    assert heat.hoverongaps is False
 
 
 def test_event_grid_on_real_recordings(real_recordings) -> None:

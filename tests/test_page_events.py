@@ -114,10 +114,10 @@ def test_each_slider_sits_in_the_tab_it_affects(home: Path, monkeypatch: pytest.
 
 def test_only_the_open_tab_is_computed(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     at = events_page(home, monkeypatch)
-    assert [c.key for c in at.get("plotly_chart")] == ["events_image"]  # the default tab: the event image
+    assert len(at.get("vega_lite_chart")) == 3 and not at.get("plotly_chart")  # the default tab: the event image
     assert not at.get("download_button") and not at.dataframe
     at = events_page(home, monkeypatch, view="Raw events")
-    assert at.dataframe and at.get("download_button") and not at.get("plotly_chart")
+    assert at.dataframe and at.get("download_button") and not at.get("plotly_chart") and not at.get("vega_lite_chart")
 
 
 # ------------------------------------------------------------------ the figures
@@ -142,17 +142,30 @@ def test_the_cloud_shows_the_whole_recording_upright_and_unmirrored() -> None:
 
 def test_on_off_images_have_pixel_axes_and_a_colour_bar_each() -> None:
     events = _sample(1)
-    fig = figures.event_image_figure(events)
-    on, off, diff = fig.data
+    on, off, diff = figures.event_image_specs(events)
     counts = figures.accumulate(events)
-    np.testing.assert_array_equal(np.asarray(on.z), counts[1])
-    np.testing.assert_array_equal(np.asarray(diff.z), counts[1] - counts[0])
-    assert all(t.showscale is not False for t in fig.data)
-    bars = sorted(t.colorbar.x for t in fig.data)
-    assert len(set(bars)) == 3  # each beside its own panel
-    assert fig.layout.xaxis.title.text == "x (pixel)" and fig.layout.yaxis.title.text == "y (pixel)"
-    assert fig.layout.xaxis.showticklabels and list(fig.layout.yaxis.range) == [33.5, -0.5]  # row 0 on top
-    assert [c for _, c in diff.colorscale] == [c for _, c in figures.POLARITY_SCALE]
+    for spec, expected in ((on, counts[1]), (off, counts[0]), (diff, counts[1] - counts[0])):
+        (param,) = spec["params"]
+        np.testing.assert_array_equal(np.reshape(param["value"], (34, 34)), expected)
+        enc = spec["encoding"]
+        assert enc["x"]["title"] == "x (pixel)" and enc["y"]["title"] == "y (pixel)"
+        assert enc["y"]["scale"]["reverse"] and enc["y"]["scale"]["domain"] == [-0.5, 33.5]  # row 0 on top
+        assert enc["color"]["legend"]["orient"] == "bottom"  # a colour bar under each image
+        assert spec["width"] == spec["height"]  # square pixels
+    assert on["encoding"]["color"]["scale"]["range"] == ["#ffffff", figures.ON_COLOR]
+    assert off["encoding"]["color"]["scale"]["range"] == ["#ffffff", figures.OFF_COLOR]
+    lim = int(np.abs(counts[1] - counts[0]).max())
+    assert diff["encoding"]["color"]["scale"] == {"domain": [-lim, 0, lim], "range": [c for _, c in figures.POLARITY_SCALE],
+                                                 "interpolate": "rgb"}  # the app's polarity colours, symmetric
+    assert [t["title"] for t in (on["encoding"]["tooltip"][2], diff["encoding"]["tooltip"][2])] == ["ON", "ON − OFF"]
+
+
+def test_the_event_image_specs_are_vega_lite_that_streamlit_sends_without_a_table() -> None:
+    """The counts travel as parameters: a ``data.values`` table would make Streamlit import pandas and pyarrow
+    (test_a_cold_first_events_view_imports_only_what_it_draws checks that it does not)."""
+    for spec in figures.event_image_specs(_sample(2)):
+        json.dumps(spec)  # plain JSON
+        assert set(spec["data"]) == {"sequence"} and spec["autosize"] == {"type": "pad"}  # its own size, not squeezed
 
 
 def test_the_x_t_and_y_t_projections_sum_the_events() -> None:
@@ -193,9 +206,9 @@ def test_a_recording_of_hours_is_refused_by_the_timed_views_not_drawn(
         at = events_page(home, monkeypatch, data=str(root), view=tab)
         assert any("more than the" in w.value for w in at.warning), tab
         assert not at.get("plotly_chart")
-    for tab in ("3D point cloud", "Event image"):
+    for tab, kind, count in (("3D point cloud", "plotly_chart", 1), ("Event image", "vega_lite_chart", 3)):
         at = events_page(home, monkeypatch, data=str(root), view=tab)
-        assert len(at.get("plotly_chart")) == 1
+        assert len(at.get(kind)) == count, tab
 
 
 def test_no_traceback_for_a_recording_that_cannot_be_read(
@@ -218,8 +231,8 @@ at = AppTest.from_file(sys.argv[1], default_timeout=60)
 at.switch_page("pages/events.py")
 at.run()
 assert not at.exception, [e.value for e in at.exception]
-assert [c.key for c in at.get("plotly_chart")] == ["events_image"]
-print(" ".join(m for m in ("pandas", "plotly.express", "torch", "streamlit.emojis") if m in sys.modules))
+assert len(at.get("vega_lite_chart")) == 3 and not at.get("plotly_chart")
+print(" ".join(m for m in ("pandas", "pyarrow", "plotly.express", "torch", "streamlit.emojis") if m in sys.modules))
 """
 
 

@@ -115,7 +115,7 @@ def grids(at: AppTest) -> dict[str, Any]:
 
 
 def grid_rows(at: AppTest) -> list[str]:
-    return [trace["name"] for trace in grids(at)["data"]][::3]
+    return grids(at)["layout"]["meta"]["rows"]
 
 
 def array(value: Any) -> np.ndarray:
@@ -266,16 +266,17 @@ def test_event_grids_use_the_polarity_colours_with_labels(open_page) -> None:
     at = open_page()
     spec = grids(at)
     layout = spec["layout"]
-    assert grid_rows(at) == ["before", "after"] and len(spec["data"]) == 6
+    assert grid_rows(at) == ["before", "after"] and len(spec["data"]) == 1  # one heatmap holds every panel
     scale = layout["coloraxis"]["colorscale"]
     assert scale[0][1] == figures.OFF_COLOR and scale[-1][1] == figures.ON_COLOR
     assert layout["coloraxis"]["colorbar"]["title"]["text"] == "ON − OFF"
     assert layout["coloraxis"]["cmin"] == -layout["coloraxis"]["cmax"]  # white is "no difference"
     assert all(trace.get("coloraxis") == "coloraxis" for trace in spec["data"])  # one scale for before and after
-    assert layout["yaxis"]["title"]["text"] == "before<br>y (pixel)"
-    assert layout["yaxis4"]["title"]["text"] == "after<br>y (pixel)"
-    assert layout["xaxis5"]["title"]["text"] == "x (pixel)"
-    assert [a["text"] for a in layout["annotations"]][:3] == ["0–105 ms", "105–210 ms", "210–315 ms"]
+    assert layout["yaxis"]["title"]["text"] == "y (pixel)" and layout["xaxis"]["title"]["text"] == "x (pixel)"
+    assert layout["yaxis"]["scaleanchor"] == "x"  # square pixels
+    annotations = [a["text"] for a in layout["annotations"]]
+    assert [a for a in annotations if a.startswith("<b>")] == ["<b>before</b>", "<b>after</b>"]  # the rows, named
+    assert [a for a in annotations if not a.startswith("<b>")][:3] == ["0–105 ms", "105–210 ms", "210–315 ms"]
     animation = chart(at, "Output frames")
     assert animation["data"][0]["colorscale"][0][1] == figures.OFF_COLOR
     assert animation["layout"]["xaxis"]["title"]["text"] == "x (pixel)"
