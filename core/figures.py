@@ -139,16 +139,67 @@ def event_cloud_figure(events: np.ndarray, max_points: int = 15_000, seed: int =
     return fig
 
 
-def _pixel_axes(fig: go.Figure, cols: int, rows: int = 1, labels: bool = True) -> None:
-    """Square pixel axes (row 0 at the top) for every panel of a grid of sensor images."""
-    width, height, _ = SENSOR_SIZE
-    for i in range(rows * cols):
-        row, col = i // cols + 1, i % cols + 1
-        anchor = "x" if i == 0 else f"x{i + 1}"
-        fig.update_xaxes(range=[-0.5, width - 0.5], constrain="domain", showticklabels=labels, dtick=10,
-                         title_text="x (pixel)" if labels else None, row=row, col=col)
-        fig.update_yaxes(range=[height - 0.5, -0.5], scaleanchor=anchor, constrain="domain", showticklabels=labels, dtick=10,
-                         title_text="y (pixel)" if labels and col == 1 else None, row=row, col=col)
+@dataclass(frozen=True)
+class Mosaic:
+    """Sensor images laid out in a grid inside one array, for one heatmap on one pair of axes.
+
+    A grid of one heatmap per panel, each on its own square axes, makes plotly solve
+    one aspect-ratio constraint per panel at every redraw: 0.5 s of the browser's time
+    per Transforms edit on the 2-core machine, against 0.15 s for one heatmap holding
+    every panel with empty (NaN: no colour, no hover) gaps between them.
+    """
+
+    z: np.ndarray  # float32 (rows * cell_h + gaps, cols * cell_w + gaps); NaN between and around panels
+    origins: tuple[tuple[int, int], ...]  # (top, left) of each panel, in the order given
+    titles: list[dict]  # one annotation over each titled panel
+    x_ticks: dict[int, str]  # 0, 10, 20, 30 of every panel's own pixels, at their place in z
+    y_ticks: dict[int, str]
+
+    @classmethod
+    def of(cls, rows: Sequence[Sequence[np.ndarray]], titles: Sequence[Sequence[str]] = ()) -> Mosaic:
+        """``rows`` of 2-D images (a smaller one sits top-left in its cell), ``titles`` over them, row by row."""
+        n_cols = max([1, *(len(row) for row in rows)])
+        cell_h = max([1, *(image.shape[0] for row in rows for image in row)])
+        cell_w = max([1, *(image.shape[1] for row in rows for image in row)])
+        gap_x, gap_y = max(3, cell_w // 7), max(6, cell_h // 4)  # room for tick labels between panels, titles above
+        z = np.full((max(1, len(rows) * (cell_h + gap_y) - gap_y), n_cols * (cell_w + gap_x) - gap_x), np.nan,
+                    dtype=np.float32)
+        origins, notes, x_ticks, y_ticks = [], [], {}, {}
+        for r, row in enumerate(rows):
+            top = r * (cell_h + gap_y)
+            row_titles = list(titles[r]) if r < len(titles) else []
+            for c, image in enumerate(row):
+                left = c * (cell_w + gap_x)
+                h, w = image.shape
+                z[top:top + h, left:left + w] = image
+                origins.append((top, left))
+                x_ticks.update({left + t: str(t) for t in range(0, w, 10)})
+                y_ticks.update({top + t: str(t) for t in range(0, h, 10)})
+                if c < len(row_titles):
+                    notes.append(dict(text=str(row_titles[c]), x=left + (w - 1) / 2, y=top - 0.5, xref="x", yref="y",
+                                      xanchor="center", yanchor="bottom", showarrow=False, font=dict(size=11)))
+        return cls(z, tuple(origins), notes, x_ticks, y_ticks)
+
+    def axes(self, ticks: bool = True) -> dict:
+        """Layout of the one pair of axes: square pixels, row 0 on top, each panel's own pixel ticks (or none)."""
+        height, width = self.z.shape
+        common = dict(showgrid=False, zeroline=False, ticks="", constrain="domain", showticklabels=ticks)
+        return dict(
+            xaxis=dict(common, range=[-0.5, width - 0.5], tickvals=list(self.x_ticks), ticktext=list(self.x_ticks.values()),
+                       title=dict(text="x (pixel)" if ticks else None, font=dict(size=12))),
+            yaxis=dict(common, range=[height - 0.5, -0.5], tickvals=list(self.y_ticks), ticktext=list(self.y_ticks.values()),
+                       scaleanchor="x", title=dict(text="y (pixel)" if ticks else None, font=dict(size=12))),
+        )
+
+    def heatmap(self) -> dict:
+        """The one heatmap trace, on the layout's shared colour axis."""
+        return dict(type="heatmap", z=self.z, coloraxis="coloraxis", hoverongaps=False,
+                    hovertemplate="ON − OFF=%{z}<extra></extra>")
+
+
+def _diff(frame: np.ndarray) -> np.ndarray:
+    """One frame (P, H, W) as ON minus OFF (a one-channel frame as it is)."""
+    return frame[1].astype(np.int64) - frame[0].astype(np.int64) if frame.shape[0] > 1 else frame[0]
 
 
 IMAGE_PANEL_PX = 180  # side of one event-image panel (two side by side fit a 1000 px window beside the sidebar)
@@ -277,29 +328,23 @@ def digit_gallery_figure(
     saccades' directions cancel out. ``window_us=None`` takes every event.
     """
     digits = sorted(recordings)
-    rows = max(1, math.ceil(len(digits) / columns))
-    fig = make_subplots(rows=rows, cols=columns, subplot_titles=[f"digit {d}" for d in digits],
-                        horizontal_spacing=0.02, vertical_spacing=0.1)
 
     def first(events: np.ndarray) -> np.ndarray:
         if window_us is None or not len(events):
             return events
         return events[events["t"] < int(events["t"].min()) + window_us]
 
-    diffs = [accumulate(first(recordings[d])) for d in digits]
-    diffs = [c[1] - c[0] for c in diffs]
+    diffs = [_diff(accumulate(first(recordings[d]))) for d in digits]
     # The 99th percentile, not the maximum: one hot pixel would otherwise wash every image out.
     lim = float(max(1.0, *(np.percentile(np.abs(z[z != 0]), 99) if np.any(z) else 1.0 for z in diffs))) if diffs else 1.0
-    for i, z in enumerate(diffs):
-        fig.add_trace(go.Heatmap(z=_compact(z), coloraxis="coloraxis", hovertemplate="x=%{x} y=%{y} ON − OFF=%{z}<extra></extra>"),
-                      i // columns + 1, i % columns + 1)
-    _pixel_axes(fig, cols=columns, rows=rows, labels=False)
-    fig.update_layout(
+    rows = [diffs[i:i + columns] for i in range(0, len(diffs), columns)]
+    mosaic = Mosaic.of(rows, [[f"digit {d}" for d in digits[i:i + columns]] for i in range(0, len(digits), columns)])
+    return go.Figure(data=[mosaic.heatmap()], layout=dict(
+        **mosaic.axes(ticks=False), annotations=mosaic.titles, meta=dict(digits=digits, origins=mosaic.origins),
         coloraxis=dict(colorscale=POLARITY_SCALE, cmin=-lim, cmax=lim,
                        colorbar=dict(title=dict(text="ON − OFF events", side="right"), thickness=10, len=0.9)),
-        height=170 * rows + 40, margin=dict(l=5, r=5, t=30, b=5),
-    )
-    return fig
+        height=170 * len(rows) + 40, margin=dict(l=5, r=5, t=30, b=5),
+    ))
 
 
 def _polarity_heat(lim: float) -> dict:
@@ -423,24 +468,15 @@ def event_grid_figure(frames: np.ndarray, title: str = "", subtitles: Sequence[s
     (the time each one covers, say).
     """
     frames = np.asarray(frames)
-    n = len(frames)
-    titles = [str(s) for s in subtitles] if subtitles is not None else None
-    fig = make_subplots(rows=1, cols=max(1, n), horizontal_spacing=0.03, subplot_titles=titles)
-    diffs = [frames[i][1].astype(np.int64) - frames[i][0].astype(np.int64) if frames.shape[1] > 1 else frames[i][0] for i in range(n)]
+    diffs = [_diff(frame) for frame in frames]
     lim = float(max(1, *(int(np.abs(z).max()) for z in diffs))) if diffs else 1.0
-    for i, z in enumerate(diffs):
-        fig.add_trace(go.Heatmap(z=z, coloraxis="coloraxis", hovertemplate="x=%{x} y=%{y} ON − OFF=%{z}<extra></extra>"), 1, i + 1)
-        anchor = "x" if i == 0 else f"x{i + 1}"
-        fig.update_yaxes(autorange="reversed", scaleanchor=anchor, constrain="domain", title_text="y (pixel)" if i == 0 else None,
-                         showticklabels=i == 0, row=1, col=i + 1)
-        fig.update_xaxes(constrain="domain", title_text="x (pixel)", row=1, col=i + 1)
-    fig.update_layout(
-        title=title or None, height=300, margin=dict(l=5, r=5, t=60 if title else 30, b=5),
-        coloraxis=dict(colorscale=POLARITY_SCALE, cmin=-lim, cmax=lim, colorbar=dict(title="ON − OFF", thickness=12, len=0.9)),
-    )
-    if titles:
-        fig.update_annotations(font_size=12)
-    return fig
+    mosaic = Mosaic.of([diffs], [list(subtitles)] if subtitles is not None else [])
+    return go.Figure(data=[mosaic.heatmap()], layout=dict(
+        **mosaic.axes(), annotations=mosaic.titles, meta=dict(origins=mosaic.origins),
+        title=dict(text=title) if title else None, height=300, margin=dict(l=5, r=5, t=60 if title else 30, b=5),
+        coloraxis=dict(colorscale=POLARITY_SCALE, cmin=-lim, cmax=lim, colorbar=dict(title=dict(text="ON − OFF"),
+                                                                                     thickness=12, len=0.9)),
+    ))
 
 
 def event_grids_figure(rows: Sequence[tuple[str, np.ndarray, Sequence[str]]], height: int = 420) -> go.Figure:
@@ -450,53 +486,24 @@ def event_grids_figure(rows: Sequence[tuple[str, np.ndarray, Sequence[str]]], he
     before a pipeline and after its event steps, say, so their intensities compare.
     ON is red, OFF blue, white where they cancel or nothing happened; every panel
     has its own pixel ticks, the colour bar lies under the panels (it takes no width).
-
-    One heatmap holds every panel, with empty (NaN) gaps between them, on one pair
-    of axes: a grid of one heatmap per panel, each on its own square axes, made
-    plotly solve one aspect-ratio constraint per panel at every redraw (0.5 s of
-    the browser's time per Transforms edit on the 2-core machine; this is 0.15 s).
     """
-    n_cols = max([1, *(len(frames) for _, frames, _ in rows)])
-    cell_h = max([1, *(np.asarray(frames).shape[-2] for _, frames, _ in rows)])
-    cell_w = max([1, *(np.asarray(frames).shape[-1] for _, frames, _ in rows)])
-    gap_x, gap_y = max(3, cell_w // 7), max(6, cell_h // 4)  # room for tick labels between panels, titles between rows
-    total_w = n_cols * cell_w + (n_cols - 1) * gap_x
-    total_h = len(rows) * cell_h + max(0, len(rows) - 1) * gap_y
-    z = np.full((max(1, total_h), total_w), np.nan, dtype=np.float32)
-    titles, x_ticks, y_ticks, lim = [], {}, {}, 1.0
-    for r, (name, frames, subtitles) in enumerate(rows):
-        frames = np.asarray(frames)
-        subtitles = list(subtitles)
-        top = r * (cell_h + gap_y)
-        h, w = frames.shape[-2:]
-        y_ticks.update({top + t: str(t) for t in range(0, h, 10)})
-        titles.append(dict(text=f"<b>{name}</b>", x=-0.5, y=top + h / 2, xref="x", yref="y", textangle=-90,
-                           xanchor="right", yanchor="middle", xshift=-28, showarrow=False, font=dict(size=12)))
-        for c in range(len(frames)):
-            panel = frames[c][1].astype(np.int64) - frames[c][0].astype(np.int64) if frames.shape[1] > 1 else frames[c][0]
-            lim = max(lim, float(np.abs(panel).max()) if panel.size else 0.0)
-            left = c * (cell_w + gap_x)
-            z[top:top + h, left:left + w] = panel
-            x_ticks.update({left + t: str(t) for t in range(0, w, 10)})
-            if c < len(subtitles):
-                titles.append(dict(text=str(subtitles[c]), x=left + (w - 1) / 2, y=top - 0.5, xref="x", yref="y",
-                                   xanchor="center", yanchor="bottom", showarrow=False, font=dict(size=11)))
-    axis = dict(showgrid=False, zeroline=False, ticks="", constrain="domain")
-    layout = dict(
-        height=height, margin=dict(l=50, r=10, t=30, b=60), annotations=titles,
-        xaxis=dict(axis, range=[-0.5, total_w - 0.5], tickvals=list(x_ticks), ticktext=list(x_ticks.values()),
-                   title=dict(text="x (pixel)", font=dict(size=12))),
-        yaxis=dict(axis, range=[total_h - 0.5, -0.5], tickvals=list(y_ticks), ticktext=list(y_ticks.values()),
-                   scaleanchor="x", title=dict(text="y (pixel)", font=dict(size=12))),
+    diffs = [[_diff(frame) for frame in np.asarray(frames)] for _, frames, _ in rows]
+    lim = max([1.0, *(float(np.abs(z).max()) for row in diffs for z in row if z.size)])
+    mosaic = Mosaic.of(diffs, [list(subtitles) for _, _, subtitles in rows])
+    names = []
+    for r, (name, frames, _) in enumerate(rows):
+        top = mosaic.origins[sum(len(row) for row in diffs[:r])][0] if diffs[r] else 0
+        names.append(dict(text=f"<b>{name}</b>", x=-0.5, y=top + np.asarray(frames).shape[-2] / 2, xref="x", yref="y",
+                          textangle=-90, xanchor="right", yanchor="middle", xshift=-28, showarrow=False,
+                          font=dict(size=12)))
+    return go.Figure(data=[mosaic.heatmap()], layout=dict(
+        **mosaic.axes(), annotations=names + mosaic.titles, meta=dict(rows=[name for name, _, _ in rows], origins=mosaic.origins),
+        height=height, margin=dict(l=50, r=10, t=30, b=60),
         coloraxis=dict(colorscale=POLARITY_SCALE, cmin=-lim, cmax=lim,
                        colorbar=dict(title=dict(text="ON − OFF", side="top"), orientation="h", thickness=10,
                                      thicknessmode="pixels", len=0.6, lenmode="fraction", y=-0.2, yanchor="top", x=0.5,
                                      xanchor="center")),
-        meta=dict(rows=[name for name, _, _ in rows]),
-    )
-    heat = dict(type="heatmap", z=z, coloraxis="coloraxis", hoverongaps=False,
-                hovertemplate="ON − OFF=%{z}<extra></extra>")
-    return go.Figure(data=[heat], layout=layout)
+    ))
 
 
 # --------------------------------------------------------------------------- training

@@ -94,3 +94,16 @@ def assert_same(ours: object, theirs: object) -> None:
     assert ours.dtype == theirs.dtype, (ours.dtype, theirs.dtype)
     assert ours.shape == theirs.shape, (ours.shape, theirs.shape)
     np.testing.assert_array_equal(ours, theirs)
+
+
+def mosaic_panel(figure: object, index: int, shape: tuple[int, int] = (34, 34)) -> np.ndarray:
+    """Panel ``index`` of a figure drawn as one mosaic heatmap (``core.figures.Mosaic``), from its ``meta.origins``."""
+    layout = figure["layout"] if isinstance(figure, dict) else figure.layout.to_plotly_json()
+    trace = figure["data"][0] if isinstance(figure, dict) else figure.data[0]
+    z = trace["z"]
+    if isinstance(z, dict):  # plotly's typed array, as JSON
+        import base64
+
+        z = np.frombuffer(base64.b64decode(z["bdata"]), dtype=np.dtype(z["dtype"])).reshape(z["shape"])
+    top, left = layout["meta"]["origins"][index]
+    return np.asarray(z, dtype=float)[top:top + shape[0], left:left + shape[1]]

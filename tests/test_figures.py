@@ -9,6 +9,7 @@ import torch
 import helpers
 from core import figures
 from core.events import SENSOR_SIZE, read_nmnist
+from helpers import mosaic_panel
 
 
 def random_events(n: int = 3000, seed: int = 0, duration_us: int = 315_000) -> np.ndarray:
@@ -47,8 +48,9 @@ def test_event_grid_frames_are_tonics_on_the_true_sensor(n_time_bins: int) -> No
     assert ours.shape == (n_time_bins, 2, 34, 34)
     np.testing.assert_array_equal(ours, theirs)
     fig = figures.event_grid_figure(ours)
-    assert len(fig.data) == n_time_bins
-    np.testing.assert_array_equal(np.asarray(fig.data[-1].z), theirs[-1][1].astype(int) - theirs[-1][0])
+    assert len(fig.layout.meta["origins"]) == n_time_bins
+    for i in range(n_time_bins):
+        np.testing.assert_array_equal(mosaic_panel(fig, i), theirs[i][1].astype(int) - theirs[i][0])
 
 
 def test_event_grids_hold_each_panel_at_its_place_with_its_own_ticks() -> None:
@@ -59,19 +61,21 @@ def test_event_grids_hold_each_panel_at_its_place_with_its_own_ticks() -> None:
     fig = figures.event_grids_figure([("before", before, ["a", "b", "c"]), ("after", after, ["d", "e", "f"])])
     (heat,) = fig.data
     z = np.asarray(heat.z, dtype=float)
-    gap_x, gap_y = max(3, 34 // 7), max(6, 34 // 4)
-    assert z.shape == (2 * 34 + gap_y, 3 * 34 + 2 * gap_x)
+    origins = fig.layout.meta["origins"]
+    assert len(origins) == 6 and [o[0] for o in origins[:3]] == [0] * 3 and origins[3][0] > 34  # two rows of three
     for c in range(3):
-        left = c * (34 + gap_x)
-        np.testing.assert_array_equal(z[:34, left:left + 34], before[c, 1].astype(int) - before[c, 0])
-        np.testing.assert_array_equal(z[34 + gap_y:34 + gap_y + 17, left:left + 17], after[c, 1].astype(int) - after[c, 0])
-        assert np.isnan(z[34 + gap_y + 17:, left:left + 34]).all() and np.isnan(z[:, left + 34:left + 34 + gap_x]).all()
-    assert np.isnan(z[34:34 + gap_y]).all()
+        np.testing.assert_array_equal(mosaic_panel(fig, c), before[c, 1].astype(int) - before[c, 0])
+        np.testing.assert_array_equal(mosaic_panel(fig, 3 + c, (17, 17)), after[c, 1].astype(int) - after[c, 0])
+    painted = np.zeros(z.shape, dtype=bool)
+    for i, (top, left) in enumerate(origins):
+        h = 34 if i < 3 else 17
+        painted[top:top + h, left:left + h] = True
+    assert np.isnan(z[~painted]).all() and not np.isnan(z[painted]).any()  # gaps and the after row's spare room
     ticks = dict(zip(fig.layout.xaxis.tickvals, fig.layout.xaxis.ticktext))
-    assert [ticks[(34 + gap_x) * c + t] for c in range(3) for t in (0, 30)] == ["0", "30"] * 3
+    assert [ticks[left + t] for _, left in origins[:3] for t in (0, 30)] == ["0", "30"] * 3
     lim = max(np.abs(before[:, 1].astype(int) - before[:, 0]).max(), np.abs(after[:, 1].astype(int) - after[:, 0]).max())
     assert fig.layout.coloraxis.cmax == lim == -fig.layout.coloraxis.cmin
-    assert heat.hoverongaps is False
+    assert heat.hoverongaps is False and fig.layout.yaxis.scaleanchor == "x"  # square pixels, one constraint
 
 
 def test_event_grid_on_real_recordings(real_recordings) -> None:
