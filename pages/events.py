@@ -185,4 +185,11 @@ with stats_tab:
                                              duration_ms=("duration_ms", "mean"), on_fraction=("on_fraction", "mean"))
         st.dataframe(summary.round(2), width="stretch", key="events_summary")
 
+if image_tab.open and "plotly_loaded" not in st.session_state:
+    # The event image is Vega-Lite; every other view is plotly, whose 4.7 MB script the browser loads the first time
+    # a plotly chart arrives (1 to 2 s of the 2-core machine). An empty chart after the first view starts that load
+    # while the person looks at the image, so the first switch to another tab does not wait for it.
+    st.session_state["plotly_loaded"] = True
+    with st.container(height=1, border=False):
+        st.plotly_chart({"data": [{"type": "scatter", "x": [], "y": []}], "layout": {"height": 10}}, key="events_plotly")
 warm_up_kernels()  # now that the plots are out (see pages.common.init_selection)

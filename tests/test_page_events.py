@@ -114,7 +114,10 @@ def test_each_slider_sits_in_the_tab_it_affects(home: Path, monkeypatch: pytest.
 
 def test_only_the_open_tab_is_computed(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     at = events_page(home, monkeypatch)
-    assert len(at.get("vega_lite_chart")) == 3 and not at.get("plotly_chart")  # the default tab: the event image
+    assert len(at.get("vega_lite_chart")) == 3  # the default tab: the event image
+    assert [c.key for c in at.get("plotly_chart")] == ["events_plotly"]  # the empty chart that loads plotly's script
+    at.run()
+    assert len(at.get("vega_lite_chart")) == 3 and not at.get("plotly_chart")  # once a session
     assert not at.get("download_button") and not at.dataframe
     at = events_page(home, monkeypatch, view="Raw events")
     assert at.dataframe and at.get("download_button") and not at.get("plotly_chart") and not at.get("vega_lite_chart")
@@ -231,7 +234,7 @@ at = AppTest.from_file(sys.argv[1], default_timeout=60)
 at.switch_page("pages/events.py")
 at.run()
 assert not at.exception, [e.value for e in at.exception]
-assert len(at.get("vega_lite_chart")) == 3 and not at.get("plotly_chart")
+assert len(at.get("vega_lite_chart")) == 3 and [c.key for c in at.get("plotly_chart")] == ["events_plotly"]
 print(" ".join(m for m in ("pandas", "pyarrow", "plotly.express", "torch", "streamlit.emojis") if m in sys.modules))
 """
 
