@@ -34,6 +34,7 @@ from core.transforms import from_json
 
 TUTORIAL_TRANSFORM = '[{"name": "Denoise", "filter_time": 10000}, {"name": "ToFrame", "time_window": 1000}]'
 LOSSES: tuple[str, ...] = ("mse_count", "ce_rate", "ce_count")
+LR_SCHEDULES: tuple[str, ...] = ("constant", "cosine")
 DATA_KINDS: tuple[str, ...] = ("auto", "nmnist", "simulated")
 SPLITS: tuple[str, str] = ("Train", "Test")
 MAX_CHANNELS = 256  # output channels of one convolution (the tutorial's 12 and 32); conv 2 costs c1 x c2 x k x k a pixel
@@ -62,9 +63,15 @@ class TrainConfig:
     batch_size: int = 128
     lr: float = 2e-2
     betas: tuple[float, float] = (0.9, 0.999)  # Adam's
+    # The learning rate over the run: "constant" (the tutorial's) or "cosine" (from lr down to 0 at the end of the
+    # run's budget, as torch's CosineAnnealingLR with T_max = max_iters; progress is the larger of iterations done /
+    # max_iters and seconds since Start / max_seconds, so a run its time limit ends still ends at a low rate).
+    lr_schedule: str = "constant"
+    weight_decay: float = 0.0  # AdamW's decoupled weight decay (torch.optim.AdamW); 0 = Adam, the tutorial's
     loss: str = "mse_count"  # "mse_count", "ce_rate" or "ce_count" (snntorch.functional)
     correct_rate: float = 0.8  # mse_count only: target firing rate of the true class
     incorrect_rate: float = 0.2  # mse_count only: target firing rate of the others
+    label_smoothing: float = 0.0  # ce_rate and ce_count only: cross_entropy's label_smoothing; 0 = snnTorch's loss
     augment_rotation: float = 10.0  # degrees of RandomRotation([-d, d]) on training frames; 0 = off
     # Random shift of each training sample's frames by up to this many pixels in x and y (zeros fill in); 0 = off.
     # Real N-MNIST's Train and Test recordings sit about 0.7 px apart on the sensor: a network that has seen its
@@ -90,10 +97,14 @@ class TrainConfig:
         for i, b in enumerate(betas):
             _check_float(f"betas[{i}]", b, low=0.0, high=1.0, high_open=True)
         object.__setattr__(self, "betas", (float(betas[0]), float(betas[1])))
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ConfigError("lr_schedule", f"must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}")
+        _check_float("weight_decay", self.weight_decay, low=0.0, high=1.0, high_open=True)
         if self.loss not in LOSSES:
             raise ConfigError("loss", f"must be one of {LOSSES}, got {self.loss!r}")
         _check_float("correct_rate", self.correct_rate, low=0.0, high=1.0)
         _check_float("incorrect_rate", self.incorrect_rate, low=0.0, high=1.0)
+        _check_float("label_smoothing", self.label_smoothing, low=0.0, high=1.0, high_open=True)
         _check_float("augment_rotation", self.augment_rotation, low=0.0, high=180.0)
         _check_int("augment_shift", self.augment_shift, low=0, high=8)
         _check_int("max_iters", self.max_iters, low=1)
@@ -337,6 +348,12 @@ FORM: dict[str, FormHint] = {
     "model.learn_threshold": FormHint("learn threshold", "learn_threshold"),
     "augment_rotation": FormHint("random rotation (± degrees)", "rot", step=1.0),
     "augment_shift": FormHint("random shift (± pixels)", "shift", step=1),
+    "lr_schedule": FormHint("learning-rate schedule", "lr_schedule",
+                            help="constant (the tutorial's) or cosine: from the learning rate down to 0 at the end "
+                            "of the run (iterations or time limit, whichever comes first)"),
+    "weight_decay": FormHint("weight decay (AdamW; 0 = Adam)", "wd", step=1e-3, format="%.4f"),
+    "label_smoothing": FormHint("label smoothing", "smoothing", step=0.05, losses=("ce_rate", "ce_count"),
+                                help="cross entropy against targets that give this share to the other classes"),
     "eval_every": FormHint("test every N iterations (0 = at the end)", "eval_every", step=1),
     "seed": FormHint("seed", "seed", step=1),
     "transform": FormHint("transform (JSON, ending in ToFrame; the Transforms page builds one)", "transform"),
@@ -346,6 +363,7 @@ FORM: dict[str, FormHint] = {
 CHOICES: dict[str, tuple[str, ...]] = {
     "data_kind": DATA_KINDS,
     "loss": LOSSES,
+    "lr_schedule": LR_SCHEDULES,
     "model.surrogate": tuple(SURROGATES),
     "model.reset_mechanism": RESET_MECHANISMS,
     "model.engine": ENGINES,

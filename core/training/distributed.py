@@ -256,7 +256,7 @@ def leader_decides(decision: bool) -> bool:
     world = current()
     if not world.distributed:
         return decision
-    (answer,) = _broadcast([1.0 if decision else 0.0])
+    (answer,) = broadcast([1.0 if decision else 0.0])
     return bool(answer)
 
 
@@ -284,7 +284,8 @@ def _all_reduce(values: list[float], op: dist.ReduceOp.RedOpType) -> list[float]
     return tensor.cpu().tolist()
 
 
-def _broadcast(values: list[float]) -> list[float]:
+def broadcast(values: list[float]) -> list[float]:
+    """Rank 0's ``values`` on every process (a collective: every rank calls it)."""
     tensor = torch.tensor(values, dtype=torch.float64, device=_collective_device(current()))
     dist.broadcast(tensor, src=0)
     return tensor.cpu().tolist()

@@ -23,7 +23,7 @@ from core.training.config import (
     time_window,
     transform_steps,
 )
-from core.training.loop import loss_fn
+from core.training.loop import loss_fn, make_optimizer
 from core.transforms import from_json
 
 
@@ -43,7 +43,7 @@ def estimate_iteration_seconds(config: TrainConfig, root: Path | None = None, si
     frames = sample_frames(config, large, root).to(device)
     torch.manual_seed(config.seed)
     model = build_model(config.model).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=config.betas)
+    optimizer = make_optimizer(config, model)
     loss_of = loss_fn(config)
 
     def step(b: int) -> float:

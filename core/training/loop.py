@@ -299,12 +299,59 @@ class RandomRotation:
 
 
 def loss_fn(config: TrainConfig) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    """The snntorch.functional loss the config names."""
+    """The snntorch.functional loss the config names (with ``label_smoothing``: the same loss on smoothed targets)."""
     if config.loss == "mse_count":
         return SF.mse_count_loss(correct_rate=config.correct_rate, incorrect_rate=config.incorrect_rate)
+    if config.label_smoothing > 0:
+        return SmoothedCrossEntropy(config.label_smoothing, per_step=config.loss == "ce_rate")
     if config.loss == "ce_rate":
         return SF.ce_rate_loss()
     return SF.ce_count_loss()
+
+
+class SmoothedCrossEntropy:
+    """snnTorch's ce_rate_loss (``per_step``: cross entropy of each step's spikes, averaged over the steps) or
+    ce_count_loss (of the spike counts), against targets smoothed as torch's ``cross_entropy`` does."""
+
+    def __init__(self, smoothing: float, per_step: bool) -> None:
+        self.smoothing = smoothing
+        self.per_step = per_step
+
+    def __call__(self, spk_out: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """``spk_out`` is (steps, batch, classes), as the network returns it."""
+        ce = torch.nn.functional.cross_entropy
+        if not self.per_step:
+            return ce(spk_out.sum(0), targets, label_smoothing=self.smoothing)
+        return sum(ce(step, targets, label_smoothing=self.smoothing) for step in spk_out) / spk_out.shape[0]
+
+
+def make_optimizer(config: TrainConfig, model: torch.nn.Module) -> torch.optim.Optimizer:
+    """Adam, as the tutorial; AdamW (decoupled weight decay) where ``weight_decay`` is set."""
+    if config.weight_decay > 0:
+        return torch.optim.AdamW(model.parameters(), lr=config.lr, betas=config.betas, weight_decay=config.weight_decay)
+    return torch.optim.Adam(model.parameters(), lr=config.lr, betas=config.betas)
+
+
+def lr_factor(schedule: str, progress: float) -> float:
+    """The share of ``lr`` a schedule gives at ``progress`` (0 at the start of the run's budget, 1 at its end)."""
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * min(max(progress, 0.0), 1.0)))
+    return 1.0
+
+
+def progress(config: TrainConfig, iteration: int, clock: Clock) -> float:
+    """How much of the run's budget is spent before ``iteration``: the larger of the iterations' and the time's share.
+
+    Time counts from the run's start (the clock's, as the time limit does); under torchrun rank 0's clock decides,
+    so every process steps with the same learning rate.
+    """
+    done = iteration / config.max_iters
+    if config.max_seconds is None:
+        return done
+    spent = (time.monotonic() - clock.started) / config.max_seconds
+    if distributed.current().distributed:
+        (spent,) = distributed.broadcast([spent])
+    return max(done, spent)
 
 
 def train(
@@ -325,7 +372,7 @@ def train(
     """
     clock = clock if clock is not None else Clock.of(config)
     step_model = distributed.wrap(model, device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr, betas=config.betas)
+    optimizer = make_optimizer(config, model)
     loss_of = loss_fn(config)
     batches = cycle(loader)
     history: list[IterationRecord] = []
@@ -361,6 +408,10 @@ def train(
                 f"try a smaller learning rate (lr={config.lr:g})",
                 reporter,
             )
+        if config.lr_schedule != "constant":
+            rate = config.lr * lr_factor(config.lr_schedule, progress(config, i, clock))
+            for group in optimizer.param_groups:
+                group["lr"] = rate
         optimizer.step()
         blown = blown_weights(model)
         if blown is not None:
