@@ -71,12 +71,16 @@ if TYPE_CHECKING:
 COLUMNS = 3  # form fields a row: at 1000 px a number field and its label stay whole
 NO_RUN = ""  # the run chooser's "none shown"
 ERROR_ICON = "⚠️"
+# Again after 0.4 and 1.2 s: on a busy machine the page above the live view may still be settling at the first try.
 SCROLL_TO_TOP = """<script>
-for (const doc of [document, window.parent && window.parent.document]) {
-  const main = doc && doc.querySelector('[data-testid="stMain"]');
-  if (main) { main.scrollTo({top: 0, behavior: "smooth"}); }
-}
-window.scrollTo({top: 0, behavior: "smooth"});
+const toTop = () => {
+  for (const doc of [document, window.parent && window.parent.document]) {
+    const main = doc && doc.querySelector('[data-testid="stMain"]');
+    if (main) { main.scrollTo({top: 0, behavior: "smooth"}); }
+  }
+  window.scrollTo({top: 0, behavior: "smooth"});
+};
+toTop(); setTimeout(toTop, 400); setTimeout(toTop, 1200);
 </script>"""
 
 init_selection()
