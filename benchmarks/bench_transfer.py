@@ -9,7 +9,7 @@ on real recordings after 60 s, at least 96 % after 300 s. Exit status 1 below ta
 ``--images 50:10000`` trains on a set simulated from those MNIST test images instead (made once in
 the home, timed like the default set): more handwriting, what the 300 s target needs (README).
 ``--set FIELD=JSON`` changes one training setting of the ``quick`` preset (a TrainConfig or
-``model.`` field, e.g. ``--set lr_schedule='"cosine"'`` or ``--set weight_decay=0.05``; repeatable).
+``model.`` field, e.g. ``--set lr_schedule=cosine`` or ``--set weight_decay=0.05``; repeatable).
 
     .venv/bin/python -m benchmarks.bench_transfer [--seconds 300 | --iterations N] [--images A:B] [--set FIELD=JSON]
         [--home DIR] [--json]

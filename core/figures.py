@@ -152,6 +152,7 @@ class Mosaic:
 
     z: np.ndarray  # float32 (rows * cell_h + gaps, cols * cell_w + gaps); NaN between and around panels
     origins: tuple[tuple[int, int], ...]  # (top, left) of each panel, in the order given
+    row_tops: tuple[int, ...]  # top of each row of panels
     titles: list[dict]  # one annotation over each titled panel
     x_ticks: dict[int, str]  # 0, 10, 20, 30 of every panel's own pixels, at their place in z
     y_ticks: dict[int, str]
@@ -166,8 +167,8 @@ class Mosaic:
         z = np.full((max(1, len(rows) * (cell_h + gap_y) - gap_y), n_cols * (cell_w + gap_x) - gap_x), np.nan,
                     dtype=np.float32)
         origins, notes, x_ticks, y_ticks = [], [], {}, {}
-        for r, row in enumerate(rows):
-            top = r * (cell_h + gap_y)
+        row_tops = tuple(r * (cell_h + gap_y) for r in range(len(rows)))
+        for r, (row, top) in enumerate(zip(rows, row_tops)):
             row_titles = list(titles[r]) if r < len(titles) else []
             for c, image in enumerate(row):
                 left = c * (cell_w + gap_x)
@@ -179,7 +180,7 @@ class Mosaic:
                 if c < len(row_titles):
                     notes.append(dict(text=str(row_titles[c]), x=left + (w - 1) / 2, y=top - 0.5, xref="x", yref="y",
                                       xanchor="center", yanchor="bottom", showarrow=False, font=dict(size=11)))
-        return cls(z, tuple(origins), notes, x_ticks, y_ticks)
+        return cls(z, tuple(origins), row_tops, notes, x_ticks, y_ticks)
 
     def axes(self, ticks: bool = True) -> dict:
         """Layout of the one pair of axes: square pixels, row 0 on top, each panel's own pixel ticks (or none)."""
@@ -491,12 +492,9 @@ def event_grids_figure(rows: Sequence[tuple[str, np.ndarray, Sequence[str]]], he
     diffs = [[_diff(frame) for frame in np.asarray(frames)] for _, frames, _ in rows]
     lim = max([1.0, *(float(np.abs(z).max()) for row in diffs for z in row if z.size)])
     mosaic = Mosaic.of(diffs, [list(subtitles) for _, _, subtitles in rows])
-    names = []
-    for r, (name, frames, _) in enumerate(rows):
-        top = mosaic.origins[sum(len(row) for row in diffs[:r])][0] if diffs[r] else 0
-        names.append(dict(text=f"<b>{name}</b>", x=-0.5, y=top + np.asarray(frames).shape[-2] / 2, xref="x", yref="y",
-                          textangle=-90, xanchor="right", yanchor="middle", xshift=-28, showarrow=False,
-                          font=dict(size=12)))
+    names = [dict(text=f"<b>{name}</b>", x=-0.5, y=top + np.asarray(frames).shape[-2] / 2, xref="x", yref="y",
+                  textangle=-90, xanchor="right", yanchor="middle", xshift=-28, showarrow=False, font=dict(size=12))
+             for (name, frames, _), top in zip(rows, mosaic.row_tops)]
     return go.Figure(data=[mosaic.heatmap()], layout=dict(
         **mosaic.axes(), annotations=names + mosaic.titles, meta=dict(rows=[name for name, _, _ in rows], origins=mosaic.origins),
         height=height, margin=dict(l=50, r=10, t=30, b=60),
