@@ -7,6 +7,8 @@ for the event rate, ``frame_ms`` for the playback). Only the open tab is compute
 
 from __future__ import annotations
 
+import functools
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -68,6 +70,45 @@ def events_csv(source_key: str, path_key: str, _events: np.ndarray) -> bytes:
 
     shown = _events[:MAX_TABLE_ROWS]
     return pd.DataFrame({f: shown[f] for f in "xytp"}).to_csv(index=False).encode()
+
+
+@functools.cache
+def plotly_script() -> str | None:
+    """The file name of Streamlit's plotly chart script (4.7 MB, named by its hash), or None if it is not found."""
+    found = sorted((Path(st.__file__).parent / "static" / "static" / "js").glob("PlotlyChart.*.js"))
+    return found[0].name if found else None
+
+
+def preload_plotly() -> None:
+    """Have the browser load plotly's script once the event image is drawn, before any plotly chart is asked for.
+
+    The event image is Vega-Lite; every other view is plotly, whose script takes the
+    browser 1 to 2 s of the 2-core machine to load the first time a plotly chart
+    arrives. Loaded here, while the person looks at the image, the first switch to
+    another tab does not wait for it. Not sooner: an empty plotly chart sent with the
+    image made both scripts load at once, and delayed the image by up to 2 s. The
+    script is the one Streamlit's page imports for a plotly chart (same URL, so the
+    browser evaluates it once); without it, nothing is preloaded.
+    """
+    script = plotly_script()
+    if script is None:
+        return
+    with st.container(height=1, border=False):
+        st.html(PRELOAD_JS.replace("SCRIPT", script), unsafe_allow_javascript=True)
+
+
+PRELOAD_JS = r"""<script>
+(() => {
+  const t0 = performance.now();
+  const drawn = () => document.querySelector("[data-testid='stVegaLiteChart'] svg") || performance.now() - t0 > 5000;
+  const load = () => {
+    const page = [...document.scripts].find((s) => /\/static\/js\/index\.[\w-]+\.js$/.test(s.src));
+    if (page) import(new URL("SCRIPT", page.src).href).catch(() => {});
+  };
+  const wait = () => (drawn() ? setTimeout(load, 100) : setTimeout(wait, 50));
+  wait();
+})();
+</script>"""
 
 
 def span_us(events: np.ndarray) -> int:
@@ -186,10 +227,6 @@ with stats_tab:
         st.dataframe(summary.round(2), width="stretch", key="events_summary")
 
 if image_tab.open and "plotly_loaded" not in st.session_state:
-    # The event image is Vega-Lite; every other view is plotly, whose 4.7 MB script the browser loads the first time
-    # a plotly chart arrives (1 to 2 s of the 2-core machine). An empty chart after the first view starts that load
-    # while the person looks at the image, so the first switch to another tab does not wait for it.
     st.session_state["plotly_loaded"] = True
-    with st.container(height=1, border=False):
-        st.plotly_chart({"data": [{"type": "scatter", "x": [], "y": []}], "layout": {"height": 10}}, key="events_plotly")
+    preload_plotly()
 warm_up_kernels()  # now that the plots are out (see pages.common.init_selection)

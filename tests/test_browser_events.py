@@ -89,3 +89,33 @@ def test_a_copied_link_reproduces_the_view(page, browser, server: str) -> None:
     expect()(elsewhere.locator(".js-plotly-plot").first).to_be_visible()
     no_exception(elsewhere)
     other.close()
+
+
+# Browser clock (ms) of the first drawn event image, for the test below.
+MARK_IMAGE_JS = """
+new MutationObserver((_, observer) => {
+  if (document.querySelector("[data-testid='stVegaLiteChart'] svg")) {
+    window.__imageDrawn = performance.now();
+    observer.disconnect();
+  }
+}).observe(document, {subtree: true, childList: true});
+"""
+
+
+def test_plotly_loads_after_the_event_image(page, server: str) -> None:
+    """Plotly's 4.7 MB script loads once the image is drawn, not with it (where it delayed the image by up to 2 s),
+    and before the first switch to a plotly view, which then does not wait for it."""
+    page.add_init_script(MARK_IMAGE_JS)
+    page.goto(f"{server}/events")
+    page.wait_for_function(
+        "performance.getEntriesByType('resource').some((r) => /PlotlyChart\\.[\\w-]+\\.js$/.test(r.name))",
+        timeout=30_000)
+    drawn, requested = page.evaluate("""() => [window.__imageDrawn, performance.getEntriesByType('resource')
+        .find((r) => /PlotlyChart\\.[\\w-]+\\.js$/.test(r.name)).startTime]""")
+    assert drawn is not None and requested > drawn, (drawn, requested)
+    assert page.locator(".js-plotly-plot").count() == 0  # loaded without drawing anything
+    settle(page)
+    page.get_by_role("tab", name="x-t and y-t").click()
+    expect()(page.locator("[role='tabpanel']:not([hidden]) .js-plotly-plot").first).to_be_visible()
+    no_exception(page)
+    assert page.outside_requests == []
