@@ -283,9 +283,13 @@ def attempt(result: Result, reps: int, one: Callable[[int], float]) -> Result:
 
 
 def change_sample(d: Driver, i: int) -> float:
-    """Type another sample number into the sidebar (1 to 5 in turn); seconds until the page's plots settle."""
+    """Type another sample number into the sidebar (the next of 1 to 5); seconds until the page's plots settle.
+
+    Always a number other than the one shown: typing the same one starts no rerun, which the measurement waits for.
+    """
     box = d.number_input(re.compile(r"^Sample"))
-    value = str(1 + i % 5)
+    shown = box.input_value().strip()
+    value = str(1 + (int(shown) if shown.isdigit() else 0) % 5)
 
     def act() -> None:
         box.fill(value)
