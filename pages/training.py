@@ -327,7 +327,7 @@ def new_run_ui() -> None:
         with st.expander("Architecture: channels, kernel size, pooling"):
             grid(architecture, base, p, notes=False)
             st.caption(architecture_caption(p, base))
-        with st.expander("More settings: the neurons, augmentation, tests, seed, transform"):
+        with st.expander("More settings: the neurons, optimiser, augmentation, tests, seed, transform"):
             grid([s for s in more if not _is_text(s)], base, p, notes=False)
             for setting in (s for s in more if _is_text(s)):
                 setting_ui(setting, base, widget_key(p, setting))

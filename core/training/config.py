@@ -320,7 +320,7 @@ FORM: dict[str, FormHint] = {
         help="the whole run, from Start to the end: preparation, training and the final test",
     ),
     "batch_size": FormHint("batch size", "batch", step=1, essential=True),
-    "lr": FormHint("learning rate (Adam)", "lr", step=1e-3, format="%.4f", essential=True),
+    "lr": FormHint("learning rate", "lr", step=1e-3, format="%.4f", essential=True),
     # no help tooltip: a browser test finds the field by its label, which the tooltip's button would share
     "eval_samples": FormHint("test samples (0 = all)", "eval_samples", step=1, zero_means_none=True, essential=True),
     "loss": FormHint("loss", "loss", essential=True, help="snntorch.functional: mse_count_loss, ce_rate_loss, ce_count_loss"),
