@@ -462,6 +462,14 @@ def event_grid_frames(events: np.ndarray, sensor_size: tuple[int, int, int] = SE
     return to_frame(events, sensor_size, n_time_bins=n_time_bins)
 
 
+def _polarity_mosaic(rows: Sequence[np.ndarray], subtitles: Sequence[Sequence[str]]) -> tuple[Mosaic, float]:
+    """Rows of frames (each (T, P, H, W)) as ``frame[1] - frame[0]`` panels of one mosaic, and the limit of the
+    symmetric colour scale they share (at least 1)."""
+    diffs = [[_diff(frame) for frame in np.asarray(frames)] for frames in rows]
+    lim = max([1.0, *(float(np.abs(z).max()) for row in diffs for z in row if z.size)])
+    return Mosaic.of(diffs, subtitles), lim
+
+
 def event_grid_figure(frames: np.ndarray, title: str = "", subtitles: Sequence[str] | None = None) -> go.Figure:
     """Frames side by side as ``frame[1] - frame[0]``, as plot_event_grid draws them, in the app's polarity colours.
 
@@ -469,10 +477,7 @@ def event_grid_figure(frames: np.ndarray, title: str = "", subtitles: Sequence[s
     or nothing happened), labelled pixel axes and ``subtitles`` over the panels
     (the time each one covers, say).
     """
-    frames = np.asarray(frames)
-    diffs = [_diff(frame) for frame in frames]
-    lim = float(max(1, *(int(np.abs(z).max()) for z in diffs))) if diffs else 1.0
-    mosaic = Mosaic.of([diffs], [list(subtitles)] if subtitles is not None else [])
+    mosaic, lim = _polarity_mosaic([frames], [list(subtitles)] if subtitles is not None else [])
     return go.Figure(data=[mosaic.heatmap()], layout=dict(
         **mosaic.axes(), annotations=mosaic.titles, meta=dict(origins=mosaic.origins),
         title=dict(text=title) if title else None, height=300, margin=dict(l=5, r=5, t=60 if title else 30, b=5),
@@ -489,9 +494,7 @@ def event_grids_figure(rows: Sequence[tuple[str, np.ndarray, Sequence[str]]], he
     ON is red, OFF blue, white where they cancel or nothing happened; every panel
     has its own pixel ticks, the colour bar lies under the panels (it takes no width).
     """
-    diffs = [[_diff(frame) for frame in np.asarray(frames)] for _, frames, _ in rows]
-    lim = max([1.0, *(float(np.abs(z).max()) for row in diffs for z in row if z.size)])
-    mosaic = Mosaic.of(diffs, [list(subtitles) for _, _, subtitles in rows])
+    mosaic, lim = _polarity_mosaic([frames for _, frames, _ in rows], [list(subtitles) for _, _, subtitles in rows])
     names = [dict(text=f"<b>{name}</b>", x=-0.5, y=top + np.asarray(frames).shape[-2] / 2, xref="x", yref="y",
                   textangle=-90, xanchor="right", yanchor="middle", xshift=-28, showarrow=False, font=dict(size=12))
              for (name, frames, _), top in zip(rows, mosaic.row_tops)]
