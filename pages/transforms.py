@@ -231,8 +231,9 @@ def param_widget(step_id: int, param: Param, value: Any, unit: str, extra: bool 
         if param.optional:  # empty = off: created empty (so it can be cleared), its value put in state first
             if key not in st.session_state:
                 st.session_state[key] = typed
-            empty = {"start_time": "first event", "end_time": "last event"}.get(param.name, "off")
-            return st.number_input(label, value=None, placeholder=f"empty: {empty}", **number)
+            # what an empty field means, short enough to show whole in the narrow field of a 1000 px window
+            empty = {"start_time": "first event", "end_time": "last event"}.get(param.name, "empty: off")
+            return st.number_input(label, value=None, placeholder=empty, **number)
         return st.number_input(label, value=typed, **number)
     if param.kind == "pair" and (value is None or _usable_pair(value)):
         hint = "a number or a JSON pair" + (", empty = off" if param.optional else "")

@@ -41,6 +41,15 @@ TRUNCATED_JS = """() => {
   for (const el of document.querySelectorAll(sel)) {
     if (el.clientWidth > 0 && el.scrollWidth > el.clientWidth + 1) bad.push(el.innerText.slice(0, 80));
   }
+  // an empty field's placeholder (what leaving it empty means), measured in the field's own font
+  const text = document.createElement("canvas").getContext("2d");
+  for (const el of document.querySelectorAll("input[placeholder]:not([role=combobox])")) {
+    if (el.value || el.clientWidth === 0 || !el.placeholder) continue;
+    const style = getComputedStyle(el);
+    text.font = `${style.fontStyle} ${style.fontWeight} ${style.fontSize} ${style.fontFamily}`;
+    const room = el.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
+    if (text.measureText(el.placeholder).width > room + 1) bad.push("placeholder: " + el.placeholder);
+  }
   return bad;
 }"""
 
@@ -206,5 +215,6 @@ def no_exception(page) -> None:
 
 
 def truncated(page) -> list[str]:
-    """Texts on the page that are cut off (an element's scrollWidth beyond its clientWidth)."""
+    """Texts on the page that are cut off: an element's scrollWidth beyond its clientWidth, or an empty field's
+    placeholder wider than the field."""
     return page.evaluate(TRUNCATED_JS)
