@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pandas as pd
-import plotly.graph_objects as go
 import streamlit as st
 
 from core import figures
@@ -43,10 +41,10 @@ init_selection(warm_up=False)  # after the first view: see the end of this page
 st.session_state.setdefault("home_folder_kept", "" if st.session_state["sel_data"] == DEFAULT_DATA else st.session_state["sel_data"])
 
 
-@st.cache_resource(show_spinner=False, max_entries=8)  # see pages.common.FIGURE_CACHE
-def gallery_figure(source_key: str, root: str) -> go.Figure | None:
+@st.cache_data(show_spinner=False, max_entries=8)
+def gallery_png(source_key: str, root: str) -> bytes | None:
     recordings = gallery_recordings(source_key, root)
-    return figures.digit_gallery_figure(recordings) if recordings else None
+    return figures.digit_gallery(recordings).png if recordings else None
 
 
 def source_ui() -> tuple[str, str]:
@@ -95,6 +93,7 @@ def status(in_force: bool, folder: str, source: DataSource) -> None:
 
 def statistics(source: DataSource) -> None:
     """Samples, events, duration and ON fraction per split; samples per class; the bad files and why."""
+    import pandas as pd  # here, after the first view: importing it takes 0.6 s of a cold server's CPU
     st.subheader("Statistics")
     tables, bad = {}, {}
     for split in SPLITS:  # one row of four metrics a split: whole at 1000 px too
@@ -142,9 +141,11 @@ source = require_data(warn=False)
 status(in_force, folder, source)
 
 with first_view:
-    figure = gallery_figure(source.key, str(source.root))
-    if figure is not None:
-        st.plotly_chart(figure, width="stretch", key="home_gallery", config={"displayModeBar": False})
+    png = gallery_png(source.key, str(source.root))
+    if png is not None:
+        with st.container(key="home_gallery"):
+            st.image(png, width="stretch", output_format="PNG",  # as it is: "auto" made it a JPEG, blurring its pixels
+                     alt="One event image of each digit, 0 to 9: ON minus OFF events of its first saccade")
         st.caption("One recording of each digit, its first saccade (about 105 ms) summed per pixel: ON events "
                    "(brightness up) red, OFF events blue. The Events page shows any recording in full.")
 

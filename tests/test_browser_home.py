@@ -22,11 +22,14 @@ def test_home_first_view(page, server: str, width: int) -> None:
     page.set_viewport_size({"width": width, "height": 1000})
     start = time.monotonic()
     page.goto(f"{server}/")
-    page.wait_for_selector(".js-plotly-plot", timeout=90_000)
+    page.wait_for_selector(".st-key-home_gallery img", timeout=90_000)  # a picture: no plotly on Home's first view
     first_plot = time.monotonic() - start
     settle(page)
     no_exception(page)
-    expect()(page.get_by_text("digit 9", exact=True)).to_be_visible()
+    gallery = page.locator(".st-key-home_gallery img")
+    expect()(gallery).to_be_visible()
+    assert gallery.evaluate("(img) => img.complete && img.naturalWidth > 1000")  # drawn at 8 px a sensor pixel
+    assert page.locator(".js-plotly-plot").count() == 0
     for name in ("Events", "Transforms", "Training", "Spike counter"):
         expect()(page.locator("[data-testid='stPageLink']").get_by_text(name, exact=True)).to_be_visible()
     expect()(page.get_by_text("In use:")).to_be_visible()

@@ -122,13 +122,10 @@ def test_home_opens_on_one_event_image_per_digit_and_says_what_each_page_is_for(
     home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     at = ok(app(home, monkeypatch).run())
-    charts = at.get("plotly_chart")
-    assert charts and charts[0].key == "home_gallery"
-    import json
-
-    figure = json.loads(charts[0].proto.spec)
-    titles = [a["text"] for a in figure["layout"]["annotations"]]
-    assert titles == [f"digit {d}" for d in range(10)]
+    images = at.get("image")
+    assert len(images) == 1 and images[0].proto.imgs[0].url.endswith(".png")  # a PNG as drawn, not a JPEG
+    assert "0 to 9" in images[0].proto.imgs[0].alt
+    assert not at.get("plotly_chart")  # Home's first view needs none of plotly's 4.7 MB script
     links = [link.proto.label for link in at.get("page_link")]
     menu = re.findall(r'st\.Page\("pages/(?!home)\w+\.py", title="([^"]+)"', (REPO / "app.py").read_text())
     assert links == [f"**{title}**" for title in menu]  # every page of the menu, in its order
@@ -138,24 +135,46 @@ def test_home_opens_on_one_event_image_per_digit_and_says_what_each_page_is_for(
 
 
 def test_gallery_shows_the_first_saccade_of_each_digit() -> None:
+    import io
+
     import numpy as np
+    from PIL import Image
 
     from core import figures
-    from helpers import mosaic_panel, random_events
+    from helpers import random_events
 
     recordings = {d: random_events(500 + d, d, duration_us=315_000) for d in range(10)}
-    fig = figures.digit_gallery_figure(recordings)
-    assert len(fig.data) == 1 and fig.layout.meta["digits"] == list(range(10))  # one heatmap holds every digit
-    panels = []
-    for d in range(10):
+    gallery = figures.digit_gallery(recordings)
+    assert gallery.digits == list(range(10))
+    image = np.asarray(Image.open(io.BytesIO(gallery.png)).convert("RGB"))
+    s = gallery.scale
+    diffs = []
+    for d, (left, top) in zip(gallery.digits, gallery.boxes):
         events = recordings[d]
         first = events[events["t"] < events["t"].min() + figures.SACCADE_US]
         counts = figures.accumulate(first)
-        panels.append(mosaic_panel(fig, d))
-        np.testing.assert_array_equal(panels[-1], counts[1] - counts[0])
-    scale = fig.layout.coloraxis
-    assert [c for _, c in scale.colorscale] == [c for _, c in figures.POLARITY_SCALE]  # OFF blue, ON red
-    assert scale.cmin == -scale.cmax > -np.abs(panels).max() - 1
+        diffs.append(counts[1] - counts[0])
+        shown = image[top + s // 2:top + 34 * s:s, left + s // 2:left + 34 * s:s]  # each sensor pixel's centre
+        np.testing.assert_array_equal(shown, figures.polarity_rgb(diffs[-1], gallery.lim))
+    nonzero = np.abs(np.concatenate([z[z != 0] for z in diffs]))
+    assert 1 <= gallery.lim <= nonzero.max()  # the 99th percentile: a hot pixel does not wash the images out
+    red, blue = figures.polarity_rgb(np.array([gallery.lim, 0, -gallery.lim]), gallery.lim)[[0, 2]]
+    assert [f"#{r:02x}{g:02x}{b:02x}" for r, g, b in (red, blue)] == [figures.ON_COLOR, figures.OFF_COLOR]
+    assert (figures.polarity_rgb(np.zeros(1), 5.0) == 255).all()  # nothing happened: white
+
+
+def test_polarity_colours_match_the_plotly_scale() -> None:
+    """The gallery's colours are the polarity heatmaps' (plotly's linear rgb interpolation of POLARITY_SCALE)."""
+    import numpy as np
+    from plotly.colors import sample_colorscale
+
+    from core import figures
+
+    values = np.linspace(-7.0, 7.0, 29)
+    expected = [tuple(int(round(float(c))) for c in rgb[4:-1].split(","))
+                for rgb in sample_colorscale(figures.POLARITY_SCALE, list((values + 7.0) / 14.0))]
+    got = [tuple(int(c) for c in rgb) for rgb in figures.polarity_rgb(values, 7.0)]
+    assert all(max(abs(a - b) for a, b in zip(g, e)) <= 1 for g, e in zip(got, expected)), (got, expected)
 
 
 # ------------------------------------------------------------------ bugs 12, 13, 14: the app shell
