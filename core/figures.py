@@ -1,6 +1,8 @@
 """Figures of the dashboard: plotly views of events, frames, training and output spikes, and the spike-count MP4.
 
-Plain functions from arrays to figures (or MP4 bytes), so every view a page
+Also the two first views that must not wait for plotly's browser script: the
+Events page's event image (Vega-Lite specs) and Home's digit gallery (a PNG,
+drawn with Pillow). Plain functions from arrays to figures (or bytes), so every view a page
 shows can be built and tested without Streamlit. Matplotlib is used only for
 the MP4, through explicit ``Figure`` objects on the Agg canvas (never the
 ``pyplot`` global state, which is not safe across the app's sessions).
@@ -183,15 +185,15 @@ class Mosaic:
                                       xanchor="center", yanchor="bottom", showarrow=False, font=dict(size=11)))
         return cls(z, tuple(origins), row_tops, notes, x_ticks, y_ticks)
 
-    def axes(self, ticks: bool = True) -> dict:
-        """Layout of the one pair of axes: square pixels, row 0 on top, each panel's own pixel ticks (or none)."""
+    def axes(self) -> dict:
+        """Layout of the one pair of axes: square pixels, row 0 on top, each panel's own pixel ticks."""
         height, width = self.z.shape
-        common = dict(showgrid=False, zeroline=False, ticks="", constrain="domain", showticklabels=ticks)
+        common = dict(showgrid=False, zeroline=False, ticks="", constrain="domain")
         return dict(
             xaxis=dict(common, range=[-0.5, width - 0.5], tickvals=list(self.x_ticks), ticktext=list(self.x_ticks.values()),
-                       title=dict(text="x (pixel)" if ticks else None, font=dict(size=12))),
+                       title=dict(text="x (pixel)", font=dict(size=12))),
             yaxis=dict(common, range=[height - 0.5, -0.5], tickvals=list(self.y_ticks), ticktext=list(self.y_ticks.values()),
-                       scaleanchor="x", title=dict(text="y (pixel)" if ticks else None, font=dict(size=12))),
+                       scaleanchor="x", title=dict(text="y (pixel)", font=dict(size=12))),
         )
 
     def heatmap(self) -> dict:

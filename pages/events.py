@@ -97,7 +97,7 @@ def preload_plotly() -> None:
         st.html(PRELOAD_JS.replace("SCRIPT", script), unsafe_allow_javascript=True)
 
 
-PRELOAD_JS = r"""<script>
+PRELOAD_JS = r"""<script data-app="preload-plotly">
 (() => {
   const t0 = performance.now();
   const drawn = () => document.querySelector("[data-testid='stVegaLiteChart'] svg") || performance.now() - t0 > 5000;

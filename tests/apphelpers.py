@@ -295,6 +295,7 @@ _REFERENCE = re.compile(r"^ {0,3}\[[^\]\n]+\]:\s*<?(\S+)", re.MULTILINE)
 _AUTOLINK = re.compile(r"<((?:[A-Za-z][A-Za-z0-9+.-]{1,31}):[^\s<>]*|[^\s<>@]+@[^\s<>@]+)>")
 _LITERAL_URL = re.compile(r"(?:https?://|www\.)[^\s<]+", re.IGNORECASE)
 _HTML_TAG = re.compile(r"<\s*/?\s*[A-Za-z][^>]*>")
+_APP_SCRIPT = re.compile(r'<script data-app="[\w-]+">.*?</script>', re.DOTALL)
 _HOST = re.compile(r"(?:[A-Za-z][A-Za-z0-9+.-]*:)?//([^/\s?#)\]>\"'\\]+)|\bwww\.([^/\s?#)\]>\"'\\]+)", re.IGNORECASE)
 
 
@@ -369,7 +370,9 @@ def injected_markup(text: str, hosts: set[str], allow_html: bool = False, input_
         if from_input(m.group(0)):
             problems.append(f"bare URL (GitHub markdown links it) {m.group(0)!r}")
     if allow_html and input_text:
-        for m in _HTML_TAG.finditer(active):
+        # the app's own scripts (pages.events.preload_plotly) are not markup from the link, unless the link holds them
+        own = _APP_SCRIPT.sub(lambda m: "" if m.group(0) not in input_text else m.group(0), active)
+        for m in _HTML_TAG.finditer(own):
             if m.group(0) in input_text:
                 problems.append(f"HTML {m.group(0)!r}")
     return problems

@@ -673,3 +673,15 @@ def test_markup_check_html_only_where_html_is_rendered() -> None:
     assert injected_markup(f"a {tag}", set(), allow_html=True, input_text=tag)
     assert not injected_markup(f"a {tag}", set(), allow_html=False, input_text=tag)
     assert not injected_markup("a <b>bold</b>", set(), allow_html=True, input_text=tag)
+
+
+def test_markup_check_knows_the_apps_own_scripts() -> None:
+    """The Events page's own script (it preloads plotly) is not markup from a link holding "<script>"; the same
+    script, or any other, taken from the link still is."""
+    from apphelpers import injected_markup
+
+    link = "<script>alert(1)</script>"
+    own = '<script data-app="preload-plotly">\nload();\n</script>'
+    assert not injected_markup(own, set(), allow_html=True, input_text=link)
+    assert injected_markup(own + " " + link, set(), allow_html=True, input_text=link)
+    assert injected_markup(own, set(), allow_html=True, input_text=own)
