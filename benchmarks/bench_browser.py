@@ -81,7 +81,8 @@ SETTLED_JS = """([t0, needRerun, selector, text, count, needIdle]) => {
   const a = document.querySelector("[data-testid='stApp']");
   if (!a || (needIdle && a.getAttribute('data-test-script-state') !== 'notRunning')) return false;
   if (needRerun && !(window.__stLog || []).some(([t, s]) => t > t0 && s === 'running')) return false;
-  const visible = (el) => el.getClientRects().length > 0 && el.getBoundingClientRect().width > 0;
+  const visible = (el) => el.getClientRects().length > 0 && el.getBoundingClientRect().width > 0 &&
+                         (el.tagName !== "IMG" || (el.complete && el.naturalWidth > 0));  // a picture: loaded
   const found = [...document.querySelectorAll(selector)].filter(
     (el) => visible(el) && (!text || (el.innerText || el.textContent || '').includes(text)));
   return found.length >= count ? performance.now() : false;
@@ -98,7 +99,7 @@ class Check:
     count: int = 1
 
 
-CHARTS = ":is(.js-plotly-plot .main-svg, [data-testid='stVegaLiteChart'] svg)"  # plotly, or Vega-Lite (the event image)
+CHARTS = ":is(.js-plotly-plot .main-svg, [data-testid='stVegaLiteChart'] svg, .st-key-events_image img)"  # or a picture
 PLOT = Check(f"[data-testid='stMain'] {CHARTS}")
 GALLERY = Check("[data-testid='stMain'] .st-key-home_gallery img")  # Home's first view (a PNG)
 TAB_PLOT = Check(f"[data-testid='stMain'] [role='tabpanel']:not([hidden]) {CHARTS}")

@@ -10,6 +10,7 @@ the MP4, through explicit ``Figure`` objects on the Agg canvas (never the
 
 from __future__ import annotations
 
+import functools
 import io
 import math
 import os
@@ -207,67 +208,6 @@ def _diff(frame: np.ndarray) -> np.ndarray:
     return frame[1].astype(np.int64) - frame[0].astype(np.int64) if frame.shape[0] > 1 else frame[0]
 
 
-IMAGE_PANEL_PX = 180  # side of one event-image panel (two side by side fit a 1000 px window beside the sidebar)
-
-
-def event_image_specs(events: np.ndarray, sensor_size: tuple[int, int, int] = SENSOR_SIZE) -> list[dict]:
-    """The recording accumulated into images, as three Vega-Lite specs: ON count, OFF count and ON minus OFF.
-
-    Pixel axes, a colour bar under each image, the count on hover, the app's polarity colours.
-    Vega-Lite rather than plotly because this is the first view a new visitor waits for: the
-    browser loads and starts Streamlit's Vega-Lite in well under half the time of its 4.7 MB
-    plotly (README, "How quickly the pages answer"). Three charts of a fixed size rather than
-    one, so that a narrow window wraps them instead of squeezing the pixels out of square.
-    Each chart's counts travel as a parameter and its pixels are generated in the browser:
-    the server sends a few kB and converts no table (Streamlit imports pandas and pyarrow for
-    a ``data.values`` table).
-    """
-    counts = accumulate(events, sensor_size)
-    on, off = counts[1], counts[0]
-    diff = on - off
-    width, height = sensor_size[0], sensor_size[1]
-    lim = max(1, int(np.abs(diff).max()))
-    panels = (("ON events", "ON", on, [0, max(1, int(on.max()))], ["#ffffff", ON_COLOR]),
-              ("OFF events", "OFF", off, [0, max(1, int(off.max()))], ["#ffffff", OFF_COLOR]),
-              ("ON − OFF", "ON − OFF", diff, [-lim, 0, lim], [OFF_COLOR, "#ffffff", ON_COLOR]))
-    axis = dict(values=list(range(0, max(width, height), 10)), grid=False, ticks=False, domain=False)
-    specs = []
-    for title, what, values, domain, colours in panels:
-        specs.append({
-            "title": {"text": title, "anchor": "middle", "fontSize": 15, "fontWeight": "normal"},
-            "width": IMAGE_PANEL_PX, "height": round(IMAGE_PANEL_PX * height / width),
-            "params": [{"name": "counts", "value": values.ravel().tolist()}],
-            "data": {"sequence": {"start": 0, "stop": width * height, "as": "i"}},
-            "transform": [
-                {"calculate": "counts[datum.i]", "as": "count"},
-                {"filter": "datum.count != 0"},  # no event: the white background, as on the other pages
-                {"calculate": f"datum.i % {width}", "as": "x"},
-                {"calculate": f"floor(datum.i / {width})", "as": "y"},
-                {"calculate": "datum.x - 0.5", "as": "x0"}, {"calculate": "datum.x + 0.5", "as": "x1"},
-                {"calculate": "datum.y - 0.5", "as": "y0"}, {"calculate": "datum.y + 0.5", "as": "y1"},
-            ],
-            "mark": {"type": "rect"},
-            "encoding": {
-                "x": {"field": "x0", "type": "quantitative", "title": "x (pixel)", "axis": axis,
-                      "scale": {"domain": [-0.5, width - 0.5], "nice": False, "zero": False}},
-                "x2": {"field": "x1"},
-                "y": {"field": "y0", "type": "quantitative", "title": "y (pixel)", "axis": axis,
-                      "scale": {"domain": [-0.5, height - 0.5], "nice": False, "zero": False,
-                                "reverse": True}},  # row 0 on top, as in an image
-                "y2": {"field": "y1"},
-                "color": {"field": "count", "type": "quantitative", "title": None,
-                          "scale": {"domain": domain, "range": colours, "interpolate": "rgb"},
-                          "legend": {"orient": "bottom", "direction": "horizontal", "offset": 8,
-                                     "gradientLength": IMAGE_PANEL_PX - 20}},
-                "tooltip": [{"field": "x", "type": "quantitative"}, {"field": "y", "type": "quantitative"},
-                            {"field": "count", "type": "quantitative", "title": what}],
-            },
-            "autosize": {"type": "pad"},  # the image keeps its size; axes and legend add to it (Streamlit fits)
-            "config": {"view": {"stroke": "#ddd"}},
-        })
-    return specs
-
-
 def event_rate_figure(events: np.ndarray, bin_us: int = 1000, boundaries_us: Sequence[int] = ()) -> go.Figure:
     """ON and OFF events per millisecond over time, saccade boundaries as dashed lines."""
     _, _, t, p = _as_events(events)
@@ -323,34 +263,79 @@ def event_projection_figure(events: np.ndarray, bin_us: int = 2000, boundaries_u
     return fig
 
 
-def polarity_rgb(diff: np.ndarray, lim: float) -> np.ndarray:
-    """ON minus OFF counts as RGB (uint8, ``diff.shape + (3,)``) on POLARITY_SCALE: -lim and below OFF blue, 0
-    white, lim and above ON red, linear in between (plotly's rgb interpolation of the same scale)."""
-    f = np.clip(np.asarray(diff, dtype=np.float64) / max(lim, 1e-12), -1.0, 1.0)[..., None]
-    white = np.full(3, 255.0)
-    end = np.where(f < 0, _rgb(OFF_COLOR), _rgb(ON_COLOR))
-    return np.rint(white + np.abs(f) * (end - white)).astype(np.uint8)
+def ramp_rgb(values: np.ndarray, stops: Sequence[tuple[float, str]]) -> np.ndarray:
+    """Values as RGB (uint8, ``values.shape + (3,)``) on a colour scale given as ``(value, "#rrggbb")`` stops in
+    increasing order: linear between stops (plotly's rgb interpolation), the end colours beyond them."""
+    at = [float(v) for v, _ in stops]
+    rgb = np.array([[int(c[i:i + 2], 16) for i in (1, 3, 5)] for _, c in stops], dtype=np.float64)
+    values = np.asarray(values, dtype=np.float64)
+    return np.stack([np.rint(np.interp(values, at, rgb[:, k])) for k in range(3)], axis=-1).astype(np.uint8)
 
 
-def _rgb(colour: str) -> np.ndarray:
-    return np.array([int(colour[i:i + 2], 16) for i in (1, 3, 5)], dtype=np.float64)
+def polarity_stops(lim: float) -> tuple[tuple[float, str], ...]:
+    """POLARITY_SCALE over ON minus OFF counts from -lim to lim: OFF blue, white where nothing (or a tie), ON red."""
+    return tuple((lim * (2 * f - 1), colour) for f, colour in POLARITY_SCALE)
 
 
 @dataclass(frozen=True)
-class Gallery:
-    """Home's first view as one PNG: ``boxes[i]`` is digit ``digits[i]``'s panel (left, top) in ``png``, ``scale``
-    image pixels a sensor pixel; ``lim`` the colour scale's end (counts)."""
+class Picture:
+    """Sensor images drawn into one PNG: panel i's top-left corner is ``boxes[i]`` (left, top), ``scale`` image
+    pixels a sensor pixel, and ``stops[i]`` its colour scale (see :func:`ramp_rgb`)."""
 
     png: bytes
-    digits: list[int]
     boxes: list[tuple[int, int]]
     scale: int
-    lim: float
+    stops: list[tuple[tuple[float, str], ...]]
+
+
+@functools.cache
+def _font(size: float):
+    from PIL import ImageFont
+
+    return ImageFont.load_default(size=size)  # Pillow's own TrueType font: the same on every machine
+
+
+def _rotated_text(text: str, font):
+    """``text`` turned a quarter anticlockwise (a vertical axis's title), on white."""
+    from PIL import Image, ImageDraw
+
+    left, top, right, bottom = font.getbbox(text)
+    label = Image.new("RGB", (right - left + 2, bottom - top + 2), "white")
+    ImageDraw.Draw(label).text((1 - left, 1 - top), text, fill="#555", font=font)
+    return label.rotate(90, expand=True)
+
+
+def _colour_bar(image, draw, stops: Sequence[tuple[float, str]], box: tuple[int, int, int, int], font) -> None:
+    """A colour bar in ``box`` (left, top, right, bottom): horizontal (low on the left, ticks under it) where the box
+    is wider than tall, else vertical (high on top, ticks to the right); each stop's value is a tick."""
+    from PIL import Image
+
+    left, top, right, bottom = box
+    low, high = stops[0][0], stops[-1][0]
+    if right - left >= bottom - top:
+        ramp = ramp_rgb(np.linspace(low, high, right - left)[None, :].repeat(bottom - top, axis=0), stops)
+    else:
+        ramp = ramp_rgb(np.linspace(high, low, bottom - top)[:, None].repeat(right - left, axis=1), stops)
+    image.paste(Image.fromarray(ramp), (left, top))
+    for value, _ in stops:
+        f = (value - low) / (high - low) if high > low else 0.0
+        text = f"{value:g}" if value >= 0 else f"-{-value:g}"
+        if right - left >= bottom - top:
+            draw.text((left + f * (right - left), bottom + 2), text, fill="#555", font=font, anchor="mt")
+        else:
+            draw.text((right + 4, bottom - f * (bottom - top)), text, fill="#555", font=font, anchor="lm")
+
+
+def _png(image) -> bytes:
+    out = io.BytesIO()
+    image.save(out, format="PNG", compress_level=1)  # mostly white: small anyway, and fast
+    return out.getvalue()
 
 
 def digit_gallery(recordings: Mapping[int, np.ndarray], columns: int = 5, window_us: int | None = SACCADE_US,
-                  scale: int = 8, sensor_size: tuple[int, int, int] = SENSOR_SIZE) -> Gallery:
-    """One recording per digit as an ON minus OFF image of its first ``window_us`` (one saccade), one colour scale.
+                  scale: int = 7, sensor_size: tuple[int, int, int] = SENSOR_SIZE) -> Picture:
+    """One recording per digit (in digit order) as an ON minus OFF image of its first ``window_us`` (one saccade),
+    on one colour scale.
 
     Over one saccade the digit's leading edges are ON (red) and its trailing edges
     OFF (blue), so the stroke reads clearly; over a whole recording the three
@@ -358,8 +343,10 @@ def digit_gallery(recordings: Mapping[int, np.ndarray], columns: int = 5, window
     A picture (PNG, labels and colour bar drawn in) rather than a plotly chart: it
     is the first thing a visitor to Home sees, and an image needs none of plotly's
     4.7 MB script (2 s of a 2-core machine's browser); it scales with the window.
+    At the default scale it is 1,449 px wide: Streamlit resamples (blurs) a picture
+    wider than 1,460 px.
     """
-    from PIL import Image, ImageDraw, ImageFont
+    from PIL import Image, ImageDraw
 
     digits = sorted(recordings)
 
@@ -371,31 +358,73 @@ def digit_gallery(recordings: Mapping[int, np.ndarray], columns: int = 5, window
     diffs = [_diff(accumulate(first(recordings[d]), sensor_size)) for d in digits]
     # The 99th percentile, not the maximum: one hot pixel would otherwise wash every image out.
     lim = float(max(1.0, *(np.percentile(np.abs(z[z != 0]), 99) if np.any(z) else 1.0 for z in diffs))) if diffs else 1.0
+    stops = tuple((round(v), c) for v, c in polarity_stops(round(lim)))  # whole counts on the bar
     width, height = sensor_size[0] * scale, sensor_size[1] * scale
-    font = ImageFont.load_default(size=4.5 * scale)  # readable where a 1000 px window shows the image 540 px wide
+    font = _font(4.5 * scale)  # readable where a 1000 px window shows the image 540 px wide
     gap, band, bar = 3 * scale, 6 * scale, 3 * scale  # between panels; a panel's label; the colour bar's width
     rows = max(1, math.ceil(len(digits) / columns))
     panels_w = columns * width + (columns - 1) * gap
-    size = (panels_w + 2 * gap + bar + 16 * scale, rows * (band + height) + (rows - 1) * gap)
-    image = Image.new("RGB", size, "white")
+    image = Image.new("RGB", (panels_w + 2 * gap + bar + 16 * scale, rows * (band + height) + (rows - 1) * gap),
+                      "white")
     draw = ImageDraw.Draw(image)
     boxes = []
     for i, (digit, diff) in enumerate(zip(digits, diffs)):
         left, top = (i % columns) * (width + gap), (i // columns) * (band + height + gap) + band
-        panel = Image.fromarray(polarity_rgb(diff, lim)).resize((width, height), Image.Resampling.NEAREST)
-        image.paste(panel, (left, top))
+        image.paste(Image.fromarray(ramp_rgb(diff, stops)).resize((width, height), Image.Resampling.NEAREST),
+                    (left, top))
         draw.text((left + width // 2, top - scale), f"digit {digit}", fill="#555", font=font, anchor="md")
         boxes.append((left, top))
-    # the colour bar: lim (ON) at the top, -lim (OFF) at the bottom, beside the panels
-    x0, y0, y1 = panels_w + 2 * gap, band, size[1]
-    ramp = polarity_rgb(np.linspace(lim, -lim, y1 - y0)[:, None].repeat(bar, axis=1), lim)
-    image.paste(Image.fromarray(ramp), (x0, y0))
-    for value, y, anchor in ((lim, y0, "la"), (0, (y0 + y1) // 2, "lm"), (-lim, y1, "ld")):
-        draw.text((x0 + bar + scale, y), f"{value:+.0f}" if value else "0", fill="#555", font=font, anchor=anchor)
-    draw.text((size[0] - scale, y0 - scale), "ON - OFF", fill="#555", font=font, anchor="rd")  # the font has no "−"
-    out = io.BytesIO()
-    image.save(out, format="PNG", compress_level=1)
-    return Gallery(out.getvalue(), digits, boxes, scale, lim)
+    x0 = panels_w + 2 * gap
+    _colour_bar(image, draw, stops, (x0, band, x0 + bar, image.height - scale), font)
+    draw.text((image.width - scale, band - scale), "ON - OFF", fill="#555", font=font, anchor="rd")  # no "−" in it
+    return Picture(_png(image), boxes, scale, [stops] * len(digits))
+
+
+def event_image(events: np.ndarray, sensor_size: tuple[int, int, int] = SENSOR_SIZE, scale: int = 8) -> Picture:
+    """The recording accumulated into images, drawn into one PNG: ON count, OFF count and ON minus OFF.
+
+    Each panel has its pixel axes (ticks every 10 pixels) and its colour bar under it,
+    in the app's polarity colours. A picture rather than a chart: this is the first
+    view a new visitor waits for, and a picture needs no chart script in the browser
+    (Vega-Lite's took about 0.5 s of a cold first view, plotly's about 2 s); it
+    scales with the window, three panels side by side at any width (1,152 px wide at
+    the default scale: Streamlit resamples, and blurs, a picture wider than 1,460 px).
+    """
+    from PIL import Image, ImageDraw
+
+    counts = accumulate(events, sensor_size)
+    on, off = counts[1], counts[0]
+    diff = on - off
+    lim = max(1, int(np.abs(diff).max()))
+    panels = (("ON events", on, ((0, "#ffffff"), (max(1, int(on.max())), ON_COLOR))),
+              ("OFF events", off, ((0, "#ffffff"), (max(1, int(off.max())), OFF_COLOR))),
+              ("ON - OFF", diff, polarity_stops(lim)))  # the font has no "−"
+    w, h = sensor_size[0] * scale, sensor_size[1] * scale
+    font = _font(3.5 * scale)
+    left_m, top_m, gap = 10 * scale, 5 * scale, 3 * scale  # y label and ticks; the title; between panels
+    block = left_m + w + 2 * scale
+    bar_top = top_m + h + 9 * scale  # under the x ticks and the x label
+    image = Image.new("RGB", (3 * block + 2 * gap, bar_top + 7 * scale), "white")
+    draw = ImageDraw.Draw(image)
+    y_label = _rotated_text("y (pixel)", font)
+    boxes = []
+    for i, (title, values, stops) in enumerate(panels):
+        left, top = i * (block + gap) + left_m, top_m
+        image.paste(Image.fromarray(ramp_rgb(values, stops)).resize((w, h), Image.Resampling.NEAREST), (left, top))
+        draw.rectangle((left - 1, top - 1, left + w, top + h), outline="#dddddd")
+        draw.text((left + w // 2, top - scale), title, fill="#31333f", font=font, anchor="md")
+        for tick in range(0, max(sensor_size[:2]), 10):
+            if tick < sensor_size[0]:
+                draw.text((left + tick * scale + scale // 2, top + h + scale // 2), str(tick), fill="#555", font=font,
+                          anchor="mt")
+            if tick < sensor_size[1]:
+                draw.text((left - scale, top + tick * scale + scale // 2), str(tick), fill="#555", font=font,
+                          anchor="rm")
+        draw.text((left + w // 2, top + h + 5 * scale), "x (pixel)", fill="#555", font=font, anchor="mt")
+        image.paste(y_label, (left - left_m, top + (h - y_label.height) // 2))
+        _colour_bar(image, draw, stops, (left + scale, bar_top, left + w - scale, bar_top + 2 * scale), font)
+        boxes.append((left, top))
+    return Picture(_png(image), boxes, scale, [stops for _, _, stops in panels])
 
 
 def _polarity_heat(lim: float) -> dict:

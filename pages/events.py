@@ -42,9 +42,9 @@ def cloud_figure(source_key: str, path_key: str, _events: np.ndarray) -> go.Figu
     return figures.event_cloud_figure(_events)
 
 
-@st.cache_data(show_spinner=False, max_entries=64)  # a copy each run: Streamlit may edit a spec it is given
-def image_specs(source_key: str, path_key: str, _events: np.ndarray) -> list[dict]:
-    return figures.event_image_specs(_events)
+@st.cache_data(show_spinner=False, max_entries=64)
+def image_png(source_key: str, path_key: str, _events: np.ndarray) -> bytes:
+    return figures.event_image(_events).png
 
 
 @st.cache_resource(show_spinner=False, max_entries=32)  # see pages.common.FIGURE_CACHE
@@ -82,7 +82,7 @@ def plotly_script() -> str | None:
 def preload_plotly() -> None:
     """Have the browser load plotly's script once the event image is drawn, before any plotly chart is asked for.
 
-    The event image is Vega-Lite; every other view is plotly, whose script takes the
+    The event image is a picture; every other view is plotly, whose script takes the
     browser 1 to 2 s of the 2-core machine to load the first time a plotly chart
     arrives. Loaded here, while the person looks at the image, the first switch to
     another tab does not wait for it. Not sooner: an empty plotly chart sent with the
@@ -100,7 +100,7 @@ def preload_plotly() -> None:
 PRELOAD_JS = r"""<script data-app="preload-plotly">
 (() => {
   const t0 = performance.now();
-  const drawn = () => document.querySelector("[data-testid='stVegaLiteChart'] svg") || performance.now() - t0 > 5000;
+  const drawn = () => document.querySelector(".st-key-events_image img")?.complete || performance.now() - t0 > 5000;
   const load = () => {
     const page = [...document.scripts].find((s) => /\/static\/js\/index\.[\w-]+\.js$/.test(s.src));
     if (page) import(new URL("SCRIPT", page.src).href).catch(() => {});
@@ -171,9 +171,9 @@ with cloud_tab:
                    "sweeps the digit across the sensor.")
 with image_tab:
     if image_tab.open:
-        with st.container(horizontal=True, gap="medium", key="events_image"):  # wraps in a narrow window
-            for i, spec in enumerate(image_specs(source.key, key, events)):
-                st.vega_lite_chart(spec, width="content", key=f"events_image_{i}")
+        with st.container(key="events_image"):
+            st.image(image_png(source.key, key, events), width="stretch", output_format="PNG",  # not a blurred JPEG
+                     alt="The recording's ON events, OFF events and ON minus OFF, summed per pixel")
 with projection_tab:
     if projection_tab.open and not too_many(span, PROJECTION_BIN_US, MAX_BINS, "time bins of 2 ms",
                                             "These views are made for N-MNIST's 0.3 s recordings."):

@@ -96,6 +96,18 @@ def assert_same(ours: object, theirs: object) -> None:
     np.testing.assert_array_equal(ours, theirs)
 
 
+def picture_panel(picture: object, index: int, shape: tuple[int, int] = (34, 34)) -> np.ndarray:
+    """Panel ``index`` of a ``core.figures.Picture`` as RGB, one value a sensor pixel (each one's centre)."""
+    import io
+
+    from PIL import Image
+
+    image = np.asarray(Image.open(io.BytesIO(picture.png)).convert("RGB"))
+    left, top = picture.boxes[index]
+    s = picture.scale
+    return image[top + s // 2:top + shape[0] * s:s, left + s // 2:left + shape[1] * s:s]
+
+
 def mosaic_panel(figure: object, index: int, shape: tuple[int, int] = (34, 34)) -> np.ndarray:
     """Panel ``index`` of a figure drawn as one mosaic heatmap (``core.figures.Mosaic``), from its ``meta.origins``."""
     layout = figure["layout"] if isinstance(figure, dict) else figure.layout.to_plotly_json()

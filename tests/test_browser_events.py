@@ -14,6 +14,7 @@ from browser import WIDTHS, expect, no_exception, open_page, settle, shoot, trun
 
 pytestmark = pytest.mark.browser
 
+IMAGE = ".st-key-events_image img"
 VIEWS = ("Event image", "3D point cloud", "x-t and y-t", "Event rate", "Playback", "Raw events", "Statistics")
 
 
@@ -38,7 +39,7 @@ def test_every_view_is_whole(page, server: str, width: int) -> None:
     page.set_viewport_size({"width": width, "height": 1000})
     start = time.monotonic()
     page.goto(f"{server}/events?split=Test&digit=8&sample=1")
-    page.wait_for_selector("[data-testid='stVegaLiteChart'] svg", timeout=90_000)  # the event image, in Vega-Lite
+    page.wait_for_selector(IMAGE, timeout=90_000)  # the event image, a picture
     print(f"\nevents at {width} px: first plot {time.monotonic() - start:.1f} s after the request")
     settle(page)
     for view in VIEWS:
@@ -47,7 +48,7 @@ def test_every_view_is_whole(page, server: str, width: int) -> None:
         no_exception(page)
         assert truncated(page) == [], view
         if view in ("3D point cloud", "Event image", "x-t and y-t"):
-            chart = "[data-testid='stVegaLiteChart'] svg" if view == "Event image" else ".js-plotly-plot"
+            chart = IMAGE if view == "Event image" else ".js-plotly-plot"
             expect()(page.locator(f"[role='tabpanel']:not([hidden]) {chart}").first).to_be_visible()
             shoot(page, f"events-{view.replace(' ', '-').replace('/', '')}-{width}")
     assert page.outside_requests == []
@@ -91,12 +92,14 @@ def test_a_copied_link_reproduces_the_view(page, browser, server: str) -> None:
     other.close()
 
 
-# Browser clock (ms) of the first drawn event image, for the test below.
+# Browser clock (ms) at which the event image has loaded, for the test below.
 MARK_IMAGE_JS = """
 new MutationObserver((_, observer) => {
-  if (document.querySelector("[data-testid='stVegaLiteChart'] svg")) {
-    window.__imageDrawn = performance.now();
+  const image = document.querySelector(".st-key-events_image img");
+  if (image) {
     observer.disconnect();
+    const mark = () => { window.__imageDrawn = performance.now(); };
+    if (image.complete) mark(); else image.addEventListener("load", mark);
   }
 }).observe(document, {subtree: true, childList: true});
 """

@@ -119,13 +119,13 @@ def test_each_slider_sits_in_the_tab_it_affects(home: Path, monkeypatch: pytest.
 
 def test_only_the_open_tab_is_computed(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     at = events_page(home, monkeypatch)
-    assert len(at.get("vega_lite_chart")) == 3  # the default tab: the event image
+    assert len(at.get("image")) == 1  # the default tab: the event image
     assert not at.get("plotly_chart") and len(preloads(at)) == 1  # a script that loads plotly's, after the image
     at.run()
-    assert len(at.get("vega_lite_chart")) == 3 and not preloads(at)  # once a session
+    assert len(at.get("image")) == 1 and not preloads(at)  # once a session
     assert not at.get("download_button") and not at.dataframe
     at = events_page(home, monkeypatch, view="Raw events")
-    assert at.dataframe and at.get("download_button") and not at.get("plotly_chart") and not at.get("vega_lite_chart")
+    assert at.dataframe and at.get("download_button") and not at.get("plotly_chart") and not at.get("image")
 
 
 # ------------------------------------------------------------------ the figures
@@ -148,32 +148,44 @@ def test_the_cloud_shows_the_whole_recording_upright_and_unmirrored() -> None:
     assert fig.layout.legend.orientation == "h"  # not over the scene
 
 
-def test_on_off_images_have_pixel_axes_and_a_colour_bar_each() -> None:
+def test_on_off_images_have_their_counts_and_a_colour_scale_each() -> None:
+    from helpers import picture_panel
+
     events = _sample(1)
-    on, off, diff = figures.event_image_specs(events)
+    picture = figures.event_image(events)
     counts = figures.accumulate(events)
-    for spec, expected in ((on, counts[1]), (off, counts[0]), (diff, counts[1] - counts[0])):
-        (param,) = spec["params"]
-        np.testing.assert_array_equal(np.reshape(param["value"], (34, 34)), expected)
-        enc = spec["encoding"]
-        assert enc["x"]["title"] == "x (pixel)" and enc["y"]["title"] == "y (pixel)"
-        assert enc["y"]["scale"]["reverse"] and enc["y"]["scale"]["domain"] == [-0.5, 33.5]  # row 0 on top
-        assert enc["color"]["legend"]["orient"] == "bottom"  # a colour bar under each image
-        assert spec["width"] == spec["height"]  # square pixels
-    assert on["encoding"]["color"]["scale"]["range"] == ["#ffffff", figures.ON_COLOR]
-    assert off["encoding"]["color"]["scale"]["range"] == ["#ffffff", figures.OFF_COLOR]
     lim = int(np.abs(counts[1] - counts[0]).max())
-    assert diff["encoding"]["color"]["scale"] == {"domain": [-lim, 0, lim], "range": [c for _, c in figures.POLARITY_SCALE],
-                                                 "interpolate": "rgb"}  # the app's polarity colours, symmetric
-    assert [t["title"] for t in (on["encoding"]["tooltip"][2], diff["encoding"]["tooltip"][2])] == ["ON", "ON − OFF"]
+    expected = ((counts[1], ((0, "#ffffff"), (int(counts[1].max()), figures.ON_COLOR))),
+                (counts[0], ((0, "#ffffff"), (int(counts[0].max()), figures.OFF_COLOR))),
+                (counts[1] - counts[0], ((-lim, figures.OFF_COLOR), (0, "#ffffff"), (lim, figures.ON_COLOR))))
+    assert picture.stops == [stops for _, stops in expected]  # white where nothing, the app's polarity colours
+    for i, (values, stops) in enumerate(expected):
+        shown = picture_panel(picture, i)
+        np.testing.assert_array_equal(shown, figures.ramp_rgb(values, stops))  # row 0 on top, square pixels
+        assert (shown[values == 0] == 255).all() if i < 2 else True
+    hot = np.unravel_index(np.argmax(counts[1]), counts[1].shape)
+    assert tuple(picture_panel(picture, 0)[hot]) == (0xD6, 0x27, 0x28)  # the most ON events: ON red
 
 
-def test_the_event_image_specs_are_vega_lite_that_streamlit_sends_without_a_table() -> None:
-    """The counts travel as parameters: a ``data.values`` table would make Streamlit import pandas and pyarrow
-    (test_a_cold_first_events_view_imports_only_what_it_draws checks that it does not)."""
-    for spec in figures.event_image_specs(_sample(2)):
-        json.dumps(spec)  # plain JSON
-        assert set(spec["data"]) == {"sequence"} and spec["autosize"] == {"type": "pad"}  # its own size, not squeezed
+def test_the_event_image_is_one_png_whose_axes_and_colour_bars_are_drawn_in() -> None:
+    """A picture: the first view needs no chart script in the browser. Its axes, titles and colour bars are pixels
+    (their ink is checked here: grey text left of and under each panel, a colour ramp under it)."""
+    import io
+
+    from PIL import Image
+
+    picture = figures.event_image(_sample(2))
+    image = np.asarray(Image.open(io.BytesIO(picture.png)).convert("RGB")).astype(int)
+    assert picture.png[:8] == b"\x89PNG\r\n\x1a\n" and len(picture.boxes) == 3
+    side = 34 * picture.scale
+    for (left, top), stops in zip(picture.boxes, picture.stops):
+        ink = (image.sum(axis=2) < 600)
+        assert ink[top:top + side, left - 5 * picture.scale:left].any()  # y ticks
+        assert ink[top + side:top + side + 4 * picture.scale, left:left + side].any()  # x ticks
+        assert ink[:top, left:left + side].any()  # the title
+        below = image[top + side + 9 * picture.scale + 2, left + picture.scale:left + side - picture.scale]
+        assert tuple(below[0]) == tuple(figures.ramp_rgb(np.array([stops[0][0]]), stops)[0])  # the colour bar's low end
+        assert tuple(below[-1]) == tuple(figures.ramp_rgb(np.array([stops[-1][0]]), stops)[0])  # and its high end
 
 
 def test_the_x_t_and_y_t_projections_sum_the_events() -> None:
@@ -214,7 +226,7 @@ def test_a_recording_of_hours_is_refused_by_the_timed_views_not_drawn(
         at = events_page(home, monkeypatch, data=str(root), view=tab)
         assert any("more than the" in w.value for w in at.warning), tab
         assert not at.get("plotly_chart")
-    for tab, kind, count in (("3D point cloud", "plotly_chart", 1), ("Event image", "vega_lite_chart", 3)):
+    for tab, kind, count in (("3D point cloud", "plotly_chart", 1), ("Event image", "image", 1)):
         at = events_page(home, monkeypatch, data=str(root), view=tab)
         assert len(at.get(kind)) == count, tab
 
@@ -239,7 +251,7 @@ at = AppTest.from_file(sys.argv[1], default_timeout=60)
 at.switch_page("pages/events.py")
 at.run()
 assert not at.exception, [e.value for e in at.exception]
-assert len(at.get("vega_lite_chart")) == 3 and not at.get("plotly_chart") and "PlotlyChart." in at.get("html")[0].proto.body
+assert len(at.get("image")) == 1 and not at.get("plotly_chart") and "PlotlyChart." in at.get("html")[0].proto.body
 print(" ".join(m for m in ("pandas", "pyarrow", "plotly.express", "torch", "streamlit.emojis") if m in sys.modules))
 """
 

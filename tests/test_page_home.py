@@ -135,32 +135,28 @@ def test_home_opens_on_one_event_image_per_digit_and_says_what_each_page_is_for(
 
 
 def test_gallery_shows_the_first_saccade_of_each_digit() -> None:
-    import io
-
     import numpy as np
-    from PIL import Image
 
     from core import figures
-    from helpers import random_events
+    from helpers import picture_panel, random_events
 
-    recordings = {d: random_events(500 + d, d, duration_us=315_000) for d in range(10)}
+    recordings = {d: random_events(500 + d, d, duration_us=315_000) for d in (3, 1, 0, 2, 4, 5, 6, 7, 8, 9)}
     gallery = figures.digit_gallery(recordings)
-    assert gallery.digits == list(range(10))
-    image = np.asarray(Image.open(io.BytesIO(gallery.png)).convert("RGB"))
-    s = gallery.scale
+    (stops,) = set(gallery.stops)  # one colour scale for all ten
+    lim = stops[-1][0]
+    assert [c for _, c in stops] == [c for _, c in figures.POLARITY_SCALE] and stops[0][0] == -lim  # symmetric
     diffs = []
-    for d, (left, top) in zip(gallery.digits, gallery.boxes):
+    for i, d in enumerate(range(10)):  # in digit order
         events = recordings[d]
         first = events[events["t"] < events["t"].min() + figures.SACCADE_US]
         counts = figures.accumulate(first)
         diffs.append(counts[1] - counts[0])
-        shown = image[top + s // 2:top + 34 * s:s, left + s // 2:left + 34 * s:s]  # each sensor pixel's centre
-        np.testing.assert_array_equal(shown, figures.polarity_rgb(diffs[-1], gallery.lim))
+        np.testing.assert_array_equal(picture_panel(gallery, i), figures.ramp_rgb(diffs[-1], stops))
     nonzero = np.abs(np.concatenate([z[z != 0] for z in diffs]))
-    assert 1 <= gallery.lim <= nonzero.max()  # the 99th percentile: a hot pixel does not wash the images out
-    red, blue = figures.polarity_rgb(np.array([gallery.lim, 0, -gallery.lim]), gallery.lim)[[0, 2]]
-    assert [f"#{r:02x}{g:02x}{b:02x}" for r, g, b in (red, blue)] == [figures.ON_COLOR, figures.OFF_COLOR]
-    assert (figures.polarity_rgb(np.zeros(1), 5.0) == 255).all()  # nothing happened: white
+    assert 1 <= lim <= nonzero.max()  # the 99th percentile: a hot pixel does not wash the images out
+    red, white, blue = figures.ramp_rgb(np.array([lim, 0, -lim]), stops)
+    assert [f"#{r:02x}{g:02x}{b:02x}" for r, g, b in (red, white, blue)] == [figures.ON_COLOR, "#ffffff",
+                                                                               figures.OFF_COLOR]
 
 
 def test_polarity_colours_match_the_plotly_scale() -> None:
@@ -173,7 +169,7 @@ def test_polarity_colours_match_the_plotly_scale() -> None:
     values = np.linspace(-7.0, 7.0, 29)
     expected = [tuple(int(round(float(c))) for c in rgb[4:-1].split(","))
                 for rgb in sample_colorscale(figures.POLARITY_SCALE, list((values + 7.0) / 14.0))]
-    got = [tuple(int(c) for c in rgb) for rgb in figures.polarity_rgb(values, 7.0)]
+    got = [tuple(int(c) for c in rgb) for rgb in figures.ramp_rgb(values, figures.polarity_stops(7.0))]
     assert all(max(abs(a - b) for a, b in zip(g, e)) <= 1 for g, e in zip(got, expected)), (got, expected)
 
 
@@ -225,3 +221,17 @@ def test_worker_processes_do_not_run_the_app(home: Path, monkeypatch: pytest.Mon
         pool.apply(os.getpid)
     err = capfd.readouterr().err
     assert "Session state does not function" not in err and "missing ScriptRunContext" not in err, err[-2000:]
+
+
+def test_the_first_views_pictures_reach_the_browser_as_drawn() -> None:
+    """Streamlit resamples (bilinear: blurred pixels) a picture wider than its content width, and re-encodes one
+    whose format differs: Home's gallery and the Events image are sent byte for byte as drawn."""
+    from streamlit.elements.lib.image_utils import _ensure_image_size_and_format
+    from streamlit.elements.lib.layout_utils import LayoutConfig
+
+    from core import figures
+    from helpers import random_events
+
+    recordings = {d: random_events(600 + d, d, duration_us=315_000) for d in range(10)}
+    for picture in (figures.digit_gallery(recordings), figures.event_image(recordings[3])):
+        assert _ensure_image_size_and_format(picture.png, LayoutConfig(width="stretch"), "PNG") == picture.png
