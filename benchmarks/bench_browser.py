@@ -87,6 +87,10 @@ SETTLED_JS = """([t0, needRerun, selector, text, count, needIdle]) => {
     (el) => visible(el) && (!text || (el.innerText || el.textContent || '').includes(text)));
   return found.length >= count ? performance.now() : false;
 }"""
+# Every chart of the page drawn (plotly's script loaded and run: the first in a tab takes the browser 1 to 2 s), so
+# that an interaction is timed from a page a person sees whole, not while the browser still starts plotly.
+ALL_DRAWN_JS = """() => !document.querySelector("[data-testid='stMain'] [data-testid='stSkeleton']") &&
+  [...document.querySelectorAll("[data-testid='stPlotlyChart']")].every((el) => el.querySelector('.main-svg'))"""
 RERUN_AFTER_JS = "(t) => (window.__stLog || []).some(([u, s]) => u > t && s === 'running')"
 
 
@@ -211,7 +215,8 @@ class Driver:
         self.page = self.context.new_page()
 
     def open(self, path: str, check: Check = PLOT, **extra: str) -> tuple[float, float]:
-        """Go to ``path``; seconds until ``check`` is visible, and until the page has also settled (script idle)."""
+        """Go to ``path``; seconds until ``check`` is visible, and until the page has also settled (script idle,
+        every chart drawn)."""
         start = time.perf_counter()
         self.page.goto(self.link(path, **extra))
         self.page.wait_for_selector("[data-testid='stApp']", timeout=120_000)
@@ -219,6 +224,7 @@ class Driver:
         shown = time.perf_counter() - start
         self.page.wait_for_selector(IDLE, timeout=180_000)
         self._settled(-1.0, False, check, 180_000)
+        self.page.wait_for_function(ALL_DRAWN_JS, polling=50, timeout=180_000)
         self.page.evaluate(WATCH_JS)
         return shown, time.perf_counter() - start
 
