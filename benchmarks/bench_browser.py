@@ -5,11 +5,12 @@ does) and drives Debian's Chromium through Playwright, as a person tuning by han
 would: the first page's plots (Home's gallery, then Events', each on a freshly
 started server), a sample change, a tab switch and a slider move on Events, a
 parameter edit and an added step on Transforms, a preset switch on Training, a run
-choice on Spike counter, a sample change on the Layer view (300 steps). An
-interaction has settled when the app's
-script is idle again (``[data-testid='stApp'][data-test-script-state='notRunning']``,
-after the rerun the action started, if it starts one) and the changed element is
-visible; the time runs from the action to that moment, in the browser's own clock
+choice on Spike counter, a sample change on the Layer view (300 steps). Each
+starts from a settled page (script idle, every chart drawn). An interaction has
+settled when the app's script is idle again
+(``[data-testid='stApp'][data-test-script-state='notRunning']``, after the rerun
+the action started, if it starts one) and the changed element is visible (a
+picture: loaded); the time runs from the action to that moment, in the browser's own clock
 (a MutationObserver logs every change of the script state). Each interaction is
 repeated; the median and the worst are printed with PASS/FAIL against the targets:
 median <= 1 s and worst <= 2 s per interaction, first page's plots <= 3 s after the

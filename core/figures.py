@@ -1,8 +1,8 @@
 """Figures of the dashboard: plotly views of events, frames, training and output spikes, and the spike-count MP4.
 
-Also the two first views that must not wait for plotly's browser script: the
-Events page's event image (Vega-Lite specs) and Home's digit gallery (a PNG,
-drawn with Pillow). Plain functions from arrays to figures (or bytes), so every view a page
+Also the two first views that must not wait for a chart script in the browser:
+the Events page's event image and Home's digit gallery, PNGs drawn with Pillow.
+Plain functions from arrays to figures (or bytes), so every view a page
 shows can be built and tested without Streamlit. Matplotlib is used only for
 the MP4, through explicit ``Figure`` objects on the Agg canvas (never the
 ``pyplot`` global state, which is not safe across the app's sessions).
@@ -386,7 +386,7 @@ def event_image(events: np.ndarray, sensor_size: tuple[int, int, int] = SENSOR_S
     Each panel has its pixel axes (ticks every 10 pixels) and its colour bar under it,
     in the app's polarity colours. A picture rather than a chart: this is the first
     view a new visitor waits for, and a picture needs no chart script in the browser
-    (Vega-Lite's took about 0.5 s of a cold first view, plotly's about 2 s); it
+    (Vega-Lite's charts took 0.4 s more of a cold first view, plotly's about 2 s); it
     scales with the window, three panels side by side at any width (1,152 px wide at
     the default scale: Streamlit resamples, and blurs, a picture wider than 1,460 px).
     """
