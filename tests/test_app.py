@@ -110,7 +110,7 @@ def test_events_page_sample_selection(app: AppTest) -> None:
     at.number_input(key="sel_sample").set_value(5).run()
     assert not at.exception
     assert metrics(at)["label"] == "2"  # Test has 2 per class: index 5 is a 2
-    assert len(at.get("vega_lite_chart")) == 3 and not at.get("plotly_chart")  # only the open tab (the event image)
+    assert len(at.get("image")) == 1 and not at.get("plotly_chart")  # only the open tab (the event image)
     # the link of this view, on the raw events tab: the same sample, and its CSV download
     table = AppTest.from_file(str(REPO / "app.py"), default_timeout=TIMEOUT)
     for name, value in at.query_params.items():
