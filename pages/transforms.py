@@ -322,7 +322,10 @@ def step_ui(i: int, step: dict[str, Any], n: int) -> StepView:
             if param.kind == "real" and isinstance(new, float) and new.is_integer() and abs(new) < 2**53:
                 new = int(new)  # 10000, as the tutorial writes it (the frames are the same)
             if extra:
-                step.pop(param.name, None) if new is None else step.__setitem__(param.name, new)
+                if new is None:
+                    step.pop(param.name, None)
+                else:
+                    step[param.name] = new
             elif new is None or _same(new, param.default):
                 step.pop(param.name, None)
                 if new is None and param.default is not None:

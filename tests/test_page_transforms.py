@@ -191,6 +191,19 @@ def test_the_issue_link_shows_the_shape_whole(open_page) -> None:
     assert at.number_input(key="tf_1_n_time_bins").value == 20
 
 
+def test_a_parameter_that_does_not_apply_writes_nothing_stray(open_page) -> None:
+    """A link's ToFrame parameter that the chosen slicing does not use is shown, to be cleared. Its bookkeeping was
+    one bare conditional expression, which Streamlit's magic wrote to the page: a stray `None` under the card."""
+    link = json.dumps([{"name": "ToFrame", "n_time_bins": 20, "include_incomplete": True}])
+    at = open_page({"pipeline": link})
+    assert [t.label for t in at.text_input] == ["include_incomplete: does not apply here, clear it"]
+    stray = [m.value for m in at.markdown if m.value.strip(" `") in ("None", "True", "False")]
+    assert stray == [], stray
+    at.text_input(key="tf_0_include_incomplete_extra").set_value("").run()  # cleared: gone from the link
+    assert "include_incomplete" not in url_steps(at)[0]
+    assert [m.value for m in at.markdown if m.value.strip(" `") in ("None", "True", "False")] == []
+
+
 # ------------------------------------------------------------------ issue 9, bug 2: values short enough for st.metric
 
 
