@@ -28,7 +28,7 @@ def test_home_first_view(page, server: str, width: int) -> None:
     no_exception(page)
     gallery = page.locator(".st-key-home_gallery img")
     expect()(gallery).to_be_visible()
-    assert gallery.evaluate("(img) => img.complete && img.naturalWidth > 1000")  # drawn at 8 px a sensor pixel
+    assert gallery.evaluate("(img) => img.complete && img.naturalWidth > 1000")  # drawn at 7 px a sensor pixel
     assert page.locator(".js-plotly-plot").count() == 0
     for name in ("Events", "Transforms", "Training", "Spike counter"):
         expect()(page.locator("[data-testid='stPageLink']").get_by_text(name, exact=True)).to_be_visible()
