@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 
 from benchmarks._shared import real_nmnist_root
+from core.data import TEST_FRACTION
 
 TARGETS = {60.0: 0.90, 300.0: 0.96}  # real-data accuracy to reach within that many training seconds
 
@@ -38,8 +39,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--home", type=Path, default=None, help="data home to use and keep (default: a temporary one)")
     parser.add_argument("--images", default=None, metavar="START:STOP",
                         help="train on a set simulated from these MNIST test images (e.g. 50:10000), not the default set")
-    parser.add_argument("--test-fraction", type=float, default=0.2,
-                        help="with --images: the share of the images kept for the simulated Test split (default 0.2)")
+    parser.add_argument("--test-fraction", type=float, default=TEST_FRACTION,
+                        help="with --images: the share of the images kept for the simulated Test split (default %(default)s)")
     parser.add_argument("--set", action="append", default=[], metavar="FIELD=JSON", dest="settings",
                         help="change one training setting of the quick preset, e.g. --set weight_decay=0.05 or "
                         "--set seed=1 (a bare word is a string: --set lr_schedule=cosine); repeatable")
@@ -78,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         if image_range is None:
             source = ensure_default_dataset(lambda done, total: generated.append(total))
         else:
-            tail = "" if args.test_fraction == 0.2 else f"-test{args.test_fraction:g}"  # the first sets had no tail
+            tail = "" if args.test_fraction == TEST_FRACTION else f"-test{args.test_fraction:g}"  # the first sets had no tail
             source = DataSource(home / f"mnist-{image_range[0]}-{image_range[1]}{tail}", "simulated")
             if not source.is_complete:
                 images, labels = load_bundled_mnist(*image_range)

@@ -46,6 +46,7 @@ CLASSES: tuple[int, ...] = tuple(range(10))
 NMNIST_FOLDER = "NMNIST"  # ROOT/NMNIST/{Train,Test}/<digit>/<id>.bin, as N-MNIST's zips unpack
 SIMULATION_MARKER = "simulation.json"  # written last by generation: its presence means "complete"
 SOURCE_KINDS: tuple[str, str] = ("simulated", "nmnist")
+TEST_FRACTION = 0.2  # share of a simulated set's source images recorded into its Test split
 FILE_ID_DIGITS = 5  # N-MNIST names its recordings 00001.bin, 00002.bin, ... within each digit folder
 NMNIST_HOMEPAGE = "https://www.garrickorchard.com/datasets/n-mnist"
 NMNIST_DOWNLOAD_HOST = "https://data.mendeley.com"  # where tonic.datasets.NMNIST downloads from
@@ -641,7 +642,7 @@ def generate_simulated(
     labels: np.ndarray,
     seed: int = 0,
     workers: int = 2,
-    test_fraction: float = 0.2,
+    test_fraction: float = TEST_FRACTION,
     config: Any = None,
     progress: Progress | None = None,
     source: str = "images",
@@ -862,7 +863,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--labels", type=Path, help="IDX1 labels file (mnist-idx)")
     gen.add_argument("--seed", type=int, default=0, help="random seed: the same seed gives the same files")
     gen.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
-    gen.add_argument("--test-fraction", type=float, default=0.2, help="share of source images in Test")
+    gen.add_argument("--test-fraction", type=float, default=TEST_FRACTION, help="share of source images in Test")
     gen.add_argument("--set", action="append", default=[], metavar="FIELD=JSON", dest="settings",
                      help="change one field of the simulated camera (core.saccade.SimulationConfig), e.g. "
                      "--set vary_offset_px=1.0 or --set contrast_threshold=0.25; repeatable")

@@ -32,7 +32,15 @@ import numba
 import numpy as np
 
 from core.configs import config_from_dict, config_to_dict
-from core.data import CLASSES, FILE_ID_DIGITS, NMNIST_FOLDER, SIMULATION_MARKER, class_folder, recording_path
+from core.data import (
+    CLASSES,
+    FILE_ID_DIGITS,
+    NMNIST_FOLDER,
+    SIMULATION_MARKER,
+    TEST_FRACTION,
+    class_folder,
+    recording_path,
+)
 from core.events import EVENT_DTYPE, MAX_TIMESTAMP_US, SENSOR_SIZE, write_nmnist
 from core.files import atomic_write_json, pid_alive
 
@@ -505,7 +513,7 @@ def generate_dataset(
     labels: np.ndarray,
     config: SimulationConfig | None = None,
     seed: int = 0,
-    test_fraction: float = 0.2,
+    test_fraction: float = TEST_FRACTION,
     workers: int = 2,
     progress: Callable[[int, int], None] | None = None,
     source: str = "images",
