@@ -104,7 +104,7 @@ class Check:
     count: int = 1
 
 
-CHARTS = ":is(.js-plotly-plot .main-svg, [data-testid='stVegaLiteChart'] svg, .st-key-events_image img)"  # or a picture
+CHARTS = ":is(.js-plotly-plot .main-svg, [data-testid='stVegaLiteChart'] svg, .st-key-events_image img, .st-key-tf_grids img)"  # or a picture
 PLOT = Check(f"[data-testid='stMain'] {CHARTS}")
 GALLERY = Check("[data-testid='stMain'] .st-key-home_gallery img")  # Home's first view (a PNG)
 TAB_PLOT = Check(f"[data-testid='stMain'] [role='tabpanel']:not([hidden]) {CHARTS}")

@@ -148,10 +148,9 @@ class Mosaic:
     """Sensor images laid out in a grid inside one array, for one heatmap on one pair of axes.
 
     A grid of one heatmap per panel, each on its own square axes, makes plotly solve
-    one aspect-ratio constraint per panel at every redraw: a redraw of the Transforms
-    grids (six panels) settled in about 0.5 s on the busy 2-core machine, against
-    0.2 s for one heatmap holding every panel with empty (NaN: no colour, no hover)
-    gaps between them.
+    one aspect-ratio constraint per panel at every redraw: a redraw of six panels
+    settled in about 0.5 s on the busy 2-core machine, against 0.2 s for one heatmap
+    holding every panel with empty (NaN: no colour, no hover) gaps between them.
     """
 
     z: np.ndarray  # float32 (rows * cell_h + gaps, cols * cell_w + gaps); NaN between and around panels
@@ -295,13 +294,13 @@ def _font(size: float):
     return ImageFont.load_default(size=size)  # Pillow's own TrueType font: the same on every machine
 
 
-def _rotated_text(text: str, font):
+def _rotated_text(text: str, font, fill: str = "#555"):
     """``text`` turned a quarter anticlockwise (a vertical axis's title), on white."""
     from PIL import Image, ImageDraw
 
     left, top, right, bottom = font.getbbox(text)
     label = Image.new("RGB", (right - left + 2, bottom - top + 2), "white")
-    ImageDraw.Draw(label).text((1 - left, 1 - top), text, fill="#555", font=font)
+    ImageDraw.Draw(label).text((1 - left, 1 - top), text, fill=fill, font=font)
     return label.rotate(90, expand=True)
 
 
@@ -564,26 +563,64 @@ def event_grid_figure(frames: np.ndarray, title: str = "", subtitles: Sequence[s
     ))
 
 
-def event_grids_figure(rows: Sequence[tuple[str, np.ndarray, Sequence[str]]], height: int = 420) -> go.Figure:
-    """Rows of frames side by side as ``frame[1] - frame[0]`` (plot_event_grid's view), on one polarity scale.
+def event_grids_image(rows: Sequence[tuple[str, np.ndarray, Sequence[str]]], panel_px: int = 204) -> Picture:
+    """Rows of frames side by side as ``frame[1] - frame[0]`` (plot_event_grid's view) on one polarity scale, as a PNG.
 
     Each row is ``(name, frames (T, P, H, W), a title per frame)``: the recording
     before a pipeline and after its event steps, say, so their intensities compare.
-    ON is red, OFF blue, white where they cancel or nothing happened; every panel
-    has its own pixel ticks, the colour bar lies under the panels (it takes no width).
+    ON is red, OFF blue, white where they cancel or nothing happened. Every row has
+    its name and pixel ticks on the left, the x ticks and the colour bar lie under the
+    last row; one scale (sensor pixels to image pixels) for all, so a smaller sensor
+    (after Downsample) looks smaller, top-left in its cell. A picture rather than a
+    chart: it fills its column at any width (a plotly grid of square axes in a narrow
+    column left white bands above and below a small grid) and needs no chart script.
     """
-    mosaic, lim = _polarity_mosaic([frames for _, frames, _ in rows], [list(subtitles) for _, _, subtitles in rows])
-    names = [dict(text=f"<b>{name}</b>", x=-0.5, y=top + np.asarray(frames).shape[-2] / 2, xref="x", yref="y",
-                  textangle=-90, xanchor="right", yanchor="middle", xshift=-28, showarrow=False, font=dict(size=12))
-             for (name, frames, _), top in zip(rows, mosaic.row_tops)]
-    return go.Figure(data=[mosaic.heatmap()], layout=dict(
-        **mosaic.axes(), annotations=names + mosaic.titles, meta=dict(rows=[name for name, _, _ in rows], origins=mosaic.origins),
-        height=height, margin=dict(l=50, r=10, t=30, b=60),
-        coloraxis=dict(colorscale=POLARITY_SCALE, cmin=-lim, cmax=lim,
-                       colorbar=dict(title=dict(text="ON − OFF", side="top"), orientation="h", thickness=10,
-                                     thicknessmode="pixels", len=0.6, lenmode="fraction", y=-0.2, yanchor="top", x=0.5,
-                                     xanchor="center")),
-    ))
+    from PIL import Image, ImageDraw
+
+    diffs = [[_diff(frame) for frame in np.asarray(frames)] for _, frames, _ in rows]
+    lim = max([1.0, *(float(np.abs(z).max()) for row in diffs for z in row if z.size)])
+    stops = polarity_stops(lim)
+    n_cols = max([1, *(len(row) for row in diffs)])
+    sizes = [(max([0, *(z.shape[0] for z in row)]), max([0, *(z.shape[1] for z in row)])) for row in diffs]
+    scale = max(1, panel_px // max([1, *(max(size) for size in sizes)]))
+    unit = 6  # the layout's unit (image pixels): margins, gaps and the font scale with it, not with the sensor
+    font = _font(4.5 * unit)  # about 10 px where the column is 270 px wide (a 1000 px window)
+    left_m, band, gap, ticks = 12 * unit, 6 * unit, 3 * unit, 6 * unit  # row name, y ticks; title; between; x ticks
+    cell_w = max([1, *(w for _, w in sizes)]) * scale
+    panels_w = n_cols * cell_w + (n_cols - 1) * gap
+    # x ticks under a row whose panels are not as wide as the next row's (a Downsample), and under the last
+    tick_rows = [r == len(sizes) - 1 or sizes[r][1] != sizes[r + 1][1] for r in range(len(sizes))]
+    tops = np.cumsum([0] + [band + h * scale + (ticks if t else 0) for (h, _), t in zip(sizes, tick_rows)]).tolist()
+    bar_top = tops[-1] + 7 * unit  # under the x label
+    image = Image.new("RGB", (left_m + panels_w + 2 * unit, bar_top + 8 * unit), "white")
+    draw = ImageDraw.Draw(image)
+    boxes = []
+    for r, ((name, _, titles), row) in enumerate(zip(rows, diffs)):
+        top, (h, w) = tops[r] + band, sizes[r]
+        label = _rotated_text(str(name), font, fill="#31333f")
+        image.paste(label, (0, top + (h * scale - label.height) // 2))
+        for tick in range(0, h, 10):
+            draw.text((left_m - unit, top + tick * scale + scale // 2), str(tick), fill="#555", font=font, anchor="rm")
+        for c, z in enumerate(row):
+            left = left_m + c * (cell_w + gap)
+            panel = Image.fromarray(ramp_rgb(z, stops)).resize((z.shape[1] * scale, z.shape[0] * scale),
+                                                               Image.Resampling.NEAREST)
+            image.paste(panel, (left, top))
+            draw.rectangle((left - 1, top - 1, left + panel.width, top + panel.height), outline="#dddddd")
+            if c < len(titles):
+                draw.text((left + panel.width // 2, top - unit), str(titles[c]).replace("\u2013", "-"), fill="#555",
+                          font=font, anchor="md")  # the font has no en dash
+            boxes.append((left, top))
+            if tick_rows[r]:
+                for tick in range(0, w, 10):
+                    draw.text((left + tick * scale + scale // 2, top + h * scale + unit), str(tick), fill="#555",
+                              font=font, anchor="mt")
+    draw.text((left_m + panels_w // 2, tops[-1]), "x, y (pixel)", fill="#555", font=font, anchor="mt")
+    bar_w = max(20 * unit, panels_w // 3)
+    bar_left = left_m + (panels_w - bar_w) // 2
+    _colour_bar(image, draw, stops, (bar_left, bar_top, bar_left + bar_w, bar_top + 2 * unit), font)
+    draw.text((bar_left - 2 * unit, bar_top + unit), "ON - OFF", fill="#555", font=font, anchor="rm")
+    return Picture(_png(image), boxes, scale, [stops] * len(boxes))
 
 
 # --------------------------------------------------------------------------- training

@@ -48,7 +48,7 @@ from pages.common import init_selection, require_data, sample_ui
 
 TUTORIAL_BATCH = 128  # tutorial 7's batch size, for the "in training" estimate
 MAX_SEED = 2**32 - 1  # numpy's RandomState takes seeds below 2**32
-MAX_DRAWN_PIXELS = 256 * 256  # a larger sensor (after Downsample) is not drawn as heatmaps
+MAX_DRAWN_PIXELS = 256 * 256  # a larger sensor (after Downsample) is not drawn
 JS_SAFE_INTEGER = 2**53 - 1  # a number input holds no larger integer
 SLICING_HELP = "How ToFrame cuts the recording into frames; only that method's fields are shown.  \n" + "  \n".join(
     f"**{name}**: {s.label} ({s.unit})" for name, s in SLICINGS.items())
@@ -459,16 +459,16 @@ def _bin_titles(events: np.ndarray, origin: float, n: int = 3) -> list[str]:
     return [f"{(t0 - origin + k * window) / 1000:.0f}–{(t0 - origin + (k + 1) * window) / 1000:.0f} ms" for k in range(n)]
 
 
-def grids_figure(key: tuple, rows: list[tuple[str, np.ndarray, tuple[int, int, int]]]) -> go.Figure | None:
-    """The recording before (and after the event steps) in three time bins each, ON red, OFF blue, on one scale.
+def grids_picture(key: tuple, rows: list[tuple[str, np.ndarray, tuple[int, int, int]]]) -> bytes | None:
+    """The recording before (and after the event steps) in three time bins each, ON red, OFF blue, on one scale (PNG).
 
-    None where a row cannot be drawn: a sensor too large for heatmaps, or events off
+    None where a row cannot be drawn: a sensor too large to draw, or events off
     the sensor (SpatialJitter unclipped, at the end of the pipeline).
     """
     if any(size[0] * size[1] > MAX_DRAWN_PIXELS for _, _, size in rows):
         return None
 
-    def make() -> tuple[go.Figure | None, int]:
+    def make() -> tuple[bytes | None, int]:
         drawn = []
         origin = float(rows[0][1]["t"][0]) if len(rows[0][1]) else 0.0  # times from the recording's first event
         try:
@@ -476,7 +476,8 @@ def grids_figure(key: tuple, rows: list[tuple[str, np.ndarray, tuple[int, int, i
                 drawn.append((name, figures.event_grid_frames(events, size), _bin_titles(events, origin)))
         except (ValueError, IndexError):
             return None, 1
-        return figures.event_grids_figure(drawn), _figure_bytes(*(frames for _, frames, _ in drawn))
+        png = figures.event_grids_image(drawn).png
+        return png, len(png)
 
     return page_cache().get_or_make(("grids", *key), make)
 
@@ -566,14 +567,16 @@ def results_ui(checked: Checked, sample_key: str, events: np.ndarray) -> None:
     if result is not None:
         event_size = pipeline.sensor_sizes[-2] if pipeline.is_frame else pipeline.output_sensor_size
         rows.append(("after", result.after, event_size))
-    grids = grids_figure(key if result is not None else ("raw", sample_key), rows)
+    grids = grids_picture(key if result is not None else ("raw", sample_key), rows)
     if grids is None:  # the after row: the sensor before cannot be too large
-        grids = grids_figure(("raw", sample_key), rows[:1])
+        rows = rows[:1]
+        grids = grids_picture(("raw", sample_key), rows)
         st.info("The events after the steps cannot be drawn here: their sensor is too large, or they lie off it.")
     if grids is not None:
         st.caption("The recording in three equal time bins, before the pipeline" +
-                   (" and after its event steps." if len(rows) > 1 else "."))
-        st.plotly_chart(grids, width="stretch", key="tf_grids")
+                   (" (top) and after its event steps (bottom)." if len(rows) > 1 else "."))
+        with st.container(key="tf_grids"):
+            st.image(grids, width="stretch", output_format="PNG")  # as it is: "auto" would send a blurred JPEG
     if result is None:
         return
     st.plotly_chart(count_figure(key, events, result.after), width="stretch", key="tf_counts")

@@ -45,6 +45,17 @@ def test_the_tutorial_pipeline_shows_every_value_whole(page, server: str, width:
     expect()(page.get_by_text("frames (T)")).to_be_visible()
     expect()(page.locator("[data-testid='stMetricValue']")).to_have_count(4)  # waits: a busy machine draws late
     assert truncated(page) == [], truncated(page)
+    grids = page.locator("[data-testid='stMain'] .st-key-tf_grids img")
+    expect()(grids).to_be_visible()
+    page.wait_for_function("(img) => img.complete && img.naturalWidth > 0", arg=grids.element_handle())
+    size = grids.evaluate("""(img) => ({natural: img.naturalWidth, shown: img.getBoundingClientRect().width,
+        column: img.closest("[data-testid='stColumn']").getBoundingClientRect().width,
+        ratio: img.getBoundingClientRect().height / img.getBoundingClientRect().width,
+        drawn: img.naturalHeight / img.naturalWidth})""")
+    # the before/after picture fills the result column (a plotly grid of square axes left white bands there), drawn
+    # at least as large as it is shown (sharp), keeping its shape
+    assert size["shown"] >= size["column"] - 2 and size["natural"] >= size["shown"], size
+    assert abs(size["ratio"] - size["drawn"]) < 0.02, size
     shoot(page, f"transforms-tutorial-{width}")
 
 

@@ -52,29 +52,49 @@ def test_event_grid_frames_are_tonics_on_the_true_sensor(n_time_bins: int) -> No
         np.testing.assert_array_equal(mosaic_panel(fig, i), theirs[i][1].astype(int) - theirs[i][0])
 
 
-def test_event_grids_hold_each_panel_at_its_place_with_its_own_ticks() -> None:
-    """One heatmap for every panel (one aspect constraint for plotly to solve): each panel is its frames' ON minus OFF,
-    with NaN (no hover, no colour) between panels; a smaller sensor in a row sits top-left in its cell."""
-    before = figures.event_grid_frames(random_events(seed=1))
+def test_event_grids_hold_each_panel_at_its_place_on_one_scale() -> None:
+    """Before and after as one picture: each panel is its frames' ON minus OFF (tonic's ToFrame) on one shared
+    polarity scale, row by row; a smaller sensor (a Downsample) is drawn at the same scale, so it looks smaller;
+    titles over the panels, ticks left of each row and under the rows, the colour bar under all."""
+    import io
+
+    import tonic.transforms
+    from PIL import Image
+
+    events = random_events(seed=1)
+    before = tonic.transforms.ToFrame(sensor_size=SENSOR_SIZE, n_time_bins=3)(events)
     after = np.random.default_rng(0).integers(0, 4, size=(3, 2, 17, 17)).astype(np.int16)  # a Downsample(0.5)
-    fig = figures.event_grids_figure([("before", before, ["a", "b", "c"]), ("after", after, ["d", "e", "f"])])
-    (heat,) = fig.data
-    z = np.asarray(heat.z, dtype=float)
-    origins = fig.layout.meta["origins"]
-    assert len(origins) == 6 and [o[0] for o in origins[:3]] == [0] * 3 and origins[3][0] > 34  # two rows of three
-    for c in range(3):
-        np.testing.assert_array_equal(mosaic_panel(fig, c), before[c, 1].astype(int) - before[c, 0])
-        np.testing.assert_array_equal(mosaic_panel(fig, 3 + c, (17, 17)), after[c, 1].astype(int) - after[c, 0])
-    painted = np.zeros(z.shape, dtype=bool)
-    for i, (top, left) in enumerate(origins):
-        h = 34 if i < 3 else 17
-        painted[top:top + h, left:left + h] = True
-    assert np.isnan(z[~painted]).all() and not np.isnan(z[painted]).any()  # gaps and the after row's spare room
-    ticks = dict(zip(fig.layout.xaxis.tickvals, fig.layout.xaxis.ticktext))
-    assert [ticks[left + t] for _, left in origins[:3] for t in (0, 30)] == ["0", "30"] * 3
+    picture = figures.event_grids_image([("before", before, ["a", "b", "c"]), ("after", after, ["d", "e", "f"])])
     lim = max(np.abs(before[:, 1].astype(int) - before[:, 0]).max(), np.abs(after[:, 1].astype(int) - after[:, 0]).max())
-    assert fig.layout.coloraxis.cmax == lim == -fig.layout.coloraxis.cmin
-    assert heat.hoverongaps is False and fig.layout.yaxis.scaleanchor == "x"  # square pixels, one constraint
+    assert picture.stops == [figures.polarity_stops(float(lim))] * 6  # one scale, white at 0
+    stops = picture.stops[0]
+    for c in range(3):
+        np.testing.assert_array_equal(picture_panel(picture, c), figures.ramp_rgb(before[c, 1].astype(int) - before[c, 0], stops))
+        np.testing.assert_array_equal(picture_panel(picture, 3 + c, (17, 17)),
+                                      figures.ramp_rgb(after[c, 1].astype(int) - after[c, 0], stops))
+    boxes, s = picture.boxes, picture.scale
+    assert [top for _, top in boxes[:3]] == [boxes[0][1]] * 3 and boxes[3][1] > boxes[0][1] + 34 * s  # two rows of three
+    assert [left for left, _ in boxes[3:]] == [left for left, _ in boxes[:3]]  # the smaller sensor top-left in its cell
+    image = np.asarray(Image.open(io.BytesIO(picture.png)).convert("RGB")).astype(int)
+    assert image.shape[1] < 1460  # Streamlit would resample (blur) a wider picture
+    ink = image.sum(axis=2) < 600
+    for i, (left, top) in enumerate(boxes):
+        side = 34 * s if i < 3 else 17 * s
+        assert ink[top - 6 * s:top - 1, left:left + side].any()  # its title
+        last = side // s - 1 - (side // s - 1) % 10  # the last tick (30, or 10): clear of the next row's title
+        assert ink[top + side + 1:top + side + 5 * s, left + (last - 2) * s:left + side].any()  # x ticks under each row
+        if i % 3 == 0:
+            assert ink[top:top + side, :left - 1].any()  # y ticks and the row's name
+    bar = image[-7 * 6, boxes[0][0]:boxes[2][0] + 34 * s]  # the colour bar's row (6: the layout's unit)
+    ends = figures.ramp_rgb(np.array([-lim, lim]), stops)
+    assert {tuple(ends[0]), tuple(ends[1])} <= {tuple(p) for p in bar}  # its OFF blue and ON red ends
+
+
+def test_the_event_grids_picture_of_an_empty_recording() -> None:
+    frames = figures.event_grid_frames(random_events(0))
+    picture = figures.event_grids_image([("before", frames, ["no events"] * 3)])
+    assert picture.stops[0] == figures.polarity_stops(1.0) and len(picture.boxes) == 3
+    assert (picture_panel(picture, 0) == 255).all()  # white: nothing happened
 
 
 def test_event_grid_on_real_recordings(real_recordings) -> None:
