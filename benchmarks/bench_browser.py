@@ -31,8 +31,6 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -40,19 +38,13 @@ import tempfile
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from benchmarks._browser import CHROMIUM_ARGS, IDLE, REPO, find_chromium, streamlit_server, wait_healthy
 from core.files import read_json
 
-REPO = Path(__file__).resolve().parents[1]
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
-]
-IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
 TARGET_MEDIAN_S = 1.0
 TARGET_WORST_S = 2.0
 TARGET_FIRST_PAGE_S = 3.0
@@ -134,60 +126,6 @@ class Result:
             f"  {self.note}" if self.note else "")
         return (f"{self.name:34s} {len(self.seconds):3d} {median:7.2f}s {worst:7.2f}s  {target:24s} "
                 f"{'PASS' if ok else 'FAIL'}{failed}")
-
-
-# ------------------------------------------------------------------ server and browser
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def find_chromium() -> str | None:
-    for candidate in (os.environ.get("CHROMIUM"), "/usr/bin/chromium", shutil.which("chromium"),
-                      shutil.which("chromium-browser")):
-        if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
-            return candidate
-    return None
-
-
-@contextmanager
-def streamlit_server(home: Path, log_path: Path) -> Iterator[tuple[str, subprocess.Popen]]:
-    """``streamlit run app.py`` on a free loopback port with ``home`` as its data home; yields (URL, process)."""
-    port = free_port()
-    env = dict(os.environ, NMNIST_DASHBOARD_HOME=str(home), PYTHONUNBUFFERED="1")
-    log = open(log_path, "w+")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
-        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
-    try:
-        yield f"http://127.0.0.1:{port}", process
-    finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
-
-
-def wait_healthy(url: str, process: subprocess.Popen, timeout: float = 120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise SystemExit(f"streamlit exited with {process.returncode}")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                if response.read().strip() == b"ok":
-                    return
-        except OSError:
-            pass
-        time.sleep(0.05)
-    raise SystemExit(f"{url}/_stcore/health did not answer within {timeout:.0f} s")
 
 
 # ------------------------------------------------------------------ measuring one interaction

@@ -8,28 +8,17 @@ why) where Chromium or Playwright is missing. Screenshots go to test-artifacts/.
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
+from benchmarks import _browser
+from benchmarks._browser import CHROMIUM_ARGS, IDLE, REPO, find_chromium, wait_healthy
 from helpers import write_tiny_dataset
 
-REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "test-artifacts"
-CHROMIUM_ARGS = [
-    "--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
-    "--disable-component-update", "--disable-sync", "--no-first-run",
-]
-IDLE = "[data-testid='stApp'][data-test-script-state='notRunning']"
 WIDTHS = (1000, 1400)  # every page is checked at both window widths
 
 # Elements whose text must be whole: an element whose content is wider than its box is cut off.
@@ -54,16 +43,6 @@ TRUNCATED_JS = """() => {
 }"""
 
 
-def find_chromium() -> str | None:
-    candidates = (
-        os.environ.get("CHROMIUM"), "/usr/bin/chromium", shutil.which("chromium"), shutil.which("chromium-browser")
-    )
-    for candidate in candidates:
-        if candidate and Path(candidate).is_file() and os.access(candidate, os.X_OK):
-            return candidate
-    return None
-
-
 CHROMIUM = find_chromium()
 
 
@@ -78,51 +57,16 @@ def _sync_api():
     return sync_api
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_healthy(url: str, process: subprocess.Popen, timeout: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"streamlit exited with {process.returncode}")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response:
-                if response.read().strip() == b"ok":
-                    return
-        except OSError:
-            pass
-        time.sleep(0.3)
-    raise TimeoutError(f"{url}/_stcore/health did not answer within {timeout} s")
-
-
 @contextmanager
 def streamlit_server(home: Path, log_path: Path, env: dict[str, str] | None = None) -> Iterator[str]:
-    """``streamlit run app.py`` on a free port with ``home`` as its data home; yields its URL once healthy."""
-    port = free_port()
-    env = dict(os.environ, NMNIST_DASHBOARD_HOME=str(home), PYTHONUNBUFFERED="1", **(env or {}))
-    log = open(log_path, "w+")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true", "--server.port", str(port),
-         "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none"],
-        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
+    """``streamlit run app.py`` on a free port with ``home`` as its data home; yields its URL once healthy, and
+    prints the server's output at the end where it holds a traceback."""
     try:
-        wait_healthy(url, process)
-        yield url
+        with _browser.streamlit_server(home, log_path, env) as (url, process):
+            wait_healthy(url, process, timeout=90.0)
+            yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.seek(0)
-        output = log.read()
-        log.close()
+        output = log_path.read_text(errors="replace") if log_path.is_file() else ""
         if "Traceback" in output:
             print(output[-4000:])
 
