@@ -342,7 +342,7 @@ def digit_gallery(recordings: Mapping[int, np.ndarray], columns: int = 5, window
     A picture (PNG, labels and colour bar drawn in) rather than a plotly chart: it
     is the first thing a visitor to Home sees, and an image needs none of plotly's
     4.7 MB script (2 s of a 2-core machine's browser); it scales with the window.
-    At the default scale it is 1,449 px wide: Streamlit resamples (blurs) a picture
+    At the default scale it is 1,456 px wide: Streamlit resamples (blurs) a picture
     wider than 1,460 px.
     """
     from PIL import Image, ImageDraw
@@ -362,19 +362,19 @@ def digit_gallery(recordings: Mapping[int, np.ndarray], columns: int = 5, window
     font = _font(4.5 * scale)  # readable where a 1000 px window shows the image 540 px wide
     gap, band, bar = 3 * scale, 6 * scale, 3 * scale  # between panels; a panel's label; the colour bar's width
     rows = max(1, math.ceil(len(digits) / columns))
-    panels_w = columns * width + (columns - 1) * gap
-    image = Image.new("RGB", (panels_w + 2 * gap + bar + 16 * scale, rows * (band + height) + (rows - 1) * gap),
-                      "white")
+    panels_w, panels_h = columns * width + (columns - 1) * gap, rows * (band + height) + (rows - 1) * gap
+    pad = scale  # white on the left, and under the panels for the colour bar's lowest tick (centred on its end)
+    image = Image.new("RGB", (pad + panels_w + 2 * gap + bar + 16 * scale, panels_h + 3 * scale), "white")
     draw = ImageDraw.Draw(image)
     boxes = []
     for i, (digit, diff) in enumerate(zip(digits, diffs)):
-        left, top = (i % columns) * (width + gap), (i // columns) * (band + height + gap) + band
+        left, top = pad + (i % columns) * (width + gap), (i // columns) * (band + height + gap) + band
         image.paste(Image.fromarray(ramp_rgb(diff, stops)).resize((width, height), Image.Resampling.NEAREST),
                     (left, top))
         draw.text((left + width // 2, top - scale), f"digit {digit}", fill="#555", font=font, anchor="md")
         boxes.append((left, top))
-    x0 = panels_w + 2 * gap
-    _colour_bar(image, draw, stops, (x0, band, x0 + bar, image.height - scale), font)
+    x0 = pad + panels_w + 2 * gap
+    _colour_bar(image, draw, stops, (x0, band, x0 + bar, panels_h - scale), font)
     draw.text((image.width - scale, band - scale), "ON - OFF", fill="#555", font=font, anchor="rd")  # no "−" in it
     return Picture(_png(image), boxes, scale, [stops] * len(digits))
 
@@ -386,7 +386,7 @@ def event_image(events: np.ndarray, sensor_size: tuple[int, int, int] = SENSOR_S
     in the app's polarity colours. A picture rather than a chart: this is the first
     view a new visitor waits for, and a picture needs no chart script in the browser
     (Vega-Lite's charts took 0.4 s more of a cold first view, plotly's about 2 s); it
-    scales with the window, three panels side by side at any width (1,152 px wide at
+    scales with the window, three panels side by side at any width (1,156 px wide at
     the default scale: Streamlit resamples, and blurs, a picture wider than 1,460 px).
     """
     from PIL import Image, ImageDraw
@@ -401,14 +401,15 @@ def event_image(events: np.ndarray, sensor_size: tuple[int, int, int] = SENSOR_S
     w, h = sensor_size[0] * scale, sensor_size[1] * scale
     font = _font(3.5 * scale)
     left_m, top_m, gap = 10 * scale, 5 * scale, 3 * scale  # y label and ticks; the title; between panels
+    pad = scale // 2  # white left of the first y label
     block = left_m + w + 2 * scale
     bar_top = top_m + h + 9 * scale  # under the x ticks and the x label
-    image = Image.new("RGB", (3 * block + 2 * gap, bar_top + 7 * scale), "white")
+    image = Image.new("RGB", (pad + 3 * block + 2 * gap, bar_top + 7 * scale), "white")
     draw = ImageDraw.Draw(image)
     y_label = _rotated_text("y (pixel)", font)
     boxes = []
     for i, (title, values, stops) in enumerate(panels):
-        left, top = i * (block + gap) + left_m, top_m
+        left, top = pad + i * (block + gap) + left_m, top_m
         image.paste(Image.fromarray(ramp_rgb(values, stops)).resize((w, h), Image.Resampling.NEAREST), (left, top))
         draw.rectangle((left - 1, top - 1, left + w, top + h), outline="#dddddd")
         draw.text((left + w // 2, top - scale), title, fill="#31333f", font=font, anchor="md")
@@ -598,7 +599,7 @@ def event_grids_image(rows: Sequence[tuple[str, np.ndarray, Sequence[str]]], pan
     for r, ((name, _, titles), row) in enumerate(zip(rows, diffs)):
         top, (h, w) = tops[r] + band, sizes[r]
         label = _rotated_text(str(name), font, fill="#31333f")
-        image.paste(label, (0, top + (h * scale - label.height) // 2))
+        image.paste(label, (unit // 2, top + (h * scale - label.height) // 2))
         for tick in range(0, h, 10):
             draw.text((left_m - unit, top + tick * scale + scale // 2), str(tick), fill="#555", font=font, anchor="rm")
         for c, z in enumerate(row):

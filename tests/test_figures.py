@@ -281,3 +281,24 @@ def test_spike_count_video_is_a_playable_mp4() -> None:
         figures.spike_count_video(np.zeros((0, 10)))
     with pytest.raises(ValueError, match="interpolate"):
         figures.SpikeVideoConfig(interpolate=0)
+
+
+def test_no_picture_cuts_its_labels_at_its_edges() -> None:
+    """Every picture ends in white on all four sides: a tick label or title that reached an edge would be cut off
+    (the gallery's lowest colour-bar tick was, half of it under the image)."""
+    import io
+
+    from PIL import Image
+
+    recordings = {d: random_events(seed=40 + d) for d in range(10)}
+    frames = figures.event_grid_frames(recordings[0])
+    pictures = {
+        "gallery": figures.digit_gallery(recordings),
+        "event image": figures.event_image(recordings[1]),
+        "grids": figures.event_grids_image([("before", frames, ["0-105 ms"] * 3), ("after", frames, ["a"] * 3)]),
+    }
+    for name, picture in pictures.items():
+        image = np.asarray(Image.open(io.BytesIO(picture.png)).convert("RGB"))
+        edges = np.concatenate([image[:2].reshape(-1, 3), image[-2:].reshape(-1, 3), image[:, :2].reshape(-1, 3),
+                                image[:, -2:].reshape(-1, 3)])
+        assert (edges == 255).all(), f"{name}: ink at its edge"
