@@ -48,6 +48,9 @@ from pages.common import init_selection, require_data, sample_ui
 
 TUTORIAL_BATCH = 128  # tutorial 7's batch size, for the "in training" estimate
 MAX_SEED = 2**32 - 1  # numpy's RandomState takes seeds below 2**32
+# The frames animation's width: about square with its slider under it; on the full width of a wide window plotly
+# would centre a 250 px image between white bands (its height sets the image's size). A narrower column shrinks it.
+FRAMES_WIDTH_PX = 560
 MAX_DRAWN_PIXELS = 256 * 256  # a larger sensor (after Downsample) is not drawn
 JS_SAFE_INTEGER = 2**53 - 1  # a number input holds no larger integer
 SLICING_HELP = "How ToFrame cuts the recording into frames; only that method's fields are shown.  \n" + "  \n".join(
@@ -539,10 +542,12 @@ def frames_ui(p: Preview, key: tuple) -> None:
     if fig is None:
         st.info(f"Frames of {w:,} × {h:,} pixels are too large to draw here.")
     else:
-        st.plotly_chart(fig, width="stretch", key="tf_frames")
+        st.plotly_chart(fig, width=FRAMES_WIDTH_PX, key="tf_frames")
 
 
-def results_ui(checked: Checked, sample_key: str, events: np.ndarray) -> None:
+def results_ui(checked: Checked, sample_key: str, events: np.ndarray) -> tuple[Preview, tuple] | None:
+    """The events before and after, in numbers and pictures; returns the frames to show (with their cache key)
+    where the pipeline makes frames, for :func:`frames_ui` under both columns, where they have room."""
     pipeline = checked.pipeline
     if checked.faulty is not None:
         step = st.session_state["tf_steps"][checked.faulty]
@@ -578,14 +583,13 @@ def results_ui(checked: Checked, sample_key: str, events: np.ndarray) -> None:
         with st.container(key="tf_grids"):
             st.image(grids, width="stretch", output_format="PNG")  # as it is: "auto" would send a blurred JPEG
     if result is None:
-        return
+        return None
     st.plotly_chart(count_figure(key, events, result.after), width="stretch", key="tf_counts")
-    if pipeline.is_frame:
-        frames_ui(result, key)
-    else:
+    if not pipeline.is_frame:
         st.info("The pipeline ends in events; add ToFrame (or ToVoxelGrid / ToTimesurface) to make frames for training.")
     if pipeline.is_random:
         st.caption(f"Random steps drawn with seed {checked.seed}.")
+    return (result, key) if pipeline.is_frame else None
 
 
 def code_ui(checked: Checked) -> None:
@@ -616,6 +620,9 @@ with editor:
 with results:
     st.subheader("Result")
     st.caption(f"{split} sample {index}, digit {label}")
-    results_ui(checked, sample_key, events)
+    frames = results_ui(checked, sample_key, events)
+if frames is not None:  # under both columns: at 1000 px the result column left the animation 120 px wide
+    st.subheader("Frames")
+    frames_ui(*frames)
 code_ui(checked)
 st.session_state["tf_pipeline_json"] = json.dumps(plain_steps())

@@ -56,6 +56,11 @@ def test_the_tutorial_pipeline_shows_every_value_whole(page, server: str, width:
     # at least as large as it is shown (sharp), keeping its shape
     assert size["shown"] >= size["column"] - 2 and size["natural"] >= size["shown"], size
     assert abs(size["ratio"] - size["drawn"]) < 0.02, size
+    # the frames animation, under both columns: its image at least 250 px across (120 px in the result column at 1000)
+    plot = page.locator(".st-key-tf_frames .nsewdrag").first
+    expect()(plot).to_be_visible()
+    box = plot.bounding_box()
+    assert min(box["width"], box["height"]) >= 250, box
     shoot(page, f"transforms-tutorial-{width}")
 
 
