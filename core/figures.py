@@ -1167,10 +1167,10 @@ def input_frame_figure(frame: np.ndarray, title: str = "Input frame", height: in
     return go.Figure(
         data=[dict(type="heatmap", z=z, **_polarity_heat(lim), showscale=False,
                    hovertemplate="x=%{x} y=%{y} ON − OFF=%{z}<extra></extra>")],
-        layout=dict(title=dict(text=title, font=dict(size=15)), height=height, margin=dict(l=10, r=10, t=40, b=10),
-                    xaxis=dict(title=dict(text="x (pixel)"), constrain="domain", fixedrange=True),
-                    yaxis=dict(title=dict(text="y (pixel)"), autorange="reversed", scaleanchor="x", constrain="domain",
-                               fixedrange=True)))
+        layout=dict(title=dict(text=title, font=dict(size=15)), height=height, margin=dict(l=0, r=0, t=40, b=10),
+                    # one axis title for both: a y title beside the ticks took a narrow column's width from the image
+                    xaxis=dict(title=dict(text="x, y (pixel)", standoff=4), constrain="domain", fixedrange=True),
+                    yaxis=dict(autorange="reversed", scaleanchor="x", constrain="domain", fixedrange=True)))
 
 
 def output_layer_figure(mem: np.ndarray, spikes: np.ndarray, counts: np.ndarray, threshold: float,

@@ -166,7 +166,7 @@ def spikes_view(model, record: LayerRecord, threshold_out: float) -> None:
                                  default=MEMBRANE, help="the LIF neurons' membranes (red near the threshold, blue "
                                  "below zero) with their spikes, or the convolution's output before pooling")
     shown = shown or MEMBRANE
-    left, right = st.columns([1, 2])
+    left, right = st.columns([2, 3])
     left.plotly_chart(figures.input_frame_figure(record.frames[step], title=f"Input at step {step}"),
                       width="stretch", key="ly_input")
     counts = record.spikes["output"][: step + 1].sum(axis=0)

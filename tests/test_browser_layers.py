@@ -101,6 +101,10 @@ def test_nothing_is_cut_off(browser, server: str, width: int) -> None:
         settle(page)
         assert truncated(page) == []
         no_exception(page)
+        # the input frame beside the output layer: at least 150 px across (90 px at 1000 px before it had 2/5 of the
+        # row and one axis title)
+        frame = page.locator(".st-key-ly_input .nsewdrag").first.bounding_box()
+        assert min(frame["width"], frame["height"]) >= 150, frame
         shoot(page, f"layers-{width}")
         page.get_by_role("tab", name="Learned weights").click()
         settle(page)
