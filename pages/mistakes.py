@@ -216,13 +216,13 @@ def evaluation_ui(run: RunChoice, run_dir: Path, picker: Any) -> EvaluationResul
 def new_evaluation_ui(run: RunChoice, run_dir: Path, job: ProgressJob | None) -> None:
     """Split, samples and fairness of a new evaluation on the data chosen on Home; its progress while it runs."""
     st.caption(escape_markdown(f"Data: {source.label} (change it on Home)", limit=400))
-    cols = st.columns([2, 2, 3], vertical_alignment="bottom")
+    cols = st.columns(2, vertical_alignment="bottom")
     cols[0].radio("split", SPLITS, index=SPLITS.index("Test"), key="eval_split", horizontal=True, bind="query-params")
     cols[1].number_input("samples (0 = all)", min_value=0, max_value=10**7, value=1000, step=100, key="eval_samples",
                          bind="query-params")
-    cols[2].checkbox("leave out recordings of images its data used", value=True, key="eval_fair", bind="query-params",
-                     help="N-MNIST Test recording k is MNIST test image k-1, and the default set is simulated from "
-                          "MNIST test images: a fair test leaves those out")
+    st.checkbox("leave out recordings of images its data used", value=True, key="eval_fair", bind="query-params",
+                help="N-MNIST Test recording k is MNIST test image k-1, and the default set is simulated from "
+                     "MNIST test images: a fair test leaves those out")  # its own row: in a third column it was cut off
     running = evaluation_jobs().get("job")
     busy = running is not None and running.running
     st.button("Evaluate", key="mx_evaluate", on_click=start_evaluation, args=(run.run_id, str(run_dir)), disabled=busy,

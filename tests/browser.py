@@ -26,9 +26,10 @@ TRUNCATED_JS = """() => {
   const bad = [];
   const sel = "[data-testid=stMetricValue], [data-testid=stMetricValue] *, [data-testid=stMetricLabel], " +
               "[data-testid=stCaptionContainer], [data-testid=stMarkdownContainer] p, " +
-              "[data-testid=stHeading], [data-testid=stTable] td, [data-testid=stTable] th";
+              "[data-testid=stHeading], [data-testid=stTable] td, [data-testid=stTable] th, " +
+              "[data-testid=stWidgetLabel] [data-testid=stMarkdownContainer]";  // a widget's label ends in an ellipsis
   for (const el of document.querySelectorAll(sel)) {
-    if (el.clientWidth > 0 && el.scrollWidth > el.clientWidth + 1) bad.push(el.innerText.slice(0, 80));
+    if (el.clientWidth > 0 && el.scrollWidth > el.clientWidth + 1) bad.push((el.innerText || el.textContent).slice(0, 80));
   }
   // an empty field's placeholder (what leaving it empty means), measured in the field's own font
   const text = document.createElement("canvas").getContext("2d");
