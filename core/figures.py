@@ -768,9 +768,13 @@ def confusion_matrix_figure(matrix: np.ndarray, labels: Sequence[str] = DIGITS) 
     fig = go.Figure(go.Heatmap(z=m, x=list(labels), y=list(labels), colorscale="Blues", text=m, texttemplate="%{text}",
                                hovertemplate="true %{y}, predicted %{x}: %{z}<extra></extra>", showscale=True,
                                colorbar=dict(title=dict(text="samples"), thickness=12)))
+    n = len(m)
+    # Fixed ranges: an invisible marker on every cell (the Mistakes page's click targets) would otherwise pad them, and
+    # "domain" shrinks the plot to the square rather than widening a range: the ticks stay against the cells.
     fig.update_layout(xaxis_title="predicted digit", yaxis_title="true digit",
-                      yaxis=dict(autorange="reversed", scaleanchor="x"),
-                      height=420, margin=dict(l=10, r=10, t=30, b=10), xaxis=dict(side="bottom", type="category"))
+                      yaxis=dict(range=[n - 0.5, -0.5], scaleanchor="x", constrain="domain"),
+                      height=420, margin=dict(l=10, r=10, t=30, b=10),
+                      xaxis=dict(side="bottom", type="category", range=[-0.5, n - 0.5], constrain="domain"))
     fig.update_yaxes(type="category")
     return fig
 

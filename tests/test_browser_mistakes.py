@@ -93,6 +93,11 @@ def test_nothing_is_cut_off(browser, server: str, home: Path, width: int) -> Non
         settle(page)
         assert truncated(page) == []
         no_exception(page)
+        # the confusion matrix's cells fill its square plot area (click targets on every cell once padded the ranges,
+        # leaving the cells 170 px across at 1000 px, their ticks far under them)
+        box = page.locator("[class*='st-key-mx_chart_'] .nsewdrag").first.bounding_box()
+        print(f"\nconfusion matrix at {width} px: {box['width']:.0f} x {box['height']:.0f}")
+        assert abs(box["width"] - box["height"]) <= 2 and box["width"] >= 200, box
         shoot(page, f"mistakes-{width}")
     finally:
         context.close()
