@@ -51,7 +51,7 @@ MAX_SEED = 2**32 - 1  # numpy's RandomState takes seeds below 2**32
 # The frames animation's width: about square with its slider under it; on the full width of a wide window plotly
 # would centre a 250 px image between white bands (its height sets the image's size). A narrower column shrinks it.
 FRAMES_WIDTH_PX = 560
-MAX_DRAWN_PIXELS = 256 * 256  # a larger sensor (after Downsample) is not drawn
+MAX_DRAWN_SIDE = 256  # a sensor wider or taller (after Downsample, or a CenterCrop of 60000 x 1) is not drawn
 JS_SAFE_INTEGER = 2**53 - 1  # a number input holds no larger integer
 SLICING_HELP = "How ToFrame cuts the recording into frames; only that method's fields are shown.  \n" + "  \n".join(
     f"**{name}**: {s.label} ({s.unit})" for name, s in SLICINGS.items())
@@ -468,7 +468,7 @@ def grids_picture(key: tuple, rows: list[tuple[str, np.ndarray, tuple[int, int, 
     None where a row cannot be drawn: a sensor too large to draw, or events off
     the sensor (SpatialJitter unclipped, at the end of the pipeline).
     """
-    if any(size[0] * size[1] > MAX_DRAWN_PIXELS for _, _, size in rows):
+    if any(max(size[0], size[1]) > MAX_DRAWN_SIDE for _, _, size in rows):
         return None
 
     def make() -> tuple[bytes | None, int]:

@@ -446,7 +446,9 @@ def test_transforms_page_edits_the_pipeline(open_page) -> None:
     assert any("must be the last step" in e.value for e in at.error)
 
 
-def test_events_after_that_cannot_be_drawn_leave_the_before_row_and_say_so(open_page) -> None:
-    at = open_page({"pipeline": '[{"name":"Downsample","spatial_factor":8}]'})  # a 272 x 272 sensor: too large to draw
+@pytest.mark.parametrize("pipeline", ['[{"name":"Downsample","spatial_factor":8}]',  # a 272 x 272 sensor
+                                      '[{"name":"CenterCrop","size":[60000,1]}]'])  # a 60000 x 1 one (a 180,000 px picture)
+def test_events_after_that_cannot_be_drawn_leave_the_before_row_and_say_so(open_page, pipeline: str) -> None:
+    at = open_page({"pipeline": pipeline})
     assert grid_rows(at) == ["before"]  # the caption names only the row drawn
     assert "cannot be drawn here" in said(at, "info")
