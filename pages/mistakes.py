@@ -279,7 +279,7 @@ def confusion_figure(matrix: np.ndarray, cell: tuple[int, int] | None) -> go.Fig
     n = len(matrix)
     labels = list(inference.output_labels(n))
     fig = figures.confusion_matrix_figure(matrix, labels)
-    fig.update_traces(hoverinfo="skip", hovertemplate=None, showscale=False, selector=dict(type="heatmap"))
+    fig.update_traces(hoverinfo="skip", hovertemplate=None, selector=dict(type="heatmap"))
     true, predicted = np.meshgrid(np.arange(n), np.arange(n), indexing="ij")
     fig.add_trace(go.Scatter(
         x=[labels[p] for p in predicted.ravel()], y=[labels[t] for t in true.ravel()], mode="markers",

@@ -437,20 +437,20 @@ def neurobench_metrics_ui(history: dict[str, list[float]]) -> None:
     if not history.get("metrics_iteration"):
         return
     left, right = st.columns(2)
+    # short labels: in half a 1000 px window longer ones were cut ("activation sparsity (t", "effecti")
     left.line_chart({"iteration": history["metrics_iteration"], "activation sparsity": history["activation_sparsity"]},
-                    x="iteration", y="activation sparsity", y_label="activation sparsity (test)", height=220)
-    right.line_chart({"iteration": history["metrics_iteration"], "effective ACs": history["effective_acs"],
-                      "effective MACs": history["effective_macs"]},
-                     x="iteration", y=["effective ACs", "effective MACs"], y_label="synaptic operations per sample",
-                     height=220)
+                    x="iteration", y="activation sparsity", y_label="activation sparsity", height=220)
+    right.line_chart({"iteration": history["metrics_iteration"], "ACs": history["effective_acs"],
+                      "MACs": history["effective_macs"]},
+                     x="iteration", y=["ACs", "MACs"], y_label="operations / sample", height=220)
     samples, steps = history["metrics_samples"][-1], history["metrics_time_steps"][-1]
     footprint, connections = history["footprint_bytes"][-1], history["connection_sparsity"][-1]
     st.caption(
         f"NeuroBench metrics at each test, measured on {samples} of the test samples ({steps} time steps; a subset, "
         f"to keep tests fast: {history['metrics_seconds'][-1]:.1f} s the last time), with the tutorial's "
-        f"step-by-step loop. Activation sparsity: the share of neuron outputs with no spike. Synaptic operations: "
-        f"per sample, accumulates (inputs of 0 or 1: spikes) and multiply-accumulates (a layer's operations at a "
-        f"step where its input holds event counts above 1). "
+        f"step-by-step loop. Activation sparsity: the share of neuron outputs with no spike. Operations: NeuroBench's "
+        f"effective synaptic operations per sample, accumulates (ACs: inputs of 0 or 1, spikes) and "
+        f"multiply-accumulates (MACs: a layer's operations at a step where its input holds event counts above 1). "
         f"Footprint {footprint / 1000:.1f} kB, connection sparsity {connections:.1%}."
     )
 
@@ -762,14 +762,15 @@ def evaluation_metrics_ui(metrics: dict[str, Any] | None) -> None:
         st.caption("NeuroBench metrics: not measured for this evaluation.")
         return
     ops = metrics.get("synaptic_operations") or {}
-    row = st.columns(5)
+    row = [*st.columns(3), *st.columns(3)[:2]]  # two rows: five in one row were cut to "86.…" at 1000 px
     row[0].metric("activation sparsity", f"{metrics['activation_sparsity']:.1%}",
                   help="NeuroBench: the share of neuron outputs (all spiking layers, steps, samples) with no spike")
-    row[1].metric("effective ACs / sample", format_count(ops.get("Effective_ACs")),
-                  help="NeuroBench: accumulates a sample's spikes cause in the Conv2d and Linear layers")
-    row[2].metric("effective MACs / sample", format_count(ops.get("Effective_MACs")),
-                  help="NeuroBench: multiply-accumulates, a layer's operations at a step where its input holds "
-                       "event counts above 1")
+    row[1].metric("ACs / sample", format_count(ops.get("Effective_ACs")),
+                  help="NeuroBench's effective accumulates: those a sample's spikes cause in the Conv2d and Linear "
+                       "layers")
+    row[2].metric("MACs / sample", format_count(ops.get("Effective_MACs")),
+                  help="NeuroBench's effective multiply-accumulates: a layer's operations at a step where its input "
+                       "holds event counts above 1")
     row[3].metric("footprint", f"{metrics['footprint_bytes'] / 1000:.1f} kB",
                   help="NeuroBench: the bytes of the network's parameters and buffers")
     row[4].metric("connection sparsity", f"{metrics['connection_sparsity']:.1%}",

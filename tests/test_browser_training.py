@@ -14,6 +14,7 @@ import pytest
 
 from apphelpers import write_training_run
 from browser import IDLE, WIDTHS, expect, no_exception, open_page, settle, shoot, truncated
+from core.evaluate import EvaluationResult, save_evaluation
 from helpers import write_tiny_dataset
 
 pytestmark = pytest.mark.browser
@@ -24,7 +25,17 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The server's data home: the tiny default set and one finished run (its id in home/run)."""
     home = tmp_path_factory.mktemp("training-home")
     write_tiny_dataset(home / "simulated")
-    home.joinpath("run").write_text(write_training_run(home, reason="stopped at the 60 s time limit after 3 iterations"))
+    run_id = write_training_run(home, reason="stopped at the 60 s time limit after 3 iterations")
+    home.joinpath("run").write_text(run_id)
+    save_evaluation(EvaluationResult(  # one evaluation kept with the run, with NeuroBench's metrics (their row)
+        run_id=run_id, run_dir=str(home / "runs" / run_id), checkpoint="final", checkpoint_iteration=3,
+        data_root=str(home / "simulated"), data_kind="simulated", data_source="tests", split="Test", transform="[]",
+        trained_on=str(home / "simulated"), same_data=True, samples=10, excluded=0, skipped_bad=0, accuracy=0.3,
+        per_class_accuracy=(0.3,) * 10, confusion=tuple(tuple(1 if i == j else 0 for j in range(10)) for i in range(10)),
+        seconds=1.0, created=1.0, options={},
+        metrics={"activation_sparsity": 0.8677, "footprint_bytes": 73076, "connection_sparsity": 0.0,
+                 "synaptic_operations": {"Effective_ACs": 1.94e6, "Effective_MACs": 469_880.0, "Dense": 1.71e7},
+                 "metrics_samples": 16, "metrics_time_steps": 10, "metrics_seconds": 0.4}))
     return home
 
 
@@ -49,6 +60,11 @@ def test_a_finished_run_reads_whole_at_both_widths(page, server: str, home: Path
     expect()(page.get_by_text("Finished: stopped at the 60 s time limit after 3 iterations.")).to_be_visible()
     expect()(page.get_by_role("button", name="Download checkpoint")).to_be_visible()
     assert truncated(page) == [], truncated(page)
+    # the kept evaluation's confusion matrix, in half the page: its cells 15 px or more (a colour bar beside it left
+    # them 10 px, their counts unreadable, at 1000 px)
+    matrix = page.locator("[class*='st-key-train_eval_confusion_'] .nsewdrag").first
+    expect()(matrix).to_be_visible()
+    assert matrix.bounding_box()["width"] >= 150, matrix.bounding_box()
     assert page.outside_requests == [], page.outside_requests
     no_exception(page)
     shoot(page, f"training-run-{width}")
