@@ -155,7 +155,6 @@ class Mosaic:
 
     z: np.ndarray  # float32 (rows * cell_h + gaps, cols * cell_w + gaps); NaN between and around panels
     origins: tuple[tuple[int, int], ...]  # (top, left) of each panel, in the order given
-    row_tops: tuple[int, ...]  # top of each row of panels
     titles: list[dict]  # one annotation over each titled panel
     x_ticks: dict[int, str]  # 0, 10, 20, 30 of every panel's own pixels, at their place in z
     y_ticks: dict[int, str]
@@ -170,8 +169,8 @@ class Mosaic:
         z = np.full((max(1, len(rows) * (cell_h + gap_y) - gap_y), n_cols * (cell_w + gap_x) - gap_x), np.nan,
                     dtype=np.float32)
         origins, notes, x_ticks, y_ticks = [], [], {}, {}
-        row_tops = tuple(r * (cell_h + gap_y) for r in range(len(rows)))
-        for r, (row, top) in enumerate(zip(rows, row_tops)):
+        for r, row in enumerate(rows):
+            top = r * (cell_h + gap_y)
             row_titles = list(titles[r]) if r < len(titles) else []
             for c, image in enumerate(row):
                 left = c * (cell_w + gap_x)
@@ -183,7 +182,7 @@ class Mosaic:
                 if c < len(row_titles):
                     notes.append(dict(text=str(row_titles[c]), x=left + (w - 1) / 2, y=top - 0.5, xref="x", yref="y",
                                       xanchor="center", yanchor="bottom", showarrow=False, font=dict(size=11)))
-        return cls(z, tuple(origins), row_tops, notes, x_ticks, y_ticks)
+        return cls(z, tuple(origins), notes, x_ticks, y_ticks)
 
     def axes(self) -> dict:
         """Layout of the one pair of axes: square pixels, row 0 on top, each panel's own pixel ticks."""
@@ -540,12 +539,11 @@ def event_grid_frames(events: np.ndarray, sensor_size: tuple[int, int, int] = SE
     return to_frame(events, sensor_size, n_time_bins=n_time_bins)
 
 
-def _polarity_mosaic(rows: Sequence[np.ndarray], subtitles: Sequence[Sequence[str]]) -> tuple[Mosaic, float]:
-    """Rows of frames (each (T, P, H, W)) as ``frame[1] - frame[0]`` panels of one mosaic, and the limit of the
-    symmetric colour scale they share (at least 1)."""
+def _polarity_diffs(rows: Sequence[np.ndarray]) -> tuple[list[list[np.ndarray]], float]:
+    """Rows of frames (each (T, P, H, W)) as ``frame[1] - frame[0]`` images, and the limit of the symmetric colour
+    scale they share (at least 1)."""
     diffs = [[_diff(frame) for frame in np.asarray(frames)] for frames in rows]
-    lim = max([1.0, *(float(np.abs(z).max()) for row in diffs for z in row if z.size)])
-    return Mosaic.of(diffs, subtitles), lim
+    return diffs, max([1.0, *(float(np.abs(z).max()) for row in diffs for z in row if z.size)])
 
 
 def event_grid_figure(frames: np.ndarray, title: str = "", subtitles: Sequence[str] | None = None) -> go.Figure:
@@ -555,7 +553,8 @@ def event_grid_figure(frames: np.ndarray, title: str = "", subtitles: Sequence[s
     or nothing happened), labelled pixel axes and ``subtitles`` over the panels
     (the time each one covers, say).
     """
-    mosaic, lim = _polarity_mosaic([frames], [list(subtitles)] if subtitles is not None else [])
+    diffs, lim = _polarity_diffs([frames])
+    mosaic = Mosaic.of(diffs, [list(subtitles)] if subtitles is not None else [])
     return go.Figure(data=[mosaic.heatmap()], layout=dict(
         **mosaic.axes(), annotations=mosaic.titles, meta=dict(origins=mosaic.origins),
         title=dict(text=title) if title else None, height=300, margin=dict(l=5, r=5, t=60 if title else 30, b=5),
@@ -578,8 +577,7 @@ def event_grids_image(rows: Sequence[tuple[str, np.ndarray, Sequence[str]]], pan
     """
     from PIL import Image, ImageDraw
 
-    diffs = [[_diff(frame) for frame in np.asarray(frames)] for _, frames, _ in rows]
-    lim = max([1.0, *(float(np.abs(z).max()) for row in diffs for z in row if z.size)])
+    diffs, lim = _polarity_diffs([frames for _, frames, _ in rows])
     stops = polarity_stops(lim)
     n_cols = max([1, *(len(row) for row in diffs)])
     sizes = [(max([0, *(z.shape[0] for z in row)]), max([0, *(z.shape[1] for z in row)])) for row in diffs]
