@@ -499,3 +499,17 @@ def write_training_run(home: Path, status: str = "finished", reason: str = "all 
                     "test_samples": 20, "train_found": 30, "test_found": 20})
     run.write_results({"status": status, "reason": reason, "iterations": 3, "seconds": 1.0, "test_accuracy": 0.3})
     return run.run_id
+
+
+def save_test_evaluation(home: Path, run_id: str, **changes: Any) -> None:
+    """An evaluation of ``write_training_run``'s run on its own Test split (10 samples, 30 % right), kept with the run;
+    ``changes`` set its other fields (``created``, ``options``, ``metrics``...)."""
+    from core.evaluate import EvaluationResult, save_evaluation
+
+    fields = dict(run_id=run_id, run_dir=str(home / "runs" / run_id), checkpoint="final", checkpoint_iteration=3,
+                  data_root=str(home / "simulated"), data_kind="simulated", data_source="tests", split="Test",
+                  transform="[]", trained_on=str(home / "simulated"), same_data=True, samples=10, excluded=0,
+                  skipped_bad=0, accuracy=0.3, per_class_accuracy=(0.3,) * 10,
+                  confusion=tuple(tuple(1 if i == j else 0 for j in range(10)) for i in range(10)), seconds=1.0,
+                  created=1.0, options={})
+    save_evaluation(EvaluationResult(**(fields | changes)))

@@ -12,9 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from apphelpers import write_training_run
+from apphelpers import save_test_evaluation, write_training_run
 from browser import IDLE, WIDTHS, expect, no_exception, open_page, settle, shoot, truncated
-from core.evaluate import EvaluationResult, save_evaluation
 from helpers import write_tiny_dataset
 
 pytestmark = pytest.mark.browser
@@ -27,15 +26,10 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_tiny_dataset(home / "simulated")
     run_id = write_training_run(home, reason="stopped at the 60 s time limit after 3 iterations")
     home.joinpath("run").write_text(run_id)
-    save_evaluation(EvaluationResult(  # one evaluation kept with the run, with NeuroBench's metrics (their row)
-        run_id=run_id, run_dir=str(home / "runs" / run_id), checkpoint="final", checkpoint_iteration=3,
-        data_root=str(home / "simulated"), data_kind="simulated", data_source="tests", split="Test", transform="[]",
-        trained_on=str(home / "simulated"), same_data=True, samples=10, excluded=0, skipped_bad=0, accuracy=0.3,
-        per_class_accuracy=(0.3,) * 10, confusion=tuple(tuple(1 if i == j else 0 for j in range(10)) for i in range(10)),
-        seconds=1.0, created=1.0, options={},
-        metrics={"activation_sparsity": 0.8677, "footprint_bytes": 73076, "connection_sparsity": 0.0,
-                 "synaptic_operations": {"Effective_ACs": 1.94e6, "Effective_MACs": 469_880.0, "Dense": 1.71e7},
-                 "metrics_samples": 16, "metrics_time_steps": 10, "metrics_seconds": 0.4}))
+    save_test_evaluation(home, run_id, metrics={  # one evaluation kept with the run, with NeuroBench's metrics
+        "activation_sparsity": 0.8677, "footprint_bytes": 73076, "connection_sparsity": 0.0,
+        "synaptic_operations": {"Effective_ACs": 1.94e6, "Effective_MACs": 469_880.0, "Dense": 1.71e7},
+        "metrics_samples": 16, "metrics_time_steps": 10, "metrics_seconds": 0.4})
     return home
 
 

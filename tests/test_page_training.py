@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from apphelpers import markup_from_input, metrics, ok, param, walk, write_training_run
+from apphelpers import markup_from_input, metrics, ok, param, save_test_evaluation, walk, write_training_run
 from helpers import write_tiny_dataset
 
 REPO = Path(__file__).resolve().parents[1]
@@ -360,20 +360,12 @@ def test_neurobench_metrics_of_each_test_are_charted_beside_the_test_accuracy(ho
 
 @pytest.mark.slow
 def test_a_saved_evaluation_shows_its_neurobench_metrics(home: Path) -> None:
-    from core.evaluate import EvaluationResult, save_evaluation
-
     run_id = write_training_run(home)
-    run_dir = home / "runs" / run_id
-    base = dict(run_id=run_id, run_dir=str(run_dir), checkpoint="final", checkpoint_iteration=3,
-                data_root=str(home / "simulated"), data_kind="simulated", data_source="tests", split="Test",
-                transform="[]", trained_on=str(home / "simulated"), same_data=True, samples=10, excluded=0,
-                skipped_bad=0, accuracy=0.3, per_class_accuracy=(0.3,) * 10,
-                confusion=tuple(tuple(1 if i == j else 0 for j in range(10)) for i in range(10)), seconds=1.0)
-    save_evaluation(EvaluationResult(**base, created=1.0, options={"old": True}))  # saved before the metrics
+    save_test_evaluation(home, run_id, created=1.0, options={"old": True})  # saved before the metrics
     at = open_training({"run": run_id})
     assert any("NeuroBench metrics: not measured" in c.value for c in at.caption)
 
-    save_evaluation(EvaluationResult(**base, created=2.0, options={"new": True}, metrics=neurobench(0.9712)))
+    save_test_evaluation(home, run_id, created=2.0, options={"new": True}, metrics=neurobench(0.9712))
     at = open_training({"run": run_id})
     shown = metrics(at)
     assert shown["activation sparsity"] == "97.1%" and shown["ACs / sample"] == "1.20 M"
