@@ -264,8 +264,7 @@ runs_root = str(reg.store.root)
 last_job = reg.current()
 if last_job is not None and not last_job.active and not run_choices(runs_root):
     run_choices.clear()  # a training that ended within the cache's few seconds: its run answers now
-with st.sidebar:
-    run = run_ui(run_choices(runs_root))
+run = run_ui(run_choices(runs_root))  # above the box, as on the other pages: the sidebar cut its label
 if run is None:
     no_network_ui(reg)
 config, config_from = drawing.simulation_config(source.root)

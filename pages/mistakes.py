@@ -168,7 +168,7 @@ def run_ui(store: RunStore) -> RunChoice | None:
 def describe(result: EvaluationResult) -> str:
     """One line for the evaluation picker (plain text)."""
     data = "the default simulated set" if _is_default(result.data_root) else Path(result.data_root).name
-    return f"{result.split} of {data}: {result.accuracy:.1%} on {result.samples:,} recordings"
+    return f"{result.accuracy:.1%} on {result.samples:,} {result.split} recordings of {data}"
 
 
 def _is_default(root: str) -> bool:
@@ -422,14 +422,12 @@ if st.session_state.get("mx_notice"):
     st.warning(escape_markdown(st.session_state["mx_notice"], limit=400))
     st.session_state["mx_notice"] = None
 store = run_store(str(default_runs_root()))
-top = st.columns(2)
-with top[0]:
-    run = run_ui(store)
+run = run_ui(store)  # the run and the evaluation each on a row of their own: side by side their labels were cut
 if run is None:
     write_query_params("sel_data")
     st.stop()
 run_dir = store.root / run.run_id
-result = evaluation_ui(run, run_dir, top[1])
+result = evaluation_ui(run, run_dir, st.container())
 _set_param(RUN_PARAM, run.run_id)
 _set_param(EVAL_PARAM, result.name if result is not None else None)
 write_query_params("sel_data")

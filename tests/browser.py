@@ -31,14 +31,21 @@ TRUNCATED_JS = """() => {
   for (const el of document.querySelectorAll(sel)) {
     if (el.clientWidth > 0 && el.scrollWidth > el.clientWidth + 1) bad.push((el.innerText || el.textContent).slice(0, 80));
   }
-  // an empty field's placeholder (what leaving it empty means), measured in the field's own font
+  // an empty field's placeholder (what leaving it empty means) and a select box's chosen option (the field
+  // scrolls its text, it shows no ellipsis), measured in the field's own font
   const text = document.createElement("canvas").getContext("2d");
-  for (const el of document.querySelectorAll("input[placeholder]:not([role=combobox])")) {
-    if (el.value || el.clientWidth === 0 || !el.placeholder) continue;
+  const overflows = (el, shown) => {
     const style = getComputedStyle(el);
     text.font = `${style.fontStyle} ${style.fontWeight} ${style.fontSize} ${style.fontFamily}`;
     const room = el.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight);
-    if (text.measureText(el.placeholder).width > room + 1) bad.push("placeholder: " + el.placeholder);
+    return text.measureText(shown).width > room + 1;
+  };
+  for (const el of document.querySelectorAll("input[placeholder]:not([role=combobox])")) {
+    if (el.value || el.clientWidth === 0 || !el.placeholder) continue;
+    if (overflows(el, el.placeholder)) bad.push("placeholder: " + el.placeholder);
+  }
+  for (const el of document.querySelectorAll("[data-testid=stSelectbox] input[role=combobox]")) {
+    if (el.clientWidth > 0 && el.value && overflows(el, el.value)) bad.push("chosen: " + el.value.slice(0, 80));
   }
   return bad;
 }"""
