@@ -651,6 +651,27 @@ def smooth(values: Sequence[float], window: int | None = None) -> list[float]:
 
 _RUN_COLORS = ["#636efa", "#ef553b", "#00cc96", "#ab63fa", "#ffa15a", "#19d3f3", "#ff6692", "#b6e880", "#ff97ff", "#fecb52"]
 TEST_COLOR = "#2ca02c"  # test accuracy of a single run: its own colour, not the training curves'
+ACCURACY_RANGE = [0.0, 1.02]  # a minibatch-accuracy panel: 0 to 100 %, room above for the line
+
+
+def zoomed_accuracy_range(values: Sequence[float]) -> list[float]:
+    """The y range of a test-accuracy panel: its points with a margin, within 0 to 100 %.
+
+    Test points of trained runs lie a few tenths of a per cent apart (98.2 and 98.4 %), and
+    on a 0 to 100 % axis they were one line; a run still learning spans a wide range anyway.
+    """
+    finite = [float(v) for v in values if math.isfinite(float(v))]
+    if not finite:
+        return list(ACCURACY_RANGE)
+    low, high = min(finite), max(finite)
+    margin = max(0.005, 0.1 * (high - low))
+    return [max(0.0, low - margin), min(ACCURACY_RANGE[1], high + margin)]
+
+
+def _chance_line(fig: go.Figure, chance: float | None, y_range: Sequence[float], row: int, col: int, **label) -> None:
+    """A dotted line at the ``chance`` accuracy, where the panel's range shows it."""
+    if chance is not None and y_range[0] <= chance <= y_range[1]:
+        fig.add_hline(y=chance, line=dict(color="#888", dash="dot", width=1), row=row, col=col, **label)
 
 
 def training_curves_figure(
@@ -697,13 +718,13 @@ def training_curves_figure(
                 line=dict(color=TEST_COLOR if single else color, width=2.5),
                 hovertemplate="iteration %{x}: test accuracy %{y:.1%}<extra>" + name + "</extra>",
             ), 1, len(titles))
+    tests = [v for h in histories.values() for v in h.get("test_accuracy", ())]
     for col, key in enumerate([*keys, *(["test_accuracy"] if has_test else [])], start=1):
         fig.update_xaxes(title_text=x, row=1, col=col)
         if "acc" in key:
-            fig.update_yaxes(range=[0, 1.02], tickformat=".0%", row=1, col=col)
-            if chance is not None:
-                fig.add_hline(y=chance, line=dict(color="#888", dash="dot", width=1), row=1, col=col,
-                              annotation_text="chance", annotation_position="bottom right")
+            y_range = zoomed_accuracy_range(tests) if key == "test_accuracy" else ACCURACY_RANGE
+            fig.update_yaxes(range=y_range, tickformat=".1%" if y_range[1] - y_range[0] < 0.1 else ".0%", row=1, col=col)
+            _chance_line(fig, chance, y_range, 1, col, annotation_text="chance", annotation_position="bottom right")
     fig.update_xaxes(matches="x")  # every panel over the same iterations (a lone test point stays in place)
     fig.update_layout(height=340, margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h", y=-0.25))
     return fig
@@ -751,10 +772,10 @@ def compare_runs_figure(
     for row in (1, 2):
         for col in range(1, cols + 1):
             fig.update_xaxes(title_text="iteration", row=row, col=col)
-    for col in (1, 2):
-        fig.update_yaxes(range=[0, 1.02], tickformat=".0%", row=1, col=col)
-        if chance is not None:
-            fig.add_hline(y=chance, line=dict(color="#888", dash="dot", width=1), row=1, col=col)
+    tests = [v for run in runs for v in run.get("test_accuracy", ())]  # type: ignore[attr-defined]
+    for col, y_range in ((1, zoomed_accuracy_range(tests)), (2, ACCURACY_RANGE)):
+        fig.update_yaxes(range=y_range, tickformat=".1%" if y_range[1] - y_range[0] < 0.1 else ".0%", row=1, col=col)
+        _chance_line(fig, chance, y_range, 1, col)
     fig.update_xaxes(matches="x")
     fig.update_layout(height=620, margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h", y=-0.12))
     return fig

@@ -302,3 +302,21 @@ def test_no_picture_cuts_its_labels_at_its_edges() -> None:
         edges = np.concatenate([image[:2].reshape(-1, 3), image[-2:].reshape(-1, 3), image[:, :2].reshape(-1, 3),
                                 image[:, -2:].reshape(-1, 3)])
         assert (edges == 255).all(), f"{name}: ink at its edge"
+
+
+def test_test_accuracy_panels_zoom_on_their_points() -> None:
+    """Trained runs 0.2 points apart are told apart: the test panel spans its points, the minibatch panel 0-100 %."""
+    runs = [dict(label=name, loss_name="ce_rate", iteration=[0, 1, 2], accuracy=[0.1, 0.5, 0.9], loss=[2.0, 1.8, 1.6],
+                 test_iteration=[100, 200], test_accuracy=[0.95, final]) for name, final in (("a", 0.982), ("b", 0.984))]
+    for fig, test_axis, batch_axis in (
+        (figures.compare_runs_figure(runs, chance=0.1), "yaxis", "yaxis2"),
+        (figures.training_curves_figure({r["label"]: r for r in runs}, chance=0.1), "yaxis3", "yaxis2"),
+    ):
+        low, high = fig.layout[test_axis].range
+        assert 0.9 < low < 0.95 and 0.984 < high <= 1.02, (low, high)
+        assert (high - low) < 0.1 and fig.layout[test_axis].tickformat == ".1%"  # 0.2 points are about 1/25 of it
+        assert list(fig.layout[batch_axis].range) == [0.0, 1.02]
+        chance_lines = [s for s in fig.layout.shapes if s.y0 == 0.1]
+        assert len(chance_lines) == 1 and chance_lines[0].yref == batch_axis.replace("axis", "")
+    assert figures.zoomed_accuracy_range([0.1, 0.9]) == pytest.approx([0.02, 0.98])  # a run still learning: its span
+    assert figures.zoomed_accuracy_range([1.0]) == pytest.approx([0.995, 1.005]) and figures.zoomed_accuracy_range([]) == [0.0, 1.02]
