@@ -220,9 +220,10 @@ def event_rate_figure(events: np.ndarray, bin_us: int = 1000, boundaries_us: Seq
     for i, b in enumerate(boundaries_us):
         fig.add_vline(x=b / 1000.0, line=dict(color="#555", dash="dash", width=1.5),
                       annotation_text=f"saccade {i + 1} | {i + 2}", annotation_position="top")
-    fig.update_layout(
-        title="Event rate", xaxis_title="time (ms)", yaxis_title="events per ms", height=300,
-        margin=dict(l=10, r=10, t=50, b=10), legend=dict(orientation="h", y=1.12, x=1, xanchor="right"),
+    fig.update_layout(  # the legend under the axis: at the top right it covered the last boundary's label
+        title="Event rate", xaxis_title="time (ms)", yaxis_title="events per ms", height=330,
+        margin=dict(l=10, r=10, t=50, b=10),
+        legend=dict(orientation="h", y=-0.3, x=0.5, xanchor="center", yanchor="top"),
     )
     return fig
 

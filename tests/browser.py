@@ -166,7 +166,31 @@ def no_exception(page) -> None:
     assert exceptions.count() == 0, exceptions.first.inner_text()
 
 
+OVERLAPS_JS = """() => {
+  const bad = [];
+  for (const plot of document.querySelectorAll(".js-plotly-plot")) {
+    if (plot.getBoundingClientRect().width === 0) continue;  // in a hidden tab
+    const boxes = [...plot.querySelectorAll("g.legend, g.annotation, .g-gtitle text")]
+      .map(el => [el, el.getBoundingClientRect()]).filter(([, r]) => r.width > 0 && r.height > 0);
+    for (let i = 0; i < boxes.length; i++) for (let j = i + 1; j < boxes.length; j++) {
+      const [a, ra] = boxes[i], [b, rb] = boxes[j];
+      if (a.contains(b) || b.contains(a)) continue;
+      const w = Math.min(ra.right, rb.right) - Math.max(ra.left, rb.left);
+      const h = Math.min(ra.bottom, rb.bottom) - Math.max(ra.top, rb.top);
+      if (w > 1 && h > 1) bad.push(`${(a.textContent || "").trim().slice(0, 40)} / ${(b.textContent || "").trim().slice(0, 40)}`);
+    }
+  }
+  return bad;
+}"""
+
+
+def overlapping_chart_text(page) -> list[str]:
+    """Pairs of a shown plotly chart's legend, annotations and title that are drawn over each other."""
+    return page.evaluate(OVERLAPS_JS)
+
+
 def truncated(page) -> list[str]:
-    """Texts on the page that are cut off: an element's scrollWidth beyond its clientWidth, or an empty field's
-    placeholder wider than the field."""
-    return page.evaluate(TRUNCATED_JS)
+    """Texts on the page that cannot be read whole: cut off (an element's scrollWidth beyond its clientWidth, an
+    empty field's placeholder or a select box's chosen option wider than the field), or a chart's legend,
+    annotation or title drawn over another (prefixed "covered: ")."""
+    return page.evaluate(TRUNCATED_JS) + ["covered: " + pair for pair in overlapping_chart_text(page)]

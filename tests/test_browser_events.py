@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from browser import WIDTHS, expect, no_exception, open_page, settle, shoot, truncated
+from browser import WIDTHS, expect, no_exception, open_page, overlapping_chart_text, settle, shoot, truncated
 
 pytestmark = pytest.mark.browser
 
@@ -47,11 +47,24 @@ def test_every_view_is_whole(page, server: str, width: int) -> None:
         settle(page)
         no_exception(page)
         assert truncated(page) == [], view
+        assert overlapping_chart_text(page) == [], view
         if view in ("3D point cloud", "Event image", "x-t and y-t"):
             chart = IMAGE if view == "Event image" else ".js-plotly-plot"
             expect()(page.locator(f"[role='tabpanel']:not([hidden]) {chart}").first).to_be_visible()
             shoot(page, f"events-{view.replace(' ', '-').replace('/', '')}-{width}")
     assert page.outside_requests == []
+
+
+def test_the_event_rate_legend_leaves_the_boundary_labels_free(page, server: str) -> None:
+    """At 1000 px the legend, top right, covered the label of the second saccade boundary of Train sample 0."""
+    page.set_viewport_size({"width": 1000, "height": 1000})
+    page.goto(f"{server}/events?split=Train&sample=0&view=Event+rate")
+    page.wait_for_selector("[role='tabpanel']:not([hidden]) .js-plotly-plot", timeout=90_000)
+    settle(page)
+    assert selected_tab(page) == "Event rate"
+    labels = page.locator("[role='tabpanel']:not([hidden]) .js-plotly-plot g.annotation")
+    assert labels.count() == 2  # the two boundaries, labelled: what the legend must not cover
+    assert overlapping_chart_text(page) == []
 
 
 def test_a_copied_link_reproduces_the_view(page, browser, server: str) -> None:
