@@ -128,9 +128,11 @@ def event_cloud_figure(events: np.ndarray, max_points: int = 15_000, seed: int =
     fig.update_layout(
         title=f"Events in space and time ({shown})",
         scene=dict(
-            xaxis=dict(title="time (ms)", range=[min(0.0, float(t.min()) / 1000.0) if n else 0.0, max(t_end, 1.0)]),
-            yaxis=dict(title="x", range=[width, 0]),  # reversed: seen from the front, x grows to the right
-            zaxis=dict(title="y", range=[height, 0]),  # reversed: row 0 (the top of the digit) at the top
+            # few ticks: at 1000 px the x ticks ran into each other and the axis titles sat on a tick label
+            xaxis=dict(title="time (ms)", range=[min(0.0, float(t.min()) / 1000.0) if n else 0.0, max(t_end, 1.0)],
+                       nticks=4),
+            yaxis=dict(title="x", range=[width, 0], nticks=4),  # reversed: seen from the front, x grows to the right
+            zaxis=dict(title="y", range=[height, 0], nticks=4),  # reversed: row 0 (the top of the digit) at the top
             # Orthographic scenes scale with the chart's height, not its width: 0.8 keeps the whole box
             # (and its tick labels) inside a 525 px wide chart, the Events page at a 1000 px window.
             aspectmode="manual", aspectratio=dict(x=1.92, y=0.8, z=0.8),
