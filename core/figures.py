@@ -654,7 +654,7 @@ def smooth(values: Sequence[float], window: int | None = None) -> list[float]:
 
 _RUN_COLORS = ["#636efa", "#ef553b", "#00cc96", "#ab63fa", "#ffa15a", "#19d3f3", "#ff6692", "#b6e880", "#ff97ff", "#fecb52"]
 TEST_COLOR = "#2ca02c"  # test accuracy of a single run: its own colour, not the training curves'
-ACCURACY_RANGE = [0.0, 1.02]  # a minibatch-accuracy panel: 0 to 100 %, room above for the line
+ACCURACY_RANGE = (0.0, 1.02)  # a minibatch-accuracy panel: 0 to 100 %, room above for the line
 
 
 def zoomed_accuracy_range(values: Sequence[float]) -> list[float]:
@@ -671,8 +671,10 @@ def zoomed_accuracy_range(values: Sequence[float]) -> list[float]:
     return [max(0.0, low - margin), min(ACCURACY_RANGE[1], high + margin)]
 
 
-def _chance_line(fig: go.Figure, chance: float | None, y_range: Sequence[float], row: int, col: int, **label) -> None:
-    """A dotted line at the ``chance`` accuracy, where the panel's range shows it."""
+def _accuracy_axis(fig: go.Figure, y_range: Sequence[float], chance: float | None, row: int, col: int, **label) -> None:
+    """An accuracy panel's y axis over ``y_range`` (tenths of a per cent where it is narrow), and a dotted line at
+    the ``chance`` accuracy where the range shows it."""
+    fig.update_yaxes(range=list(y_range), tickformat=".1%" if y_range[1] - y_range[0] < 0.1 else ".0%", row=row, col=col)
     if chance is not None and y_range[0] <= chance <= y_range[1]:
         fig.add_hline(y=chance, line=dict(color="#888", dash="dot", width=1), row=row, col=col, **label)
 
@@ -726,8 +728,7 @@ def training_curves_figure(
         fig.update_xaxes(title_text=x, row=1, col=col)
         if "acc" in key:
             y_range = zoomed_accuracy_range(tests) if key == "test_accuracy" else ACCURACY_RANGE
-            fig.update_yaxes(range=y_range, tickformat=".1%" if y_range[1] - y_range[0] < 0.1 else ".0%", row=1, col=col)
-            _chance_line(fig, chance, y_range, 1, col, annotation_text="chance", annotation_position="bottom right")
+            _accuracy_axis(fig, y_range, chance, 1, col, annotation_text="chance", annotation_position="bottom right")
     fig.update_xaxes(matches="x")  # every panel over the same iterations (a lone test point stays in place)
     fig.update_layout(height=340, margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h", y=-0.25))
     return fig
@@ -777,8 +778,7 @@ def compare_runs_figure(
             fig.update_xaxes(title_text="iteration", row=row, col=col)
     tests = [v for run in runs for v in run.get("test_accuracy", ())]  # type: ignore[attr-defined]
     for col, y_range in ((1, zoomed_accuracy_range(tests)), (2, ACCURACY_RANGE)):
-        fig.update_yaxes(range=y_range, tickformat=".1%" if y_range[1] - y_range[0] < 0.1 else ".0%", row=1, col=col)
-        _chance_line(fig, chance, y_range, 1, col)
+        _accuracy_axis(fig, y_range, chance, 1, col)
     fig.update_xaxes(matches="x")
     fig.update_layout(height=620, margin=dict(l=10, r=10, t=40, b=10), legend=dict(orientation="h", y=-0.12))
     return fig
