@@ -2,7 +2,7 @@
 
 Each is off in every preset (the tutorial's Adam at a constant rate, snnTorch's own losses), is
 refused by name when out of range, and is checked against torch's own implementation: the
-cosine schedule against ``torch.optim.lr_scheduler.CosineAnnealingLR``, the smoothed losses
+cosine and one-cycle schedules against ``torch.optim.lr_scheduler``'s ``CosineAnnealingLR`` and ``OneCycleLR``, the smoothed losses
 against snnTorch's ``ce_rate_loss``/``ce_count_loss`` (no smoothing) and a hand-written smoothed
 cross entropy.
 """
@@ -70,7 +70,7 @@ def test_the_command_line_and_the_form_offer_the_new_settings() -> None:
     assert (config.lr_schedule, config.weight_decay, config.label_smoothing) == ("cosine", 0.05, 0.1)
     assert TrainConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
     form = {s.path: s for s in form_settings()}
-    assert form["lr_schedule"].choices == ("constant", "cosine")
+    assert form["lr_schedule"].choices == ("constant", "cosine", "onecycle")
     assert not form["lr_schedule"].form.essential and not form["weight_decay"].form.essential
     assert form["label_smoothing"].form.applies("ce_rate") and not form["label_smoothing"].form.applies("mse_count")
 
@@ -88,6 +88,29 @@ def test_cosine_follows_torchs_cosine_annealing_over_the_iterations(max_iters: i
         oracle.step()
     assert lr_factor("cosine", 1.0) == pytest.approx(0.0, abs=1e-15) and lr_factor("cosine", 0.0) == 1.0
     assert lr_factor("constant", 0.7) == 1.0
+
+
+@pytest.mark.parametrize("max_iters", [100, 1000, 4500])
+def test_onecycle_follows_torchs_one_cycle_over_the_iterations(max_iters: int) -> None:
+    """torch's OneCycleLR with its defaults, up from lr / 25 over the first 30 %, then down to lr / 250,000.
+
+    Ours is a function of the budget's share (so that a time limit can drive it); torch's counts steps and ends its
+    warm-up at step 0.3 * total_steps - 1: given total_steps = max_iters + 1 (so both end at max_iters) the two
+    differ by 0.7 of a step there, at most 4 / max_iters of lr on the warm-up's steepest part.
+    """
+    config = PRESETS["quick"].with_overrides(lr_schedule="onecycle", max_iters=max_iters, max_seconds=None)
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=config.lr)
+    oracle = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr, total_steps=max_iters + 1)
+    clock = Clock.of(config)
+    for i in range(max_iters):
+        ours = config.lr * lr_factor(config.lr_schedule, progress(config, i, clock))
+        assert ours == pytest.approx(oracle.get_last_lr()[0], abs=4 * config.lr / max_iters), i
+        optimizer.step()
+        oracle.step()
+    assert lr_factor("onecycle", 0.0) == pytest.approx(1 / 25, rel=1e-12)
+    assert lr_factor("onecycle", 0.3) == 1.0
+    assert lr_factor("onecycle", 1.0) == pytest.approx(1 / 250_000, rel=1e-9)
+    assert lr_factor("onecycle", 2.0) == lr_factor("onecycle", 1.0)  # past the budget: the last rate
 
 
 def test_a_time_limited_run_decays_with_the_time_spent() -> None:

@@ -34,7 +34,7 @@ from core.transforms import from_json
 
 TUTORIAL_TRANSFORM = '[{"name": "Denoise", "filter_time": 10000}, {"name": "ToFrame", "time_window": 1000}]'
 LOSSES: tuple[str, ...] = ("mse_count", "ce_rate", "ce_count")
-LR_SCHEDULES: tuple[str, ...] = ("constant", "cosine")
+LR_SCHEDULES: tuple[str, ...] = ("constant", "cosine", "onecycle")
 DATA_KINDS: tuple[str, ...] = ("auto", "nmnist", "simulated")
 SPLITS: tuple[str, str] = ("Train", "Test")
 MAX_CHANNELS = 256  # output channels of one convolution (the tutorial's 12 and 32); conv 2 costs c1 x c2 x k x k a pixel
@@ -63,9 +63,11 @@ class TrainConfig:
     batch_size: int = 128
     lr: float = 2e-2
     betas: tuple[float, float] = (0.9, 0.999)  # Adam's
-    # The learning rate over the run: "constant" (the tutorial's) or "cosine" (from lr down to 0 at the end of the
-    # run's budget, as torch's CosineAnnealingLR with T_max = max_iters; progress is the larger of iterations done /
-    # max_iters and seconds since Start / max_seconds, so a run its time limit ends still ends at a low rate).
+    # The learning rate over the run: "constant" (the tutorial's), "cosine" (from lr down to 0 at the end of the
+    # run's budget, as torch's CosineAnnealingLR with T_max = max_iters) or "onecycle" (torch's OneCycleLR with its
+    # defaults: up from lr / 25 to lr over the first 30 % of the budget, then down to lr / 250,000). Progress is the
+    # larger of iterations done / max_iters and seconds since Start / max_seconds, so a run its time limit ends
+    # still ends at a low rate.
     lr_schedule: str = "constant"
     weight_decay: float = 0.0  # AdamW's decoupled weight decay (torch.optim.AdamW); 0 = Adam, the tutorial's
     loss: str = "mse_count"  # "mse_count", "ce_rate" or "ce_count" (snntorch.functional)
@@ -349,8 +351,9 @@ FORM: dict[str, FormHint] = {
     "augment_rotation": FormHint("random rotation (± degrees)", "rot", step=1.0),
     "augment_shift": FormHint("random shift (± pixels)", "shift", step=1),
     "lr_schedule": FormHint("learning-rate schedule", "lr_schedule",
-                            help="constant (the tutorial's) or cosine: from the learning rate down to 0 at the end "
-                            "of the run (iterations or time limit, whichever comes first)"),
+                            help="constant (the tutorial's); cosine: from the learning rate down to 0 at the end of "
+                            "the run (iterations or time limit, whichever comes first); onecycle: up from a 25th of "
+                            "it over the first 30 % of the run, then down as cosine"),
     "weight_decay": FormHint("weight decay (AdamW; 0 = Adam)", "wd", step=1e-3, format="%.4f"),
     "label_smoothing": FormHint("label smoothing", "smoothing", step=0.05, losses=("ce_rate", "ce_count"),
                                 help="cross entropy against targets that give this share to the other classes"),

@@ -332,10 +332,19 @@ def make_optimizer(config: TrainConfig, model: torch.nn.Module) -> torch.optim.O
     return torch.optim.Adam(model.parameters(), lr=config.lr, betas=config.betas)
 
 
+ONECYCLE_WARMUP, ONECYCLE_DIV, ONECYCLE_FINAL_DIV = 0.3, 25.0, 1e4
+
+
 def lr_factor(schedule: str, progress: float) -> float:
     """The share of ``lr`` a schedule gives at ``progress`` (0 at the start of the run's budget, 1 at its end)."""
+    p = min(max(progress, 0.0), 1.0)
     if schedule == "cosine":
-        return 0.5 * (1.0 + math.cos(math.pi * min(max(progress, 0.0), 1.0)))
+        return 0.5 * (1.0 + math.cos(math.pi * p))
+    if schedule == "onecycle":  # torch's OneCycleLR with its defaults: pct_start 0.3, div_factor 25, final_div 1e4
+        low, end = 1.0 / ONECYCLE_DIV, 1.0 / (ONECYCLE_DIV * ONECYCLE_FINAL_DIV)
+        if p <= ONECYCLE_WARMUP:
+            return 1.0 + (low - 1.0) * 0.5 * (1.0 + math.cos(math.pi * p / ONECYCLE_WARMUP))
+        return end + (1.0 - end) * 0.5 * (1.0 + math.cos(math.pi * (p - ONECYCLE_WARMUP) / (1.0 - ONECYCLE_WARMUP)))
     return 1.0
 
 
