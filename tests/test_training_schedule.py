@@ -92,7 +92,7 @@ def test_cosine_follows_torchs_cosine_annealing_over_the_iterations(max_iters: i
 
 @pytest.mark.parametrize("max_iters", [100, 1000, 4500])
 def test_onecycle_follows_torchs_one_cycle_over_the_iterations(max_iters: int) -> None:
-    """torch's OneCycleLR with its defaults, up from lr / 25 over the first 30 %, then down to lr / 250,000.
+    """The rate of torch's OneCycleLR with its defaults, up from lr / 25 over the first 30 %, then down to lr / 250,000.
 
     Ours is a function of the budget's share (so that a time limit can drive it); torch's counts steps and ends its
     warm-up at step 0.3 * total_steps - 1: given total_steps = max_iters + 1 (so both end at max_iters) the two

@@ -64,8 +64,9 @@ class TrainConfig:
     lr: float = 2e-2
     betas: tuple[float, float] = (0.9, 0.999)  # Adam's
     # The learning rate over the run: "constant" (the tutorial's), "cosine" (from lr down to 0 at the end of the
-    # run's budget, as torch's CosineAnnealingLR with T_max = max_iters) or "onecycle" (torch's OneCycleLR with its
-    # defaults: up from lr / 25 to lr over the first 30 % of the budget, then down to lr / 250,000). Progress is the
+    # run's budget, as torch's CosineAnnealingLR with T_max = max_iters) or "onecycle" (the learning rate of torch's
+    # OneCycleLR with its defaults: up from lr / 25 to lr over the first 30 % of the budget, then down to
+    # lr / 250,000; Adam's betas stay as set, torch's momentum cycling is not copied). Progress is the
     # larger of iterations done / max_iters and seconds since Start / max_seconds, so a run its time limit ends
     # still ends at a low rate.
     lr_schedule: str = "constant"

@@ -340,7 +340,7 @@ def lr_factor(schedule: str, progress: float) -> float:
     p = min(max(progress, 0.0), 1.0)
     if schedule == "cosine":
         return 0.5 * (1.0 + math.cos(math.pi * p))
-    if schedule == "onecycle":  # torch's OneCycleLR with its defaults: pct_start 0.3, div_factor 25, final_div 1e4
+    if schedule == "onecycle":  # OneCycleLR's rate, its defaults: pct_start 0.3, div_factor 25, final_div 1e4
         low, end = 1.0 / ONECYCLE_DIV, 1.0 / (ONECYCLE_DIV * ONECYCLE_FINAL_DIV)
         if p <= ONECYCLE_WARMUP:
             return 1.0 + (low - 1.0) * 0.5 * (1.0 + math.cos(math.pi * p / ONECYCLE_WARMUP))
