@@ -24,13 +24,14 @@ short runs (about +-30%: five helpers shared the machine, load average 2-12):
              LIF 1 (2,700 neurons, membranes to memory)       0.06     0.11-0.14
              conv 2 + pooling, LIF 2, linear                  0.52     0.05-0.10
     backward: linear, LIF 2, bias sums, unpooling             0.36     0.10
-             conv 2 input gradient (dense, see below)         1.16     0.68-0.81
+             conv 2 input gradient (dense, see below)         1.16     0.68-0.81 (*)
              conv 2 weight gradient                           0.32     0.01 (per spike)
              LIF 1 + bias sums                                0.24     0.04-0.10
              list the events again + conv 1 weight grad.      0.83     0.35-0.40
              reading the saved membranes back (memory)          -      0.2-0.4
     output layer, loss, Adam                                  0.04     0.04
     total (one thread; whole iterations measured)        4.1-4.3     2.2-3.0
+    (*) before the vector kernel (below): about half of that on one thread
 
 Before, conv 2's forward and weight gradient and the linear layer scanned all
 2,700 (800) membranes of every step for spikes, with a branch per neuron, and
@@ -56,9 +57,11 @@ are written and read back and the frames (368 MB) read twice, about 1.4 GB,
 0.15-0.3 s. The events are few (12 a frame, 0.15 G multiply-adds in all) but
 cost about 7 us a frame each way in per-event overhead. Floor with these
 algorithms about 1.4 CPU-s (0.7 + 0.25 + 0.3 + 0.15 for the LIF scans), i.e.
-about 0.75 s on two idle cores; register-blocking the transposed convolution
-(not expressible in numba without hand-unrolled accumulators) would take it
-to about 1.0 CPU-s.
+about 0.75 s on two idle cores. Register-blocking the transposed convolution
+(since done, as LLVM vector code: ``core.engine._add_weighted_rows``) halved
+its single-thread time (12-13 us a sample-step against 22-26 us), but the two
+cores share their vector units: inside 2-thread iterations it costs 1.16-1.26
+CPU-s against 1.45-1.47 before (the README's engine section has the A/B).
 
 Measured (final code, 2 threads). Nearly idle machine (load average 1.4):
 reference 12.47 s (CPU 24.63 s), fast 1.50 s (CPU 2.82 s; runs 1.40-1.54):

@@ -19,7 +19,10 @@ threads by sample. A short driver per direction calls one kernel per layer:
   spikes is the pooled bias), its weight gradient is gathered at the spikes.
   Its input gradient (:func:`_conv2_back_input`) is the one dense part: the
   surrogate gradient reaches every neuron, so every pooled position sends a
-  5 x 5 x C1 patch back: about a third of an iteration's CPU time.
+  5 x 5 x C1 patch back: about a third of an iteration's CPU time. Its inner
+  sum is the one kernel written as LLVM vector code
+  (:func:`_add_weighted_rows`, a numba intrinsic), because numba's own loops
+  keep such accumulators in memory.
 - the linear layer adds the weight rows of the spiking neurons.
 - each ``snn.Leaky`` layer is a scan over time with snnTorch's exact
   semantics (:func:`_lif_step`, :func:`_lif_back_step`): the reset comes from
@@ -60,6 +63,9 @@ import numba
 import numpy as np
 import snntorch as snn
 import torch
+from llvmlite import ir
+from numba.core import cgutils, types
+from numba.extending import intrinsic
 from torch import nn
 
 # ----------------------------------------------------------------------------- neuron settings
@@ -258,8 +264,8 @@ class _Net(NamedTuple):
 
 
 class _NetBack(NamedTuple):
-    """Backward's parameters: conv2 weight (C2, K * K * C1 padded to a multiple of 16) in [ky][kx][ci] order, linear
-    weight (classes, n2)."""
+    """Backward's parameters: conv2 weight (C2, K * R), each kernel row's K * C1 values in [kx][ci] order zero-padded
+    to R (a multiple of ROW_BLOCK), linear weight (classes, n2)."""
 
     conv2_weight: np.ndarray
     fc_weight: np.ndarray
@@ -297,6 +303,86 @@ class _Grads(NamedTuple):
 # ----------------------------------------------------------------------------- numba kernels: the LIF layer
 
 _jit = numba.njit(cache=True, nogil=True, error_model="numpy")  # numpy: IEEE division, no zero checks
+
+
+# ----------------------------------------------------------------------------- one explicit vector kernel
+
+_LANES, _CHUNKS = 16, 4  # an LLVM <16 x float> (one AVX-512 register; two AVX2 ones), four of them a block
+ROW_BLOCK = _LANES * _CHUNKS  # conv 2's backward weight pads each kernel row to a multiple of this
+
+
+def _as_i64(builder: ir.IRBuilder, value: ir.Value) -> ir.Value:
+    return builder.sext(value, ir.IntType(64)) if value.type.width < 64 else value
+
+
+@intrinsic
+def _add_weighted_rows(typingctx, out, dests, n_dests, weight, rows, coefs, n_rows, col, n_valid):
+    """``acc = sum(coefs[q] * weight[rows[q], col : col + ROW_BLOCK] for q < n_rows)``, then for each of the first
+    ``n_dests`` offsets d in ``dests``: ``out[d : d + n_valid] += acc[:n_valid]``.
+
+    The sum runs in ``ROW_BLOCK / 16`` vector registers (fused multiply-adds, q in order), so the weight block is
+    read once per row and nothing else goes through memory: numba's own loops keep such accumulators in memory.
+    Lanes past ``n_valid`` are read and written back unchanged, so ``out`` needs ``ROW_BLOCK - n_valid`` elements of
+    room past the last offset. ``weight`` must be C-contiguous, 2-D, of ``out``'s dtype.
+    """
+    wrong = numba.core.errors.TypingError
+    for name, array in {"out": out, "dests": dests, "rows": rows, "coefs": coefs}.items():
+        if not (isinstance(array, types.Array) and array.ndim == 1 and array.layout == "C"):
+            raise wrong(f"_add_weighted_rows: {name} must be a contiguous 1-D array, got {array}")  # .data indexed
+    if not (isinstance(weight, types.Array) and weight.ndim == 2 and weight.layout == "C"):
+        raise wrong(f"_add_weighted_rows: weight must be a C-contiguous 2-D array, got {weight}")
+    if out.dtype not in (types.float32, types.float64) or not out.dtype == weight.dtype == coefs.dtype:
+        raise wrong(f"_add_weighted_rows: out, weight and coefs must share one float dtype, got {out}, {weight}")
+    sig = types.void(out, dests, n_dests, weight, rows, coefs, n_rows, col, n_valid)
+
+    def codegen(context, builder, signature, args):  # pragma: no cover - runs at compile time
+        n_dests_v, n_rows_v, col_v, n_valid_v = args[2], args[6], args[7], args[8]
+        out_a, dests_a, weight_a, rows_a, coefs_a = (
+            context.make_array(signature.args[i])(context, builder, args[i]) for i in (0, 1, 3, 4, 5)
+        )
+        fty = context.get_value_type(signature.args[0].dtype)
+        vty = ir.VectorType(fty, _LANES)
+        i32, i64 = ir.IntType(32), ir.IntType(64)
+        name = f"llvm.fma.v{_LANES}{'f32' if isinstance(fty, ir.FloatType) else 'f64'}"
+        fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vty, [vty] * 3), name)
+        broadcast = ir.Constant(ir.VectorType(i32, _LANES), [0] * _LANES)
+
+        def splat(value: ir.Value, ty: ir.VectorType) -> ir.Value:
+            one = builder.insert_element(ir.Constant(ty, ir.Undefined), value, ir.Constant(i32, 0))
+            return builder.shuffle_vector(one, ir.Constant(ty, ir.Undefined), broadcast)
+
+        def vector_at(data: ir.Value, index: ir.Value) -> ir.Value:
+            return builder.bitcast(builder.gep(data, [index]), vty.as_pointer())
+
+        zero = ir.Constant(vty, [ir.Constant(fty, 0.0)] * _LANES)
+        accs = [cgutils.alloca_once_value(builder, zero) for _ in range(_CHUNKS)]
+        n_cols = builder.extract_value(weight_a.shape, 1)
+        col = _as_i64(builder, col_v)
+        with cgutils.for_range(builder, _as_i64(builder, n_rows_v)) as loop:
+            row = _as_i64(builder, builder.load(builder.gep(rows_a.data, [loop.index])))
+            coef = splat(builder.load(builder.gep(coefs_a.data, [loop.index])), vty)
+            start = builder.add(builder.mul(row, n_cols), col)
+            for i, acc in enumerate(accs):
+                w = builder.load(vector_at(weight_a.data, builder.add(start, ir.Constant(i64, i * _LANES))), align=4)
+                builder.store(builder.call(fma, [coef, w, builder.load(acc)]), acc)
+        sums = [builder.load(acc) for acc in accs]
+        lanes = ir.Constant(ir.VectorType(i64, _LANES), list(range(_LANES)))
+        n_valid = _as_i64(builder, n_valid_v)
+        masks = [
+            builder.icmp_signed(
+                "<", lanes, splat(builder.sub(n_valid, ir.Constant(i64, i * _LANES)), ir.VectorType(i64, _LANES))
+            )
+            for i in range(_CHUNKS)
+        ]
+        with cgutils.for_range(builder, _as_i64(builder, n_dests_v)) as loop:
+            dest = _as_i64(builder, builder.load(builder.gep(dests_a.data, [loop.index])))
+            for i, total in enumerate(sums):
+                at = vector_at(out_a.data, builder.add(dest, ir.Constant(i64, i * _LANES)))
+                old = builder.load(at, align=4)
+                builder.store(builder.select(masks[i], builder.fadd(old, total), old), at, align=4)
+        return context.get_dummy_value()
+
+    return sig, codegen
 
 
 @_jit
@@ -639,58 +725,48 @@ def _unpool_channels_last(d1, pool, share):  # pragma: no cover - compiled
 
 
 @_jit
-def _conv2_back_input(share, arg, weight, pool, shape, g1, acc, order):  # pragma: no cover - compiled
-    """dL/d(spikes of layer 1) into g1 (P1 * P1 * C1) from the gradient at conv 2's pooled positions.
+def _conv2_back_input(share, arg, weight, pool, shape, g1, rows, coefs, counts, dests):  # pragma: no cover
+    """dL/d(spikes of layer 1) into g1 (P1 * P1 * C1, then ROW_BLOCK elements of room) from conv 2's pooled positions.
 
-    share, arg (cells, C2) from :func:`_unpool_channels_first`; weight (C2, W) with the K * K * C1 kernel values in
-    [ky][kx][ci] order, zero-padded to W (a multiple of 16: no scalar tail in the vector loop). The channels of one
-    cell are summed per pooled position first (max: grouped by argmax; average: one sum for all four), four
-    channels a pass, so a cell adds at most four K x K x C1 patches. acc (4, W) and order (4, C2 + 1) are scratch.
-    This is backward's one dense part: a transposed convolution, bound by reading the weight (about L1's size).
+    share, arg (cells, C2) from :func:`_unpool_channels_first`; weight (C2, K * R): for each kernel row ky its K * C1
+    values in [kx][ci] order, zero-padded to R (a multiple of ROW_BLOCK). The channels of one cell are grouped by
+    argmax first (average: one group, added at all four positions), so a group adds one K x K x C1 patch: its
+    weighted sum of weight rows, a block at a time in vector registers (:func:`_add_weighted_rows`), kernel row by
+    kernel row, so that the weight block in use (C2 x ROW_BLOCK) stays in L1. rows (cells * 4, C2) int32, coefs
+    (cells * 4, C2), counts (cells * 4) and dests (4) are scratch. This is backward's one dense part: a transposed
+    convolution.
     """
     k, c1, c2, pw1, pw2 = shape.k, shape.c1, shape.c2, shape.pw1, shape.pw2
-    width = weight.shape[1]
+    cells = shape.ph2 * pw2
     kc = k * c1
-    zero = pool.zero
-    for i in range(g1.size):
-        g1[i] = zero
-    for cell in range(shape.ph2 * pw2):
-        for j in range(4):
-            order[j, c2] = 0  # the group's size
+    row = weight.shape[1] // k
+    for g in range(cells * 4):
+        counts[g] = 0
+    for cell in range(cells):
         for c in range(c2):
-            j = 0 if pool.average else arg[cell, c]
-            order[j, order[j, c2]] = c
-            order[j, c2] += 1
-        py, px = cell // pw2, cell % pw2
-        for j in range(4):
-            m = order[j, c2]
-            if m == 0:
-                continue
-            aj = acc[j]
-            for i in range(width):
-                aj[i] = zero
-            q = 0
-            while q + 4 <= m:
-                ca, cb, cc, cd = order[j, q], order[j, q + 1], order[j, q + 2], order[j, q + 3]
-                da, db, dc, dd = share[cell, ca], share[cell, cb], share[cell, cc], share[cell, cd]
-                wa, wb, wc, wd = weight[ca], weight[cb], weight[cc], weight[cd]
-                for i in range(width):
-                    aj[i] += (da * wa[i] + db * wb[i]) + (dc * wc[i] + dd * wd[i])
-                q += 4
-            while q < m:
-                ca = order[j, q]
-                da = share[cell, ca]
-                wa = weight[ca]
-                for i in range(width):
-                    aj[i] += da * wa[i]
-                q += 1
-            for jj in range(4) if pool.average else range(j, j + 1):
-                oy, ox = 2 * py + (jj >> 1), 2 * px + (jj & 1)
-                for ky in range(k):
-                    seg = g1[((oy + ky) * pw1 + ox) * c1 :]
-                    part = aj[ky * kc :]
-                    for i in range(kc):
-                        seg[i] += part[i]
+            g = cell * 4 + (0 if pool.average else arg[cell, c])
+            n = counts[g]
+            rows[g, n] = c
+            coefs[g, n] = share[cell, c]
+            counts[g] = n + 1
+    for i in range(g1.size):
+        g1[i] = pool.zero
+    for ky in range(k):
+        for col in range(0, kc, ROW_BLOCK):
+            n_valid = min(ROW_BLOCK, kc - col)
+            for cell in range(cells):
+                py, px = cell // pw2, cell % pw2
+                for j in range(4):
+                    g = cell * 4 + j
+                    if counts[g] == 0:
+                        continue
+                    n_dests = 0
+                    for jj in range(4) if pool.average else range(j, j + 1):
+                        oy, ox = 2 * py + (jj >> 1), 2 * px + (jj & 1)
+                        dests[n_dests] = ((oy + ky) * pw1 + ox) * c1 + col
+                        n_dests += 1
+                    start = ky * row + col
+                    _add_weighted_rows(g1, dests, n_dests, weight, rows[g], coefs[g], counts[g], start, n_valid)
 
 
 @_jit
@@ -847,13 +923,16 @@ def _net_backward(frames, net, shape, rec, dcur3, grads, b_lo, b_hi):  # pragma:
     zeros1, zeros2 = np.zeros(n1, dtype=dtype), np.zeros(n2, dtype=dtype)
     carry1, carry2 = np.empty(n1, dtype=dtype), np.empty(n2, dtype=dtype)
     s1, s2 = np.empty(n1, dtype=dtype), np.empty(n2, dtype=dtype)
-    g1, g2 = np.empty(n1, dtype=dtype), np.empty(n2, dtype=dtype)
+    g1_room = np.empty(n1 + ROW_BLOCK, dtype=dtype)  # _conv2_back_input writes past the end (values unchanged)
+    g1, g2 = g1_room[:n1], np.empty(n2, dtype=dtype)
     d1, d2 = np.empty(n1, dtype=dtype), np.empty(n2, dtype=dtype)
     share1 = np.empty(n1, dtype=dtype)
     share2 = np.empty((cells2, shape.c2), dtype=dtype)
     arg2_cells = np.empty((cells2, shape.c2), dtype=np.uint8)
-    acc = np.empty((4, net.conv2_weight.shape[1]), dtype=dtype)
-    order = np.empty((4, shape.c2 + 1), dtype=np.int64)
+    rows = np.empty((cells2 * 4, shape.c2), dtype=np.int32)
+    coefs = np.empty((cells2 * 4, shape.c2), dtype=dtype)
+    counts = np.empty(cells2 * 4, dtype=np.int64)
+    dests = np.empty(4, dtype=np.int64)
     n_pixels = shape.cin * shape.height * shape.width
     pos = np.empty(n_pixels, dtype=np.int64)
     val = np.empty(n_pixels, dtype=dtype)
@@ -869,7 +948,8 @@ def _net_backward(frames, net, shape, rec, dcur3, grads, b_lo, b_hi):  # pragma:
             _lif_back_step(mem2, rec.mem2[t - 1, b] if t > 0 else zeros2, g2, carry2, d2, s2, net.lif2, grads.lif2)
             _channel_sums(d2, shape.c2, False, grads.conv2_bias)
             _unpool_channels_first(d2, rec.arg2[t, b], net.pool, shape, share2, arg2_cells)
-            _conv2_back_input(share2, arg2_cells, net.conv2_weight, net.pool, shape, g1, acc, order)
+            weight2 = net.conv2_weight
+            _conv2_back_input(share2, arg2_cells, weight2, net.pool, shape, g1_room, rows, coefs, counts, dests)
             n_spikes1 = _spikes(mem1, net.lif1, spikes1)
             _conv2_back_weight(spikes1, n_spikes1, share2, arg2_cells, net.pool, shape, grads.conv2_weight)
             _lif_back_step(mem1, rec.mem1[t - 1, b] if t > 0 else zeros1, g1, carry1, d1, s1, net.lif1, grads.lif1)
@@ -1017,9 +1097,11 @@ class HiddenLayers(torch.autograd.Function):
         shape: _Shape = ctx.shape
         dtype = w1.dtype
         need = ctx.needs_input_grad
-        kkc = shape.k * shape.k * shape.c1
-        conv2_weight = np.zeros((shape.c2, -(-kkc // 16) * 16), dtype=_np_dtype(dtype))
-        conv2_weight[:, :kkc] = _np(w2.permute(0, 2, 3, 1)).reshape(shape.c2, kkc)
+        kc = shape.k * shape.c1
+        row = -(-kc // ROW_BLOCK) * ROW_BLOCK
+        conv2_weight = np.zeros((shape.c2, shape.k, row), dtype=_np_dtype(dtype))
+        conv2_weight[:, :, :kc] = _np(w2.permute(0, 2, 3, 1)).reshape(shape.c2, shape.k, kc)
+        conv2_weight = conv2_weight.reshape(shape.c2, shape.k * row)
         net = _NetBack(
             conv2_weight=conv2_weight,
             fc_weight=_np(w3),

@@ -12,6 +12,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+import numba
 import numpy as np
 import pytest
 import snntorch as snn
@@ -150,6 +151,50 @@ def test_average_pooling_matches_the_tutorial_loop(reset: str, surrogate: str) -
     assert all(type(model.net[i]) is torch.nn.AvgPool2d for i in (1, 4))
     rates = compare(config, sparse_frames(seed=12), model)
     assert all(0.0 < r < 1.0 for r in rates), rates
+
+
+@pytest.mark.parametrize("pool", ["max", "avg"])
+@pytest.mark.parametrize("channels", [(24, 9), (5, 7), (1, 3)])
+def test_other_channel_counts_match_the_tutorial_loop(channels: tuple[int, int], pool: str) -> None:
+    """Conv 2's input gradient pads each kernel row of K x C1 weights to whole blocks of engine.ROW_BLOCK values: C1 =
+    24 fills two blocks (the second in part), 5 and 1 a part of one; C2 sets how the channels fall into groups."""
+    config = ModelConfig(channels=channels, pool=pool, learn_beta=True)
+    rates = compare(config, sparse_frames(seed=13))
+    assert all(0.0 < r < 1.0 for r in rates), rates
+
+
+@numba.njit
+def _weighted_rows(out, dests, n_dests, weight, rows, coefs, n_rows, col, n_valid):  # pragma: no cover - compiled
+    engine._add_weighted_rows(out, dests, n_dests, weight, rows, coefs, n_rows, col, n_valid)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(("n_rows", "n_valid", "n_dests"), [(32, 60, 1), (7, 64, 4), (1, 1, 2), (0, 64, 1)])
+def test_add_weighted_rows_against_numpy(dtype: type, n_rows: int, n_valid: int, n_dests: int) -> None:
+    """The vector kernel of conv 2's input gradient: a weighted sum of weight rows added at each destination, and
+    the lanes past n_valid read and written back bit for bit (here sentinels, one of them NaN)."""
+    rng = np.random.default_rng(n_rows + n_valid)
+    block = engine.ROW_BLOCK
+    weight = rng.standard_normal((40, 3 * block)).astype(dtype)
+    rows = rng.permutation(40)[:max(n_rows, 1)].astype(np.int32)
+    coefs = rng.standard_normal(max(n_rows, 1)).astype(dtype)
+    col = block
+    dests = np.array([0, 3, 150, 200], dtype=np.int64)
+    out = rng.standard_normal(200 + block).astype(dtype)
+    expected = out.copy()
+    total = (coefs[:n_rows, None].astype(np.float64) * weight[rows[:n_rows], col : col + block]).sum(0)
+    for d in dests[:n_dests]:
+        expected[d : d + n_valid] += total[:n_valid]
+    untouched = np.ones(out.size, dtype=bool)
+    for d in dests[:n_dests]:
+        untouched[d : d + n_valid] = False
+    if n_valid < block:  # sentinels in the lanes that are read and written back
+        lane = dests[n_dests - 1] + n_valid
+        out[lane], expected[lane] = np.nan, np.nan
+    _weighted_rows(out, dests, n_dests, weight, rows, coefs, n_rows, col, n_valid)
+    assert np.array_equal(out[untouched], expected[untouched], equal_nan=True)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(out[~untouched], expected[~untouched], rtol=tol, atol=tol * 10)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
