@@ -19,7 +19,7 @@ threads by sample. A short driver per direction calls one kernel per layer:
   spikes is the pooled bias), its weight gradient is gathered at the spikes.
   Its input gradient (:func:`_conv2_back_input`) is the one dense part: the
   surrogate gradient reaches every neuron, so every pooled position sends a
-  5 x 5 x C1 patch back: about a third of an iteration's CPU time. Its inner
+  5 x 5 x C1 patch back: a third to a half of an iteration's CPU time. Its inner
   sum is the one kernel written as LLVM vector code
   (:func:`_add_weighted_rows`, a numba intrinsic), because numba's own loops
   keep such accumulators in memory.
@@ -948,8 +948,9 @@ def _net_backward(frames, net, shape, rec, dcur3, grads, b_lo, b_hi):  # pragma:
             _lif_back_step(mem2, rec.mem2[t - 1, b] if t > 0 else zeros2, g2, carry2, d2, s2, net.lif2, grads.lif2)
             _channel_sums(d2, shape.c2, False, grads.conv2_bias)
             _unpool_channels_first(d2, rec.arg2[t, b], net.pool, shape, share2, arg2_cells)
-            weight2 = net.conv2_weight
-            _conv2_back_input(share2, arg2_cells, weight2, net.pool, shape, g1_room, rows, coefs, counts, dests)
+            _conv2_back_input(
+                share2, arg2_cells, net.conv2_weight, net.pool, shape, g1_room, rows, coefs, counts, dests
+            )
             n_spikes1 = _spikes(mem1, net.lif1, spikes1)
             _conv2_back_weight(spikes1, n_spikes1, share2, arg2_cells, net.pool, shape, grads.conv2_weight)
             _lif_back_step(mem1, rec.mem1[t - 1, b] if t > 0 else zeros1, g1, carry1, d1, s1, net.lif1, grads.lif1)
