@@ -7,6 +7,7 @@ parameters. Each runs in a fresh subprocess so that its peak memory (VmHWM)
 is its own; the parent prints seconds per iteration, peak memory and ratios.
 
     .venv/bin/python benchmarks/bench_engine.py [--data DIR] [--batch 128] [--iters 2] [--pool max|avg] [--threads 2]
+        [--time-window 1000]   (the quick preset's iteration: --time-window 30000 --batch 16 --fast-iters 50)
 
 Both wall and CPU seconds are printed. On a shared machine read the CPU
 seconds, and beware the reference's 2-thread figure: the tutorial's loop is
@@ -46,6 +47,21 @@ Tried and dropped (slower here): contiguous per-kernel-row runs for conv 1
 (reversed kx), a vector form of the 2 x 2 pooling, row-by-row weights for
 conv 2's input gradient, BLAS (OpenBLAS through numba's np.dot: 18 G
 multiply-adds/s on these small shapes, with four times the work once unpooled).
+
+The quick preset's iteration (``--time-window 30000 --batch 16``: about 10
+steps of 160 events a frame) spends its time elsewhere: timed inside 200
+training iterations on one thread (a cycle counter around each kernel), conv
+2's input gradient was 5-9 %, the two convolutions forward and their weight
+gradients over 80 %. Those now add contiguous runs (each kernel row stored
+with its columns reversed: ``core.engine._conv_rows``) and pool with selects;
+the weight gradients gather in runs from the share unpooled at the cells the
+events (spikes) reach. Same sums in the same order. Quick iteration, one
+thread: 38-41 ms against 51-64 ms; this benchmark at that size, 2 threads:
+0.024-0.025 s (CPU 0.042-0.043) against 0.032-0.033 s (CPU 0.058-0.060), the
+loop 0.09 s. The tutorial's iteration gains little (1.08-1.14 s against
+1.12-1.25 s; epoch estimate 15.0-15.2 min against 16.4): with 12 events a
+frame its conv 1 kernels wait on the record's scattered argmax, not on
+arithmetic. The README's engine section has the table.
 
 The limit on this CPU. Conv 2's input gradient is the one dense part: the
 surrogate gradient reaches every neuron, so each of the 25 pooled cells sends
@@ -92,8 +108,9 @@ import torch
 from benchmarks._shared import REPO
 
 
-def real_frames(data: Path, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Frames ``(time, batch, 2, 34, 34)`` and labels from the real recordings, as the tutorial makes them."""
+def real_frames(data: Path, batch: int, time_window: float = 1000) -> tuple[torch.Tensor, torch.Tensor]:
+    """Frames ``(time, batch, 2, 34, 34)`` and labels from the real recordings, as the tutorial makes them
+    (``time_window`` in microseconds: 1000 is the tutorial's, 30000 the quick preset's)."""
     import tonic.transforms as transforms
 
     from core.events import SENSOR_SIZE, read_nmnist
@@ -102,7 +119,7 @@ def real_frames(data: Path, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
     if not files:
         raise SystemExit(f"--data {data}: no NMNIST/*/*/*.bin recordings found")
     transform = transforms.Compose(
-        [transforms.Denoise(filter_time=10000), transforms.ToFrame(sensor_size=SENSOR_SIZE, time_window=1000)]
+        [transforms.Denoise(filter_time=10000), transforms.ToFrame(sensor_size=SENSOR_SIZE, time_window=time_window)]
     )
     rng = np.random.default_rng(0)
     order = rng.permutation(len(files))
@@ -187,6 +204,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--only", choices=["reference", "fast"], help="run one variant only")
     parser.add_argument("--pool", choices=["max", "avg"], default="max", help="ModelConfig.pool (default: max)")
+    parser.add_argument("--time-window", type=float, default=1000,
+                        help="ToFrame's window in us (default 1000, the tutorial's; the quick preset's is 30000)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--inputs", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -199,10 +218,11 @@ def main() -> None:
     from core.model import build_model
 
     torch.set_num_threads(args.threads)
-    frames, labels = real_frames(args.data, args.batch)
+    frames, labels = real_frames(args.data, args.batch, args.time_window)
     nonzero = float((frames != 0).float().mean())
     print(
-        f"frames {tuple(frames.shape)} from {args.data}, {100 * nonzero:.2f}% nonzero, {args.threads} threads, "
+        f"frames {tuple(frames.shape)} from {args.data} ({args.time_window:g} us each), {100 * nonzero:.2f}% nonzero, "
+        f"{args.threads} threads, "
         f"{args.pool} pooling"
     )
     torch.manual_seed(0)
@@ -223,9 +243,10 @@ def main() -> None:
                 raise SystemExit(f"{variant} failed:\n{out.stderr}")
             results[variant] = json.loads(out.stdout.strip().splitlines()[-1])
             r = results[variant]
+            runs = ", ".join(f"{s:.3f}" for s in r["all_seconds"][:6]) + (", ..." if len(r["all_seconds"]) > 6 else "")
             print(
-                f"{variant:9s}: {r['seconds']:7.2f} s/iteration  "
-                f"(runs {', '.join(f'{s:.2f}' for s in r['all_seconds'])}; CPU {r['cpu_seconds']:.2f} s; "
+                f"{variant:9s}: {r['seconds']:7.3f} s/iteration  "
+                f"(runs {runs}; CPU {r['cpu_seconds']:.3f} s; "
                 f"load {r['load']:.1f}), "
                 f"peak memory {r['peak_mb'] / 1024:5.2f} GB, loss {r['losses'][0]:.4f}"
                 + (f", engine note: {r['engine_reason']}" if variant == "fast" and r["engine_reason"] else "")

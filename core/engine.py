@@ -8,15 +8,19 @@ threads by sample. A short driver per direction calls one kernel per layer:
 
 - the first convolution is event-driven: input frames are > 99% zeros, so
   each frame's events (nonzero pixels, :func:`_events`) are listed once and
-  each scatters its 5 x 5 kernel; only pool cells that an event reaches are
-  pooled (the rest hold the pooled bias); the weight gradient is gathered at
-  the same events. No gradient flows to the frames.
+  each scatters its 5 x 5 kernel, a kernel row at a time as one contiguous
+  run (the weights are stored with each kernel row reversed,
+  :func:`_conv_rows`); only pool cells that an event reaches are pooled (the
+  rest hold the pooled bias); the weight gradient is gathered at the same
+  events, in runs too, from the share of those cells unpooled into a map
+  (:func:`_unpool_cell`). No gradient flows to the frames.
 - 2 x 2 pooling is max pooling (torch's rule: the first maximum wins; the
   argmax is kept for backward) or average pooling (summed in torch's order,
   then divided by 4), written once in :func:`_pool_cell`.
 - the second convolution sees binary spikes, listed per step
-  (:func:`_spikes`): each adds one kernel column (forward; a step without
-  spikes is the pooled bias), its weight gradient is gathered at the spikes.
+  (:func:`_spikes`): each adds one kernel column in runs, as above (forward;
+  a step without spikes is the pooled bias), its weight gradient is gathered
+  at the spikes (in runs where they outnumber the pool cells they reach).
   Its input gradient (:func:`_conv2_back_input`) is the one dense part: the
   surrogate gradient reaches every neuron, so every pooled position sends a
   5 x 5 x C1 patch back: a third to a half of an iteration's CPU time. Its inner
@@ -253,7 +257,8 @@ class _Shape(NamedTuple):
 
 
 class _Net(NamedTuple):
-    """Forward's parameters: conv weights (Cin, K, K, C) with channels last, linear weight (C2 * P2 * P2, classes)."""
+    """Forward's parameters: conv weights (Cin, K, K * C) as :func:`_conv_rows` lays them out, linear weight
+    (C2 * P2 * P2, classes)."""
 
     conv1: _Layer
     lif1: _Lif
@@ -291,9 +296,9 @@ class _Record(NamedTuple):
 class _Grads(NamedTuple):
     """Float64 gradient sums of one thread: weights in the kernels' layouts, and (d beta, d threshold) per LIF layer."""
 
-    conv1_weight: np.ndarray  # (Cin, K, K, C1)
+    conv1_weight: np.ndarray  # (Cin, K, K * C1), kernel rows reversed (_conv_rows)
     conv1_bias: np.ndarray
-    conv2_weight: np.ndarray  # (C1, K, K, C2)
+    conv2_weight: np.ndarray  # (C1, K, K * C2), likewise
     conv2_bias: np.ndarray
     fc_weight: np.ndarray  # (C2 * P2 * P2, classes)
     lif1: np.ndarray
@@ -303,6 +308,7 @@ class _Grads(NamedTuple):
 # ----------------------------------------------------------------------------- numba kernels: the LIF layer
 
 _jit = numba.njit(cache=True, nogil=True, error_model="numpy")  # numpy: IEEE division, no zero checks
+_inline = numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")  # small helpers of hot loops
 
 
 # ----------------------------------------------------------------------------- one explicit vector kernel
@@ -521,24 +527,47 @@ def _lif_scan_back(mem, g_spk, g_mem, dcur, lif, m0, m1):  # pragma: no cover - 
 # ----------------------------------------------------------------------------- numba kernels: the other layers
 
 
-@_jit
-def _pool_cell(r0, r1, x, c, pool):  # pragma: no cover - compiled
-    """One 2 x 2 pool cell of channel c over map rows r0, r1 (width, channels) at columns x, x + 1: (value, argmax).
+@_inline
+def _pool_cell(r0, r1, x0, n, pool, out, out_arg, base, stride):  # pragma: no cover - compiled
+    """One 2 x 2 pool cell of n channels into out[base + c * stride] and out_arg[base + c * stride], c < n.
 
+    r0, r1 are the cell's two map rows, flat with channels last (width * n); the cell's left column starts at x0.
     Max: torch's rule, the first maximum wins and NaN wins. Average: summed in torch's order, then divided by 4.
-    The argmax counts 0..3 in row-major order within the cell (always 0 for the average).
+    The argmax counts 0..3 in row-major order within the cell (always 0 for the average). Written with selects,
+    not branches, so that the channels run in vector registers.
     """
-    a, b, c0, d = r0[x, c], r0[x + 1, c], r1[x, c], r1[x + 1, c]
+    a0, a1 = r0[x0 : x0 + 2 * n], r1[x0 : x0 + 2 * n]
+    dst, dst_arg = out[base:], out_arg[base:]
     if pool.average:
-        return (((a + b) + c0) + d) * pool.quarter, 0
-    best, arg = a, 0
-    if b > best or b != b:
-        best, arg = b, 1
-    if c0 > best or c0 != c0:
-        best, arg = c0, 2
-    if d > best or d != d:
-        best, arg = d, 3
-    return best, arg
+        for c in range(n):
+            dst[c * stride] = (((a0[c] + a0[n + c]) + a1[c]) + a1[n + c]) * pool.quarter
+            dst_arg[c * stride] = 0
+        return
+    for c in range(n):
+        best, b, c0, d = a0[c], a0[n + c], a1[c], a1[n + c]
+        m = (b > best) | (b != b)
+        best = b if m else best
+        a = np.uint8(1) if m else np.uint8(0)
+        m = (c0 > best) | (c0 != c0)
+        best = c0 if m else best
+        a = np.uint8(2) if m else a
+        m = (d > best) | (d != d)
+        best = d if m else best
+        a = np.uint8(3) if m else a
+        dst[c * stride] = best
+        dst_arg[c * stride] = a
+
+
+@_inline
+def _touch(oy0, oy1, ox0, ox1, pw, touched, cells, n_cells):  # pragma: no cover - compiled
+    """List the pool cells holding outputs oy0..oy1 x ox0..ox1 (inclusive) that are not listed yet; the new count."""
+    for py in range(oy0 >> 1, (oy1 >> 1) + 1):
+        for px in range(ox0 >> 1, (ox1 >> 1) + 1):
+            if not touched[py, px]:
+                touched[py, px] = True
+                cells[n_cells] = py * pw + px
+                n_cells += 1
+    return n_cells
 
 
 @_jit
@@ -583,14 +612,16 @@ def _spikes(mem, lif, idx):  # pragma: no cover - compiled
 def _conv1_pool(pos, val, n_events, conv, pool, shape, conv_map, touched, cells, cur, arg):  # pragma: no cover
     """First convolution + pooling of one frame from its events (pos, val from :func:`_events`).
 
-    Each event adds its kernel into ``conv_map`` (2 P1, 2 P1, C1), which holds the bias between calls; only the
+    Each event adds its kernel into ``conv_map`` (2 P1, 2 P1 * C1: rows, channels last), which holds the bias
+    between calls. conv.weight is (Cin, K, K * C1) with each kernel row's columns reversed, so that what one event
+    adds to one map row is a single contiguous run (the event at column x reaches columns x - K + 1 .. x). Only the
     pool cells an event reaches are pooled, into cur and arg (cell-major, channels last) at those cells. Returns
     the number of such cells, listed in ``cells``; every other entry of cur and arg is left as it was (the caller
     keeps the pooled bias in cur; backward reads arg only where events reach). ``touched`` (all False between
     calls) is scratch.
     """
     k, c1, pw1, width = shape.k, shape.c1, shape.pw1, shape.width
-    oh1, ow1 = 2 * shape.ph1, 2 * shape.pw1
+    oh1, ow1 = 2 * shape.ph1, 2 * pw1
     plane = shape.height * width
     n_cells = 0
     for e in range(n_events):
@@ -601,31 +632,24 @@ def _conv1_pool(pos, val, n_events, conv, pool, shape, conv_map, touched, cells,
         x = p - ci * plane - y * width
         ky0, ky1 = max(0, y - oh1 + 1), min(k, y + 1)
         kx0, kx1 = max(0, x - ow1 + 1), min(k, x + 1)
+        if ky0 >= ky1 or kx0 >= kx1:
+            continue
+        out0, w0, length = (x - kx1 + 1) * c1, (k - kx1) * c1, (kx1 - kx0) * c1
         for ky in range(ky0, ky1):
-            oy = y - ky
-            for kx in range(kx0, kx1):
-                ox = x - kx
-                row = conv_map[oy, ox]
-                wr = conv.weight[ci, ky, kx]
-                for c in range(c1):
-                    row[c] += v * wr[c]
-                if not touched[oy >> 1, ox >> 1]:
-                    touched[oy >> 1, ox >> 1] = True
-                    cells[n_cells] = (oy >> 1) * pw1 + (ox >> 1)
-                    n_cells += 1
+            dst = conv_map[y - ky, out0 : out0 + length]
+            src = conv.weight[ci, ky, w0 : w0 + length]
+            for j in range(length):
+                dst[j] += v * src[j]
+        n_cells = _touch(y - ky1 + 1, y - ky0, x - kx1 + 1, x - kx0, pw1, touched, cells, n_cells)
     for i in range(n_cells):
-        py, px = cells[i] // pw1, cells[i] % pw1
+        cell = cells[i]
+        py, px = cell // pw1, cell % pw1
         touched[py, px] = False
         r0, r1 = conv_map[2 * py], conv_map[2 * py + 1]
-        base = cells[i] * c1
+        x0 = 2 * px * c1
+        _pool_cell(r0, r1, x0, c1, pool, cur, arg, cell * c1, 1)
         for c in range(c1):
-            value, a = _pool_cell(r0, r1, 2 * px, c, pool)
-            cur[base + c] = value
-            arg[base + c] = a
-        for j in range(4):
-            row = conv_map[2 * py + (j >> 1), 2 * px + (j & 1)]
-            for c in range(c1):
-                row[c] = conv.bias[c]
+            r0[x0 + c] = r0[x0 + c1 + c] = r1[x0 + c] = r1[x0 + c1 + c] = conv.bias[c]
     return n_cells
 
 
@@ -634,22 +658,23 @@ def _conv2_pool(spikes, n_spikes, conv, pool, shape, conv_map, rest, cur, arg): 
     """Second convolution + pooling on the spikes of layer 1 (positions from :func:`_spikes`): each adds a kernel
     column.
 
-    Writes cur, arg channels first (C2 * P2 * P2); conv_map (2 P2, 2 P2, C2) is scratch. Without spikes every
-    pooled value is ``rest`` (the pooled bias, channels first) and every argmax 0, which is what pooling the bias
-    gives.
+    conv.weight is (C1, K, K * C2), kernel rows reversed as in :func:`_conv1_pool`; conv_map (2 P2, 2 P2 * C2)
+    is scratch. Writes cur, arg channels first (C2 * P2 * P2). Without spikes every pooled value is ``rest`` (the
+    pooled bias, channels first) and every argmax 0, which is what pooling the bias gives.
     """
     k, c1, c2, pw1, ph2, pw2 = shape.k, shape.c1, shape.c2, shape.pw1, shape.ph2, shape.pw2
     oh2, ow2 = 2 * ph2, 2 * pw2
+    cells2 = ph2 * pw2
     if n_spikes == 0:
         for i in range(cur.size):
             cur[i] = rest[i]
             arg[i] = 0
         return
     for oy in range(oh2):
+        row = conv_map[oy]
         for ox in range(ow2):
-            row = conv_map[oy, ox]
             for c in range(c2):
-                row[c] = conv.bias[c]
+                row[ox * c2 + c] = conv.bias[c]
     for s in range(n_spikes):  # ascending (y, x, ci): the summation order of a dense scan
         i = spikes[s]
         cell = i // c1
@@ -657,20 +682,17 @@ def _conv2_pool(spikes, n_spikes, conv, pool, shape, conv_map, rest, cur, arg): 
         y, x = cell // pw1, cell % pw1
         ky0, ky1 = max(0, y - oh2 + 1), min(k, y + 1)
         kx0, kx1 = max(0, x - ow2 + 1), min(k, x + 1)
+        if ky0 >= ky1 or kx0 >= kx1:
+            continue
+        out0, w0, length = (x - kx1 + 1) * c2, (k - kx1) * c2, (kx1 - kx0) * c2
         for ky in range(ky0, ky1):
-            for kx in range(kx0, kx1):
-                row = conv_map[y - ky, x - kx]
-                wr = conv.weight[ci, ky, kx]
-                for c in range(c2):
-                    row[c] += wr[c]
-    cells2 = ph2 * pw2
+            dst = conv_map[y - ky, out0 : out0 + length]
+            src = conv.weight[ci, ky, w0 : w0 + length]
+            for j in range(length):
+                dst[j] += src[j]
     for py in range(ph2):
-        r0, r1 = conv_map[2 * py], conv_map[2 * py + 1]
         for px in range(pw2):
-            for c in range(c2):
-                value, a = _pool_cell(r0, r1, 2 * px, c, pool)
-                cur[c * cells2 + py * pw2 + px] = value
-                arg[c * cells2 + py * pw2 + px] = a
+            _pool_cell(conv_map[2 * py], conv_map[2 * py + 1], 2 * px * c2, c2, pool, cur, arg, py * pw2 + px, cells2)
 
 
 @_jit
@@ -770,8 +792,59 @@ def _conv2_back_input(share, arg, weight, pool, shape, g1, rows, coefs, counts, 
 
 
 @_jit
-def _conv2_back_weight(spikes, n_spikes, share, arg, pool, shape, dweight):  # pragma: no cover - compiled
-    """Conv 2's weight gradient (C1, K, K, C2), gathered at the spikes of layer 1 from the pooled positions' share."""
+def _conv2_back_weight(  # pragma: no cover - compiled
+    spikes, n_spikes, share, arg, pool, shape, share_map, touched, cells, dweight
+):
+    """Conv 2's weight gradient (C1, K, K * C2; kernel rows reversed as forward's), gathered at the spikes of
+    layer 1 from the pooled positions' share.
+
+    share, arg (cells, C2) from :func:`_unpool_channels_first`. Where the spikes are many (more than the pool
+    cells they reach), share_map (2 P2, 2 P2 * C2, scratch) is filled with what each conv 2 output receives
+    (:func:`_unpool_cell`) at those cells, so that a spike's gradient for one kernel row is one contiguous run, as
+    in forward; a few spikes gather from share directly, which costs less than filling the map. The two give the
+    same sums in the same order. touched (at least P2 x P2; all False between calls) and cells are scratch too.
+    """
+    k, c1, c2, pw1, ph2, pw2 = shape.k, shape.c1, shape.c2, shape.pw1, shape.ph2, shape.pw2
+    oh2, ow2 = 2 * ph2, 2 * pw2
+    flat_share, flat_arg = share.reshape(share.size), arg.reshape(arg.size)
+    n_cells = 0
+    for s in range(n_spikes):
+        cell1 = spikes[s] // c1
+        y, x = cell1 // pw1, cell1 % pw1
+        ky0, ky1 = max(0, y - oh2 + 1), min(k, y + 1)
+        kx0, kx1 = max(0, x - ow2 + 1), min(k, x + 1)
+        if ky0 < ky1 and kx0 < kx1:
+            n_cells = _touch(y - ky1 + 1, y - ky0, x - kx1 + 1, x - kx0, pw2, touched, cells, n_cells)
+    for i in range(n_cells):
+        cell = cells[i]
+        py, px = cell // pw2, cell % pw2
+        touched[py, px] = False
+        if n_spikes > n_cells:
+            _unpool_cell(flat_share, flat_arg, cell * c2, c2, pool, share_map[2 * py], share_map[2 * py + 1],
+                         2 * px * c2)
+    if n_spikes <= n_cells:
+        _conv2_back_weight_sparse(spikes, n_spikes, share, arg, pool, shape, dweight)
+        return
+    for s in range(n_spikes):
+        i = spikes[s]
+        cell1 = i // c1
+        ci = i - cell1 * c1
+        y, x = cell1 // pw1, cell1 % pw1
+        ky0, ky1 = max(0, y - oh2 + 1), min(k, y + 1)
+        kx0, kx1 = max(0, x - ow2 + 1), min(k, x + 1)
+        if ky0 >= ky1 or kx0 >= kx1:
+            continue
+        out0, w0, length = (x - kx1 + 1) * c2, (k - kx1) * c2, (kx1 - kx0) * c2
+        for ky in range(ky0, ky1):
+            src = share_map[y - ky, out0 : out0 + length]
+            dst = dweight[ci, ky, w0 : w0 + length]
+            for j in range(length):
+                dst[j] += src[j]
+
+
+@_jit
+def _conv2_back_weight_sparse(spikes, n_spikes, share, arg, pool, shape, dweight):  # pragma: no cover - compiled
+    """:func:`_conv2_back_weight` for a few spikes: each kernel position gathers its pool cell's share directly."""
     k, c1, c2, pw1, pw2 = shape.k, shape.c1, shape.c2, shape.pw1, shape.pw2
     oh2, ow2 = 2 * shape.ph2, 2 * pw2
     zero = pool.zero
@@ -784,31 +857,72 @@ def _conv2_back_weight(spikes, n_spikes, share, arg, pool, shape, dweight):  # p
         kx0, kx1 = max(0, x - ow2 + 1), min(k, x + 1)
         for ky in range(ky0, ky1):
             oy = y - ky
+            drow = dweight[ci, ky]
             for kx in range(kx0, kx1):
                 ox = x - kx
                 cell = (oy >> 1) * pw2 + (ox >> 1)
-                drow = dweight[ci, ky, kx]
+                dst = drow[(k - 1 - kx) * c2 :]
                 dl = share[cell]
                 if pool.average:
                     for c in range(c2):
-                        drow[c] += dl[c]
+                        dst[c] += dl[c]
                 else:
                     j = (oy & 1) * 2 + (ox & 1)
                     al = arg[cell]
                     for c in range(c2):
-                        drow[c] += dl[c] if al[c] == j else zero
+                        dst[c] += dl[c] if al[c] == j else zero
+
+
+@_inline
+def _unpool_cell(share, arg, base, n, pool, r0, r1, x0):  # pragma: no cover - compiled
+    """What the four positions of one pool cell receive, n channels, into map rows r0, r1 from column x0 on.
+
+    Max: the cell's share (share[base:base + n]) at its argmax, zero at the other three; average: the share at all
+    four (it is already a quarter of the pooled gradient).
+    """
+    x1 = x0 + n
+    if pool.average:
+        for c in range(n):
+            r0[x0 + c] = r0[x1 + c] = r1[x0 + c] = r1[x1 + c] = share[base + c]
+        return
+    zero = pool.zero
+    for c in range(n):
+        v, a = share[base + c], arg[base + c]
+        r0[x0 + c] = v if a == 0 else zero
+        r0[x1 + c] = v if a == 1 else zero
+        r1[x0 + c] = v if a == 2 else zero
+        r1[x1 + c] = v if a == 3 else zero
 
 
 @_jit
-def _conv1_back_weight(pos, val, n_events, share, arg, pool, shape, dweight):  # pragma: no cover - compiled
-    """Conv 1's weight gradient (Cin, K, K, C1), gathered at the frame's events from the pooled positions' share.
+def _conv1_back_weight(  # pragma: no cover - compiled
+    pos, val, n_events, share, arg, pool, shape, share_map, touched, cells, dweight
+):
+    """Conv 1's weight gradient (Cin, K, K * C1; kernel rows reversed as forward's), gathered at the frame's events
+    from the pooled positions' share.
 
-    arg holds the argmax (cell-major, channels last) at every cell an event reaches, from :func:`_conv1_pool`.
+    share and arg are cell-major with channels last; arg holds the argmax at every cell an event reaches, from
+    :func:`_conv1_pool`. share_map (2 P1, 2 P1 * C1) is scratch, filled (:func:`_unpool_cell`) at those cells
+    only, the only ones the events read; touched (all False between calls) and cells are scratch too.
     """
     k, c1, pw1, width = shape.k, shape.c1, shape.pw1, shape.width
     oh1, ow1 = 2 * shape.ph1, 2 * pw1
     plane = shape.height * width
-    zero = pool.zero
+    n_cells = 0
+    for e in range(n_events):
+        p = pos[e]
+        ci = p // plane
+        y = (p - ci * plane) // width
+        x = p - ci * plane - y * width
+        ky0, ky1 = max(0, y - oh1 + 1), min(k, y + 1)
+        kx0, kx1 = max(0, x - ow1 + 1), min(k, x + 1)
+        if ky0 < ky1 and kx0 < kx1:
+            n_cells = _touch(y - ky1 + 1, y - ky0, x - kx1 + 1, x - kx0, pw1, touched, cells, n_cells)
+    for i in range(n_cells):
+        cell = cells[i]
+        py, px = cell // pw1, cell % pw1
+        touched[py, px] = False
+        _unpool_cell(share, arg, cell * c1, c1, pool, share_map[2 * py], share_map[2 * py + 1], 2 * px * c1)
     for e in range(n_events):
         p = pos[e]
         v = val[e]
@@ -817,21 +931,14 @@ def _conv1_back_weight(pos, val, n_events, share, arg, pool, shape, dweight):  #
         x = p - ci * plane - y * width
         ky0, ky1 = max(0, y - oh1 + 1), min(k, y + 1)
         kx0, kx1 = max(0, x - ow1 + 1), min(k, x + 1)
+        if ky0 >= ky1 or kx0 >= kx1:
+            continue
+        out0, w0, length = (x - kx1 + 1) * c1, (k - kx1) * c1, (kx1 - kx0) * c1
         for ky in range(ky0, ky1):
-            oy = y - ky
-            for kx in range(kx0, kx1):
-                ox = x - kx
-                base = ((oy >> 1) * pw1 + (ox >> 1)) * c1
-                drow = dweight[ci, ky, kx]
-                sh = share[base:]
-                if pool.average:
-                    for c in range(c1):
-                        drow[c] += v * sh[c]
-                else:
-                    j = (oy & 1) * 2 + (ox & 1)
-                    al = arg[base:]
-                    for c in range(c1):
-                        drow[c] += v * sh[c] if al[c] == j else zero
+            src = share_map[y - ky, out0 : out0 + length]
+            dst = dweight[ci, ky, w0 : w0 + length]
+            for j in range(length):
+                dst[j] += v * src[j]
 
 
 @_jit
@@ -856,14 +963,15 @@ def _channel_sums(d, n_channels, channels_last, out):  # pragma: no cover - comp
 
 
 @_jit
-def _pooled_bias(conv, pool, shape, conv_map):  # pragma: no cover - compiled
-    """Fill conv_map (2 P1, 2 P1, C1) with conv 1's bias; return what a pool cell of bias alone holds, per channel."""
+def _pooled_bias(bias, pool, conv_map):  # pragma: no cover - compiled
+    """Fill conv_map (rows, columns * C, channels last) with the bias; return what a pool cell of bias alone holds,
+    per channel."""
+    n = bias.size
     for oy in range(conv_map.shape[0]):
-        for ox in range(conv_map.shape[1]):
-            conv_map[oy, ox, :] = conv.bias
-    rest = np.empty(shape.c1, dtype=conv_map.dtype)
-    for c in range(shape.c1):
-        rest[c] = _pool_cell(conv_map[0], conv_map[1], 0, c, pool)[0]
+        for i in range(conv_map.shape[1]):
+            conv_map[oy, i] = bias[i % n]
+    rest = np.empty(n, dtype=conv_map.dtype)
+    _pool_cell(conv_map[0], conv_map[1], 0, n, pool, rest, np.empty(n, dtype=np.uint8), 0, 1)
     return rest
 
 
@@ -873,17 +981,15 @@ def _net_forward(frames, net, shape, rec, cur3, b_lo, b_hi):  # pragma: no cover
     dtype = rec.mem1.dtype
     n1, n2 = rec.mem1.shape[2], rec.mem2.shape[2]
     c1, c2, cells2 = shape.c1, shape.c2, shape.ph2 * shape.pw2
-    conv_map1 = np.empty((2 * shape.ph1, 2 * shape.pw1, c1), dtype=dtype)
-    rest1 = _pooled_bias(net.conv1, net.pool, shape, conv_map1)
-    bias_map2 = np.empty((2, 2, c2), dtype=dtype)
-    for j in range(4):
-        bias_map2[j >> 1, j & 1, :] = net.conv2.bias
+    conv_map1 = np.empty((2 * shape.ph1, 2 * shape.pw1 * c1), dtype=dtype)
+    rest1 = _pooled_bias(net.conv1.bias, net.pool, conv_map1)
+    bias_rest2 = _pooled_bias(net.conv2.bias, net.pool, np.empty((2, 2 * c2), dtype=dtype))
     rest2 = np.empty(n2, dtype=dtype)  # what layer 2's pooled current is when layer 1 does not spike
     for c in range(c2):
-        rest2[c * cells2 : (c + 1) * cells2] = _pool_cell(bias_map2[0], bias_map2[1], 0, c, net.pool)[0]
+        rest2[c * cells2 : (c + 1) * cells2] = bias_rest2[c]
     touched = np.zeros((shape.ph1, shape.pw1), dtype=np.bool_)
     cells = np.empty(shape.ph1 * shape.pw1, dtype=np.int64)
-    conv_map2 = np.empty((2 * shape.ph2, 2 * shape.pw2, c2), dtype=dtype)
+    conv_map2 = np.empty((2 * shape.ph2, 2 * shape.pw2 * c2), dtype=dtype)
     n_pixels = shape.cin * shape.height * shape.width
     pos = np.empty(n_pixels, dtype=np.int64)
     val = np.empty(n_pixels, dtype=dtype)
@@ -938,6 +1044,10 @@ def _net_backward(frames, net, shape, rec, dcur3, grads, b_lo, b_hi):  # pragma:
     val = np.empty(n_pixels, dtype=dtype)
     spikes1 = np.empty(n1, dtype=np.int64)
     spikes2 = np.empty(n2, dtype=np.int64)
+    share_map1 = np.empty((2 * shape.ph1, 2 * shape.pw1 * shape.c1), dtype=dtype)
+    share_map2 = np.empty((2 * shape.ph2, 2 * shape.pw2 * shape.c2), dtype=dtype)
+    touched = np.zeros((shape.ph1, shape.pw1), dtype=np.bool_)  # for both layers: P2 <= P1
+    cells = np.empty(shape.ph1 * shape.pw1, dtype=np.int64)
     for b in range(b_lo, b_hi):
         carry1[:] = zero
         carry2[:] = zero
@@ -952,12 +1062,17 @@ def _net_backward(frames, net, shape, rec, dcur3, grads, b_lo, b_hi):  # pragma:
                 share2, arg2_cells, net.conv2_weight, net.pool, shape, g1_room, rows, coefs, counts, dests
             )
             n_spikes1 = _spikes(mem1, net.lif1, spikes1)
-            _conv2_back_weight(spikes1, n_spikes1, share2, arg2_cells, net.pool, shape, grads.conv2_weight)
+            _conv2_back_weight(
+                spikes1, n_spikes1, share2, arg2_cells, net.pool, shape, share_map2, touched, cells, grads.conv2_weight
+            )
             _lif_back_step(mem1, rec.mem1[t - 1, b] if t > 0 else zeros1, g1, carry1, d1, s1, net.lif1, grads.lif1)
             _channel_sums(d1, shape.c1, True, grads.conv1_bias)
             share = _unpool_channels_last(d1, net.pool, share1)
             n_events = _events(frames[t, b], pos, val)
-            _conv1_back_weight(pos, val, n_events, share, rec.arg1[t, b], net.pool, shape, grads.conv1_weight)
+            _conv1_back_weight(
+                pos, val, n_events, share, rec.arg1[t, b], net.pool, shape, share_map1, touched, cells,
+                grads.conv1_weight,
+            )
 
 
 # ----------------------------------------------------------------------------- autograd Functions
@@ -965,6 +1080,19 @@ def _net_backward(frames, net, shape, rec, dcur3, grads, b_lo, b_hi):  # pragma:
 
 def _np(t: torch.Tensor) -> np.ndarray:
     return t.detach().contiguous().numpy()
+
+
+def _conv_rows(w: torch.Tensor) -> np.ndarray:
+    """A convolution weight (Cout, Cin, K, K) in the kernels' layout: (Cin, K, K * Cout), each kernel row's columns
+    reversed, channels last."""
+    cout, cin, k, _ = w.shape
+    return _np(w.detach().permute(1, 2, 3, 0).flip(2).reshape(cin, k, k * cout))
+
+
+def _from_rows(rows: np.ndarray, k: int) -> np.ndarray:
+    """A gradient in the kernels' layout (Cin, K, K * Cout, columns reversed) as torch's (Cout, Cin, K, K)."""
+    cin = rows.shape[0]
+    return np.ascontiguousarray(rows.reshape(cin, k, k, -1)[:, :, ::-1].transpose(3, 0, 1, 2))
 
 
 def _np_dtype(dtype: torch.dtype) -> np.dtype:
@@ -1077,9 +1205,9 @@ class HiddenLayers(torch.autograd.Function):
             arg2=BUFFERS.take((n_steps, batch, n2), np.uint8),
         )
         net = _Net(
-            conv1=_Layer(_np(w1.permute(1, 2, 3, 0)), _np(b1)),
+            conv1=_Layer(_conv_rows(w1), _np(b1)),
             lif1=_lif(beta1, thr1, spec, dtype),
-            conv2=_Layer(_np(w2.permute(1, 2, 3, 0)), _np(b2)),
+            conv2=_Layer(_conv_rows(w2), _np(b2)),
             lif2=_lif(beta2, thr2, spec, dtype),
             fc=_Layer(_np(w3.t()), _np(b3)),
             pool=_pool(pool, dtype),
@@ -1115,8 +1243,8 @@ class HiddenLayers(torch.autograd.Function):
 
         def part(lo: int, hi: int) -> _Grads:
             grads = _Grads(
-                conv1_weight=np.zeros((shape.cin, shape.k, shape.k, shape.c1)), conv1_bias=np.zeros(shape.c1),
-                conv2_weight=np.zeros((shape.c1, shape.k, shape.k, shape.c2)), conv2_bias=np.zeros(shape.c2),
+                conv1_weight=np.zeros((shape.cin, shape.k, shape.k * shape.c1)), conv1_bias=np.zeros(shape.c1),
+                conv2_weight=np.zeros((shape.c1, shape.k, shape.k * shape.c2)), conv2_bias=np.zeros(shape.c2),
                 fc_weight=np.zeros((rec.mem2.shape[2], shape.n_out)), lif1=np.zeros(2), lif2=np.zeros(2),
             )
             _net_backward(x, net, shape, rec, g, grads, lo, hi)
@@ -1130,10 +1258,10 @@ class HiddenLayers(torch.autograd.Function):
 
         return (
             None,
-            tensor(grads.conv1_weight, 3, 0, 1, 2), tensor(grads.conv1_bias),
+            tensor(_from_rows(grads.conv1_weight, shape.k)), tensor(grads.conv1_bias),
             _beta_grad(grads.lif1[0], beta1) if need[3] else None,
             _scalar_grad(grads.lif1[1], thr1) if need[4] else None,
-            tensor(grads.conv2_weight, 3, 0, 1, 2), tensor(grads.conv2_bias),
+            tensor(_from_rows(grads.conv2_weight, shape.k)), tensor(grads.conv2_bias),
             _beta_grad(grads.lif2[0], beta2) if need[7] else None,
             _scalar_grad(grads.lif2[1], thr2) if need[8] else None,
             tensor(grads.fc_weight, 1, 0), dcur3.sum((0, 1)),
@@ -1266,8 +1394,8 @@ def record_layers(net: nn.Sequential, spec: NeuronSpec, frames: torch.Tensor) ->
         lif1, lif2 = _lif(net[2].beta, net[2].threshold, spec, dtype), _lif(net[5].beta, net[5].threshold, spec, dtype)
         lif3 = _lif(net[8].beta, net[8].threshold, spec, dtype)
         model = _Net(
-            conv1=_Layer(_np(w1.permute(1, 2, 3, 0)), _np(b1)), lif1=lif1,
-            conv2=_Layer(_np(w2.permute(1, 2, 3, 0)), _np(b2)), lif2=lif2,
+            conv1=_Layer(_conv_rows(w1), _np(b1)), lif1=lif1,
+            conv2=_Layer(_conv_rows(w2), _np(b2)), lif2=lif2,
             fc=_Layer(_np(w3.t()), _np(b3)), pool=_pool(pooling_of(net), dtype),
         )
         cur3 = np.empty((n_steps, 1, shape.n_out), npd)

@@ -199,7 +199,8 @@ def test_add_weighted_rows_against_numpy(dtype: type, n_rows: int, n_valid: int,
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_pool_cell_is_torchs_pooling_bit_for_bit(dtype: type) -> None:
-    """The one 2 x 2 pooling kernel against nn.MaxPool2d (ties, NaN, argmax) and nn.AvgPool2d (summation order)."""
+    """The one 2 x 2 pooling kernel against nn.MaxPool2d (ties, NaN, argmax) and nn.AvgPool2d (summation order),
+    written channels last and channels first."""
     rng = np.random.default_rng(14)
     conv_map = (rng.standard_normal((8, 8, 5)) * np.exp(rng.standard_normal((8, 8, 5)) * 3)).astype(dtype)
     conv_map[0:2, 0:2, 0] = 1.5  # a four-way tie: the first maximum wins
@@ -210,15 +211,25 @@ def test_pool_cell_is_torchs_pooling_bit_for_bit(dtype: type) -> None:
     ref_avg = torch.nn.AvgPool2d(2)(as_torch)
     for average, ref in ((False, ref_max), (True, ref_avg)):
         pool = engine._Pool(average, dtype(0.25), dtype(0.0))
+        rows = conv_map.reshape(8, 8 * 5)  # the kernels' flat map rows, channels last
         for py in range(4):
             for px in range(4):
+                # channels last (stride 1, as layer 1 keeps them) or first (stride 3 here, as layer 2 does)
+                stride = 1 if (py + px) % 2 else 3
+                values, args = np.full(2 + 5 * stride, -7.0, dtype), np.full(2 + 5 * stride, 9, np.uint8)
+                engine._pool_cell(rows[2 * py], rows[2 * py + 1], 2 * px * 5, 5, pool, values, args, 1, stride)
+                written = 1 + stride * np.arange(5)
+                others = np.setdiff1d(np.arange(values.size), written)
+                assert (values[others] == -7.0).all() and (args[others] == 9).all()  # only its 5 entries
                 for c in range(5):
-                    value, arg = engine._pool_cell(conv_map[2 * py], conv_map[2 * py + 1], 2 * px, c, pool)
+                    value, arg = values[written[c]], args[written[c]]
                     expected = ref[0, c, py, px].numpy()
-                    assert np.array_equal(value, expected, equal_nan=True)  # numba returns the float32 as a float
+                    assert np.array_equal(value, expected, equal_nan=True)
                     if not average:
                         flat = int(ref_arg[0, c, py, px])  # torch's index into the (H, W) map
                         assert (2 * py + (arg >> 1), 2 * px + (arg & 1)) == divmod(flat, 8)
+                    else:
+                        assert arg == 0
 
 
 def test_mixed_pooling_is_not_the_tutorial_network() -> None:
