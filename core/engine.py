@@ -570,6 +570,20 @@ def _touch(oy0, oy1, ox0, ox1, pw, touched, cells, n_cells):  # pragma: no cover
     return n_cells
 
 
+@_inline
+def _reach(y, x, k, oh, ow, c):  # pragma: no cover - compiled
+    """Where an input at (y, x) lands among a K x K convolution's first oh x ow outputs (those 2 x 2 pooling keeps).
+
+    Kernel rows ky0..ky1 - 1 reach output rows y - ky; in each, kernel columns kx0..kx1 - 1 reach output columns
+    x - kx1 + 1 .. x - kx0: one run of ``length`` values (C channels each) from ``out`` in the channels-last map
+    row and from ``w`` in the kernel row, whose columns :func:`_conv_rows` stores reversed. Returns
+    (ky0, ky1, kx0, kx1, out, w, length); it reaches nothing where ky0 >= ky1 or length <= 0.
+    """
+    ky0, ky1 = max(0, y - oh + 1), min(k, y + 1)
+    kx0, kx1 = max(0, x - ow + 1), min(k, x + 1)
+    return ky0, ky1, kx0, kx1, (x - kx1 + 1) * c, (k - kx1) * c, (kx1 - kx0) * c
+
+
 @_jit
 def _events(frame, pos, val):  # pragma: no cover - compiled
     """The nonzero pixels of one frame (Cin, H, W) in (ci, y, x) order: flat positions into pos, values into val.
@@ -630,11 +644,9 @@ def _conv1_pool(pos, val, n_events, conv, pool, shape, conv_map, touched, cells,
         ci = p // plane
         y = (p - ci * plane) // width
         x = p - ci * plane - y * width
-        ky0, ky1 = max(0, y - oh1 + 1), min(k, y + 1)
-        kx0, kx1 = max(0, x - ow1 + 1), min(k, x + 1)
-        if ky0 >= ky1 or kx0 >= kx1:
+        ky0, ky1, kx0, kx1, out0, w0, length = _reach(y, x, k, oh1, ow1, c1)
+        if ky0 >= ky1 or length <= 0:
             continue
-        out0, w0, length = (x - kx1 + 1) * c1, (k - kx1) * c1, (kx1 - kx0) * c1
         for ky in range(ky0, ky1):
             dst = conv_map[y - ky, out0 : out0 + length]
             src = conv.weight[ci, ky, w0 : w0 + length]
@@ -680,11 +692,9 @@ def _conv2_pool(spikes, n_spikes, conv, pool, shape, conv_map, rest, cur, arg): 
         cell = i // c1
         ci = i - cell * c1
         y, x = cell // pw1, cell % pw1
-        ky0, ky1 = max(0, y - oh2 + 1), min(k, y + 1)
-        kx0, kx1 = max(0, x - ow2 + 1), min(k, x + 1)
-        if ky0 >= ky1 or kx0 >= kx1:
+        ky0, ky1, _, _, out0, w0, length = _reach(y, x, k, oh2, ow2, c2)
+        if ky0 >= ky1 or length <= 0:
             continue
-        out0, w0, length = (x - kx1 + 1) * c2, (k - kx1) * c2, (kx1 - kx0) * c2
         for ky in range(ky0, ky1):
             dst = conv_map[y - ky, out0 : out0 + length]
             src = conv.weight[ci, ky, w0 : w0 + length]
@@ -811,9 +821,8 @@ def _conv2_back_weight(  # pragma: no cover - compiled
     for s in range(n_spikes):
         cell1 = spikes[s] // c1
         y, x = cell1 // pw1, cell1 % pw1
-        ky0, ky1 = max(0, y - oh2 + 1), min(k, y + 1)
-        kx0, kx1 = max(0, x - ow2 + 1), min(k, x + 1)
-        if ky0 < ky1 and kx0 < kx1:
+        ky0, ky1, kx0, kx1, _, _, length = _reach(y, x, k, oh2, ow2, c2)
+        if ky0 < ky1 and length > 0:
             n_cells = _touch(y - ky1 + 1, y - ky0, x - kx1 + 1, x - kx0, pw2, touched, cells, n_cells)
     for i in range(n_cells):
         cell = cells[i]
@@ -830,11 +839,9 @@ def _conv2_back_weight(  # pragma: no cover - compiled
         cell1 = i // c1
         ci = i - cell1 * c1
         y, x = cell1 // pw1, cell1 % pw1
-        ky0, ky1 = max(0, y - oh2 + 1), min(k, y + 1)
-        kx0, kx1 = max(0, x - ow2 + 1), min(k, x + 1)
-        if ky0 >= ky1 or kx0 >= kx1:
+        ky0, ky1, _, _, out0, w0, length = _reach(y, x, k, oh2, ow2, c2)
+        if ky0 >= ky1 or length <= 0:
             continue
-        out0, w0, length = (x - kx1 + 1) * c2, (k - kx1) * c2, (kx1 - kx0) * c2
         for ky in range(ky0, ky1):
             src = share_map[y - ky, out0 : out0 + length]
             dst = dweight[ci, ky, w0 : w0 + length]
@@ -853,8 +860,7 @@ def _conv2_back_weight_sparse(spikes, n_spikes, share, arg, pool, shape, dweight
         cell1 = i // c1
         ci = i - cell1 * c1
         y, x = cell1 // pw1, cell1 % pw1
-        ky0, ky1 = max(0, y - oh2 + 1), min(k, y + 1)
-        kx0, kx1 = max(0, x - ow2 + 1), min(k, x + 1)
+        ky0, ky1, kx0, kx1, _, _, _ = _reach(y, x, k, oh2, ow2, c2)
         for ky in range(ky0, ky1):
             oy = y - ky
             drow = dweight[ci, ky]
@@ -914,9 +920,8 @@ def _conv1_back_weight(  # pragma: no cover - compiled
         ci = p // plane
         y = (p - ci * plane) // width
         x = p - ci * plane - y * width
-        ky0, ky1 = max(0, y - oh1 + 1), min(k, y + 1)
-        kx0, kx1 = max(0, x - ow1 + 1), min(k, x + 1)
-        if ky0 < ky1 and kx0 < kx1:
+        ky0, ky1, kx0, kx1, _, _, length = _reach(y, x, k, oh1, ow1, c1)
+        if ky0 < ky1 and length > 0:
             n_cells = _touch(y - ky1 + 1, y - ky0, x - kx1 + 1, x - kx0, pw1, touched, cells, n_cells)
     for i in range(n_cells):
         cell = cells[i]
@@ -929,11 +934,9 @@ def _conv1_back_weight(  # pragma: no cover - compiled
         ci = p // plane
         y = (p - ci * plane) // width
         x = p - ci * plane - y * width
-        ky0, ky1 = max(0, y - oh1 + 1), min(k, y + 1)
-        kx0, kx1 = max(0, x - ow1 + 1), min(k, x + 1)
-        if ky0 >= ky1 or kx0 >= kx1:
+        ky0, ky1, _, _, out0, w0, length = _reach(y, x, k, oh1, ow1, c1)
+        if ky0 >= ky1 or length <= 0:
             continue
-        out0, w0, length = (x - kx1 + 1) * c1, (k - kx1) * c1, (kx1 - kx0) * c1
         for ky in range(ky0, ky1):
             src = share_map[y - ky, out0 : out0 + length]
             dst = dweight[ci, ky, w0 : w0 + length]
