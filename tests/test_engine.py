@@ -198,6 +198,44 @@ def test_add_weighted_rows_against_numpy(dtype: type, n_rows: int, n_valid: int,
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("size", [0, 1, 15, 16, 17, 47, 800, 2700])
+def test_spikes_are_numpys_positions_above_threshold(dtype: type, size: int) -> None:
+    """The spike lists (vector blocks with a compressing store, then a scalar tail) against numpy: the positions
+    where mem - threshold > 0, ascending, NaN never a spike, nothing written past them."""
+    rng = np.random.default_rng(size)
+    mem = (rng.random(size) * 2).astype(dtype)
+    mem[rng.random(size) < 0.3] = 1.0  # at the threshold: not a spike
+    if size > 20:
+        mem[[3, 18]] = np.nan
+        mem[size - 1] = 5.0  # a spike in the tail (or the last block)
+    spec = engine.NeuronSpec()
+    as_torch = torch.float32 if dtype == np.float32 else torch.float64
+    lif = engine._lif(torch.tensor(0.9), torch.tensor(1.0), spec, as_torch)
+    idx = np.full(size + 3, -1, dtype=np.int32)
+    n = engine._spikes(mem, lif, idx)
+    expected = np.flatnonzero(mem - dtype(1.0) > 0)
+    assert n == expected.size and np.array_equal(idx[:n], expected)
+    assert (idx[n:] == -1).all()
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("shape", [(2, 34, 34), (1, 5, 3), (2, 4, 4)])
+def test_events_are_numpys_nonzero_pixels(dtype: type, shape: tuple[int, int, int]) -> None:
+    """A frame's event list (vector blocks with a compressing store, then a scalar tail) against numpy: the flat
+    positions of the nonzero pixels in order and their values, negative, tiny and NaN ones included."""
+    rng = np.random.default_rng(sum(shape))
+    frame = np.where(rng.random(shape) < 0.2, rng.standard_normal(shape), 0.0).astype(dtype)
+    flat = frame.reshape(-1)
+    flat[[0, flat.size - 1]] = [np.nan, -0.5]  # the first block and the tail
+    flat[flat.size // 2] = np.finfo(dtype).tiny / 2  # subnormal: still an event
+    pos, val = np.full(flat.size + 2, -1, np.int32), np.zeros(flat.size + 2, dtype)
+    n = engine._events(frame, pos, val)
+    expected = np.flatnonzero(flat != 0)
+    assert n == expected.size and np.array_equal(pos[:n], expected) and (pos[n:] == -1).all()
+    assert np.array_equal(val[:n], flat[expected], equal_nan=True)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_pool_cell_is_torchs_pooling_bit_for_bit(dtype: type) -> None:
     """The one 2 x 2 pooling kernel against nn.MaxPool2d (ties, NaN, argmax) and nn.AvgPool2d (summation order),
     written channels last and channels first."""
