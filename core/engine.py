@@ -140,14 +140,15 @@ _POOL: ThreadPoolExecutor | None = None
 def _parallel(fn: Callable[[int, int], Any], n: int, min_chunk: int = 1) -> list[Any]:
     """Run ``fn(start, stop)`` over ``range(n)`` on up to torch's thread count (the kernels release the GIL).
 
-    Up to four parts a thread, each taken by whichever thread is free next (the caller's included), so that a
-    thread the OS holds back on a busy machine does not hold up the rest; results come back in part order.
+    Four parts a thread, or parts of four items where that makes more (a batch of 128: 32 parts), each taken by
+    whichever thread is free next (the caller's included), so that a thread the OS holds back on a busy machine
+    does not hold up the rest, and the last part to finish is short; results come back in part order.
     """
     global _POOL
     threads = max(1, min(torch.get_num_threads(), n // max(1, min_chunk)))
     if threads == 1:
         return [fn(0, n)]
-    parts = min(4 * threads, n // max(1, min_chunk))
+    parts = min(max(4 * threads, n // 4), n // max(1, min_chunk))
     bounds = [n * i // parts for i in range(parts + 1)]
     results: list[Any] = [None] * parts
     claim = itertools.count()  # next() is atomic under the GIL
