@@ -94,7 +94,8 @@ A fourth session, on another 2-core machine (Sapphire Rapids, 2.1 GHz), timed a 
 iteration (100 iterations in; one thread, 2.42 s after this change): the spike and event lists had
 taken 19 % (a mispredicted branch per spike); they now use a compressing vector store
 (``core.engine._compressing``), 8 % -> the iteration 2.23-2.28 s against 2.68-3.00 s, the
-200-iteration epoch estimate 11.6 min against 12.7. Reference 13.6 s, fast 1.22 s at
+200-iteration epoch estimate 11.6 min against 12.7; with the batch split in 32 parts, not 8
+(two threads busy 1.95 of 2 cores, not 1.87), 11.2 min. Reference 13.6 s, fast 1.22 s at
 initialisation here: 11x. The README's engine section has the table.
 """
 
