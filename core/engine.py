@@ -313,7 +313,7 @@ _jit = numba.njit(cache=True, nogil=True, error_model="numpy")  # numpy: IEEE di
 _inline = numba.njit(cache=True, nogil=True, error_model="numpy", inline="always")  # small helpers of hot loops
 
 
-# ----------------------------------------------------------------------------- two explicit vector kernels
+# ----------------------------------------------------------------------------- explicit vector kernels
 
 _LANES, _CHUNKS = 16, 4  # an LLVM <16 x float> (one AVX-512 register; two AVX2 ones), four of them a block
 ROW_BLOCK = _LANES * _CHUNKS  # conv 2's backward weight pads each kernel row to a multiple of this
@@ -400,7 +400,8 @@ def _compressing(name: str, compare: Callable[[ir.IRBuilder, ir.Value, ir.Value]
 
     Each block is compared in one vector and its positions stored with a compressing store (AVX-512's
     ``vpcompressd``; LLVM lowers it to plain code elsewhere), so a hit costs no mispredicted branch. Exactly n
-    entries of idx are written. ``values`` float32 or float64; both arrays contiguous and 1-D.
+    entries of idx are written. ``values`` float32 or float64, fewer than 2**31 of them (the positions are
+    int32); both arrays contiguous and 1-D.
     """
 
     def kernel(typingctx, values, threshold, idx):
