@@ -317,6 +317,7 @@ _inline = numba.njit(cache=True, nogil=True, error_model="numpy", inline="always
 
 _LANES, _CHUNKS = 16, 4  # an LLVM <16 x float> (one AVX-512 register; two AVX2 ones), four of them a block
 ROW_BLOCK = _LANES * _CHUNKS  # conv 2's backward weight pads each kernel row to a multiple of this
+_FEW_SPIKES = 2  # conv 2's weight gradient gathers up to this many spikes of a step without filling a map
 
 
 def _as_i64(builder: ir.IRBuilder, value: ir.Value) -> ir.Value:
@@ -879,38 +880,21 @@ def _conv2_back_input(share, arg, weight, pool, shape, g1, rows, coefs, counts, 
 
 
 @_jit
-def _conv2_back_weight(  # pragma: no cover - compiled
-    spikes, n_spikes, share, arg, pool, shape, share_map, touched, cells, dweight
-):
+def _conv2_back_weight(spikes, n_spikes, share, arg, pool, shape, share_map, dweight):  # pragma: no cover - compiled
     """Conv 2's weight gradient (C1, K, K * C2; kernel rows reversed as forward's), gathered at the spikes of
     layer 1 from the pooled positions' share.
 
-    share, arg (cells, C2) from :func:`_unpool_channels_first`. Where the spikes are many (more than the pool
-    cells they reach), share_map (2 P2, 2 P2 * C2, scratch) is filled with what each conv 2 output receives
-    (:func:`_unpool_cell`) at those cells, so that a spike's gradient for one kernel row is one contiguous run, as
-    in forward; a few spikes gather from share directly, which costs less than filling the map. The two give the
-    same sums in the same order. touched (at least P2 x P2; all False between calls) and cells are scratch too.
+    share, arg (cells, C2) from :func:`_unpool_channels_first`. share_map (2 P2, 2 P2 * C2, scratch) is filled
+    with what each conv 2 output receives (:func:`_unpool_map`), so that a spike's gradient for one kernel row is
+    one contiguous run, as in forward; up to ``_FEW_SPIKES`` spikes gather from share directly, which costs less
+    than filling the map. The two give the same sums in the same order.
     """
-    k, c1, c2, pw1, ph2, pw2 = shape.k, shape.c1, shape.c2, shape.pw1, shape.ph2, shape.pw2
-    oh2, ow2 = 2 * ph2, 2 * pw2
-    flat_share, flat_arg = share.reshape(share.size), arg.reshape(arg.size)
-    n_cells = 0
-    for s in range(n_spikes):
-        cell1 = spikes[s] // c1
-        y, x = cell1 // pw1, cell1 % pw1
-        ky0, ky1, kx0, kx1, _, _, length = _reach(y, x, k, oh2, ow2, c2)
-        if ky0 < ky1 and length > 0:
-            n_cells = _touch(y - ky1 + 1, y - ky0, x - kx1 + 1, x - kx0, pw2, touched, cells, n_cells)
-    for i in range(n_cells):
-        cell = cells[i]
-        py, px = cell // pw2, cell % pw2
-        touched[py, px] = False
-        if n_spikes > n_cells:
-            _unpool_cell(flat_share, flat_arg, cell * c2, c2, pool, share_map[2 * py], share_map[2 * py + 1],
-                         2 * px * c2)
-    if n_spikes <= n_cells:
+    if n_spikes <= _FEW_SPIKES:
         _conv2_back_weight_sparse(spikes, n_spikes, share, arg, pool, shape, dweight)
         return
+    _unpool_map(share, arg, pool, shape.pw2, share_map)
+    k, c1, c2, pw1 = shape.k, shape.c1, shape.c2, shape.pw1
+    oh2, ow2 = 2 * shape.ph2, 2 * shape.pw2
     for s in range(n_spikes):
         i = spikes[s]
         cell1 = i // c1
@@ -924,6 +908,30 @@ def _conv2_back_weight(  # pragma: no cover - compiled
             dst = dweight[ci, ky, w0 : w0 + length]
             for j in range(length):
                 dst[j] += src[j]
+
+
+@_jit
+def _unpool_map(share, arg, pool, pw, share_map):  # pragma: no cover - compiled
+    """What every conv output receives, into share_map (2 P, 2 pw * C: rows, channels last), from the pooled
+    positions' share and argmax (cells, C), cells row-major with pw to a row.
+
+    Max: the share at the argmax, zero at the other three positions; average: the share at all four. One store
+    stream per loop, so that each runs in vector registers (:func:`_unpool_cell` does one cell's four at once).
+    """
+    n = share.shape[1]
+    zero = pool.zero
+    for cell in range(share.shape[0]):
+        py, px = cell // pw, cell % pw
+        src, al = share[cell], arg[cell]
+        for j in range(4):
+            x0 = (2 * px + (j & 1)) * n
+            dst = share_map[2 * py + (j >> 1), x0 : x0 + n]
+            if pool.average:
+                for c in range(n):
+                    dst[c] = src[c]
+            else:
+                for c in range(n):
+                    dst[c] = src[c] if al[c] == j else zero
 
 
 @_jit
@@ -1126,7 +1134,7 @@ def _net_backward(frames, net, shape, rec, dcur3, grads, b_lo, b_hi):  # pragma:
     spikes2 = np.empty(n2, dtype=np.int32)
     share_map1 = np.empty((2 * shape.ph1, 2 * shape.pw1 * shape.c1), dtype=dtype)
     share_map2 = np.empty((2 * shape.ph2, 2 * shape.pw2 * shape.c2), dtype=dtype)
-    touched = np.zeros((shape.ph1, shape.pw1), dtype=np.bool_)  # for both layers: P2 <= P1
+    touched = np.zeros((shape.ph1, shape.pw1), dtype=np.bool_)
     cells = np.empty(shape.ph1 * shape.pw1, dtype=np.int64)
     for b in range(b_lo, b_hi):
         carry1[:] = zero
@@ -1142,9 +1150,7 @@ def _net_backward(frames, net, shape, rec, dcur3, grads, b_lo, b_hi):  # pragma:
                 share2, arg2_cells, net.conv2_weight, net.pool, shape, g1_room, rows, coefs, counts, dests
             )
             n_spikes1 = _spikes(mem1, net.lif1, spikes1)
-            _conv2_back_weight(
-                spikes1, n_spikes1, share2, arg2_cells, net.pool, shape, share_map2, touched, cells, grads.conv2_weight
-            )
+            _conv2_back_weight(spikes1, n_spikes1, share2, arg2_cells, net.pool, shape, share_map2, grads.conv2_weight)
             _lif_back_step(mem1, rec.mem1[t - 1, b] if t > 0 else zeros1, g1, carry1, d1, s1, net.lif1, grads.lif1)
             _channel_sums(d1, shape.c1, True, grads.conv1_bias)
             share = _unpool_channels_last(d1, net.pool, share1)
