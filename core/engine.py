@@ -912,26 +912,13 @@ def _conv2_back_weight(spikes, n_spikes, share, arg, pool, shape, share_map, dwe
 
 @_jit
 def _unpool_map(share, arg, pool, pw, share_map):  # pragma: no cover - compiled
-    """What every conv output receives, into share_map (2 P, 2 pw * C: rows, channels last), from the pooled
-    positions' share and argmax (cells, C), cells row-major with pw to a row.
-
-    Max: the share at the argmax, zero at the other three positions; average: the share at all four. One store
-    stream per loop, so that each runs in vector registers (:func:`_unpool_cell` does one cell's four at once).
-    """
+    """What every conv output receives (:func:`_unpool_cell` at every cell), into share_map (2 P, 2 pw * C: rows,
+    channels last), from the pooled positions' share and argmax (cells, C), cells row-major with pw to a row."""
     n = share.shape[1]
-    zero = pool.zero
+    flat_share, flat_arg = share.reshape(share.size), arg.reshape(arg.size)
     for cell in range(share.shape[0]):
         py, px = cell // pw, cell % pw
-        src, al = share[cell], arg[cell]
-        for j in range(4):
-            x0 = (2 * px + (j & 1)) * n
-            dst = share_map[2 * py + (j >> 1), x0 : x0 + n]
-            if pool.average:
-                for c in range(n):
-                    dst[c] = src[c]
-            else:
-                for c in range(n):
-                    dst[c] = src[c] if al[c] == j else zero
+        _unpool_cell(flat_share, flat_arg, cell * n, n, pool, share_map[2 * py], share_map[2 * py + 1], 2 * px * n)
 
 
 @_jit
@@ -969,20 +956,20 @@ def _unpool_cell(share, arg, base, n, pool, r0, r1, x0):  # pragma: no cover - c
     """What the four positions of one pool cell receive, n channels, into map rows r0, r1 from column x0 on.
 
     Max: the cell's share (share[base:base + n]) at its argmax, zero at the other three; average: the share at all
-    four (it is already a quarter of the pooled gradient).
+    four (it is already a quarter of the pooled gradient). One store stream per loop, so that each runs in vector
+    registers.
     """
-    x1 = x0 + n
-    if pool.average:
-        for c in range(n):
-            r0[x0 + c] = r0[x1 + c] = r1[x0 + c] = r1[x1 + c] = share[base + c]
-        return
+    src, al = share[base : base + n], arg[base : base + n]
     zero = pool.zero
-    for c in range(n):
-        v, a = share[base + c], arg[base + c]
-        r0[x0 + c] = v if a == 0 else zero
-        r0[x1 + c] = v if a == 1 else zero
-        r1[x0 + c] = v if a == 2 else zero
-        r1[x1 + c] = v if a == 3 else zero
+    for j in range(4):
+        row = r0 if j < 2 else r1
+        dst = row[x0 + (j & 1) * n : x0 + (j & 1) * n + n]
+        if pool.average:
+            for c in range(n):
+                dst[c] = src[c]
+        else:
+            for c in range(n):
+                dst[c] = src[c] if al[c] == j else zero
 
 
 @_jit
