@@ -97,6 +97,15 @@ taken 19 % (a mispredicted branch per spike); they now use a compressing vector 
 200-iteration epoch estimate 11.6 min against 12.7; with the batch split in 32 parts, not 8
 (two threads busy 1.95 of 2 cores, not 1.87), 11.2 min. Reference 13.6 s, fast 1.22 s at
 initialisation here: 11x. The README's engine section has the table.
+
+A fifth session (same machine type) made three more kernels cheaper, with bit-identical gradients: conv 2's
+weight gradient fills the whole unpooled map in vector registers instead of listing the cells the spikes reach
+(452-625 -> 263-328 ms of a trained iteration on one thread), the unpooling at the cells conv 1's events reach
+no longer branches on the argmax (230 -> 143-175 ms), and forward keeps each frame's event list (up to 64
+events) so that backward does not read the frames (57-68 ms). Trained iterations on two threads, six
+alternating pairs: 1.43 s against 1.65 s. Here: reference 11.7-13.1 s, fast 1.01-1.12 s, 10.4-12.9x; the
+epoch estimate 9.6-12.0 min over seven runs (the starting code 10.2-11.8 in the same hours): the machine's
+speed drifted more than the change, and neither target is shown to be met.
 """
 
 from __future__ import annotations

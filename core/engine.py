@@ -7,7 +7,8 @@ hand-written backward are numba loops over (sample, time step), split over
 threads by sample. A short driver per direction calls one kernel per layer:
 
 - the first convolution is event-driven: input frames are > 99% zeros, so
-  each frame's events (nonzero pixels, :func:`_events`) are listed once and
+  each frame's events (nonzero pixels, :func:`_events`) are listed once (and
+  the list kept for backward, up to :data:`EVENT_ROOM` events a frame) and
   each scatters its 5 x 5 kernel, a kernel row at a time as one contiguous
   run (the weights are stored with each kernel row reversed,
   :func:`_conv_rows`); only pool cells that an event reaches are pooled (the
@@ -41,9 +42,10 @@ Every forward sum is taken in the order of a dense per-pixel loop, so the
 spikes do not depend on these layouts; backward sums in other orders (float64
 accumulators for the parameter gradients).
 
-Memory: only the membranes of the two hidden layers (float) and the pooled
-argmax (uint8; layer 1's only where events reach) are kept for backward;
-spikes are recomputed from the membranes. Large buffers are reused across
+Memory: only the membranes of the two hidden layers (float), the pooled
+argmax (uint8; layer 1's only where events reach) and the frames' event lists
+(20 MB at the tutorial's size) are kept for backward; spikes are recomputed
+from the membranes. Large buffers are reused across
 iterations (a small pool), because faulting in fresh pages costs about a
 second per GB on a small VM. Where the time goes, and the limit on a 2-core
 machine: see ``benchmarks/bench_engine.py``.
