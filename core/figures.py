@@ -1297,7 +1297,7 @@ def weight_grid_figure(kernels: np.ndarray, row_labels: Sequence[str], col_label
     for i in range(rows * cols):
         names[y0[i]:y0[i] + h, x0[i]:x0[i] + w] = f"{row_title} {row_labels[i // cols]}, {col_title} {col_labels[i % cols]}"
     axes = _mosaic_axes(image)
-    every = max(1, math.ceil(cols / 32))  # at most 32 column labels
+    every = max(1, math.ceil(cols / 16))  # at most 16 column labels: 32 ran into each other at a 1000 px window
     axes["xaxis"].update(showticklabels=True, tickvals=(x0[:cols] + (w - 1) / 2)[::every].tolist(),
                          ticktext=list(col_labels)[::every], title=dict(text=col_title, font=dict(size=12)),
                          side="top", tickfont=dict(size=10))

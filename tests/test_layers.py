@@ -205,6 +205,8 @@ def test_figures_of_one_step() -> None:
     grid = figures.weight_grid_figure(w.conv2.transpose(1, 0, 2, 3), [str(k) for k in range(12)],
                                       [str(k) for k in range(32)], title="conv2", row_title="from", col_title="to")
     assert grid.data[0].zmax == pytest.approx(float(np.abs(w.conv2).max())) and grid.data[0].zmin == -grid.data[0].zmax
+    assert list(grid.layout.xaxis.ticktext) == [str(k) for k in range(0, 32, 2)]  # 16 labels: readable at 1000 px
+    assert list(grid.layout.yaxis.ticktext) == [str(k) for k in range(12)]
 
 
 def test_an_untrained_networks_record_of_real_looking_events() -> None:

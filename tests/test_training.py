@@ -330,8 +330,13 @@ def test_one_description_makes_the_flags_and_the_form() -> None:
         with_settings(PRESETS["quick"], {"model.beta": 2.0})
     with pytest.raises(ConfigError, match=r"^lr: "):
         with_settings(PRESETS["quick"], {"lr": -1.0})
-    with pytest.raises(ConfigError, match=r"^bogus: "):
+    with pytest.raises(ConfigError, match=r"^bogus: not a setting of TrainConfig or ModelConfig$"):
         with_settings(PRESETS["quick"], {"bogus": 1})
+    # a model field without its prefix, and a misspelling, get the setting meant
+    with pytest.raises(ConfigError, match=r"^channels: .*; did you mean model\.channels\?$"):
+        with_settings(PRESETS["quick"], {"channels": [16, 48]})
+    with pytest.raises(ConfigError, match=r"^lr_shedule: .*; did you mean lr_schedule\?$"):
+        with_settings(PRESETS["quick"], {"lr_shedule": "cosine"})
 
 
 @pytest.mark.slow  # starts a real training job

@@ -11,6 +11,7 @@ back into a config.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import math
 import sys
@@ -463,6 +464,14 @@ def _kind(hint: Any) -> tuple[type, bool, tuple[type, ...]]:
     return (hint if hint in (int, float, str, bool) else str), optional, ()
 
 
+def _unknown_setting(path: str, by_path: Mapping[str, Setting]) -> str:
+    """Why ``path`` is refused, with the setting meant where one is near: a model field without its ``model.``
+    prefix, or a misspelling."""
+    problem = "not a setting of TrainConfig or ModelConfig"
+    near = [p for p in by_path if p.rsplit(".", 1)[-1] == path] or difflib.get_close_matches(path, list(by_path), n=1)
+    return f"{problem}; did you mean {near[0]}?" if near else problem
+
+
 def with_settings(base: TrainConfig, values: Mapping[str, Any]) -> TrainConfig:
     """``base`` with some settings changed (keyed by :attr:`Setting.path`); a bad value raises a ConfigError naming it."""
     by_path = {s.path: s for s in settings()}
@@ -471,7 +480,7 @@ def with_settings(base: TrainConfig, values: Mapping[str, Any]) -> TrainConfig:
     for path, value in values.items():
         setting = by_path.get(path)
         if setting is None:
-            raise ConfigError(path, "not a setting of TrainConfig or ModelConfig")
+            raise ConfigError(path, _unknown_setting(path, by_path))
         if setting.kind is tuple and isinstance(value, list):
             value = tuple(value)
         (model if setting.section == "model" else train)[setting.name] = value
