@@ -236,8 +236,8 @@ def test_events_are_numpys_nonzero_pixels(dtype: type, shape: tuple[int, int, in
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_pool_cell_is_torchs_pooling_bit_for_bit(dtype: type) -> None:
-    """The one 2 x 2 pooling kernel against nn.MaxPool2d (ties, NaN, argmax) and nn.AvgPool2d (summation order),
+def test_pool_cells_are_torchs_pooling_bit_for_bit(dtype: type) -> None:
+    """The two 2 x 2 pooling kernels against nn.MaxPool2d (ties, NaN, argmax) and nn.AvgPool2d (summation order),
     written channels last and channels first."""
     rng = np.random.default_rng(14)
     conv_map = (rng.standard_normal((8, 8, 5)) * np.exp(rng.standard_normal((8, 8, 5)) * 3)).astype(dtype)
@@ -248,14 +248,17 @@ def test_pool_cell_is_torchs_pooling_bit_for_bit(dtype: type) -> None:
     ref_max, ref_arg = torch.nn.functional.max_pool2d(as_torch, 2, return_indices=True)
     ref_avg = torch.nn.AvgPool2d(2)(as_torch)
     for average, ref in ((False, ref_max), (True, ref_avg)):
-        pool = engine._Pool(average, dtype(0.25), dtype(0.0))
         rows = conv_map.reshape(8, 8 * 5)  # the kernels' flat map rows, channels last
         for py in range(4):
             for px in range(4):
                 # channels last (stride 1, as layer 1 keeps them) or first (stride 3 here, as layer 2 does)
                 stride = 1 if (py + px) % 2 else 3
                 values, args = np.full(2 + 5 * stride, -7.0, dtype), np.full(2 + 5 * stride, 9, np.uint8)
-                engine._pool_cell(rows[2 * py], rows[2 * py + 1], 2 * px * 5, 5, pool, values, args, 1, stride)
+                r0, r1 = rows[2 * py], rows[2 * py + 1]
+                if average:
+                    engine._average_cell(r0, r1, 2 * px * 5, 5, dtype(0.25), values, args, 1, stride)
+                else:
+                    engine._max_cell(r0, r1, 2 * px * 5, 5, values, args, 1, stride)
                 written = 1 + stride * np.arange(5)
                 others = np.setdiff1d(np.arange(values.size), written)
                 assert (values[others] == -7.0).all() and (args[others] == 9).all()  # only its 5 entries
