@@ -767,7 +767,8 @@ def _conv1_pool(pos, val, n_events, conv, pool, shape, conv_map, touched, cells,
     else:
         for i in range(n_cells):
             py, px = cells[i] // pw1, cells[i] % pw1
-            _max_cell(conv_map[2 * py], conv_map[2 * py + 1], 2 * px * c1, c1, cur, arg, cells[i] * c1, 1)
+            r0, r1 = conv_map[2 * py], conv_map[2 * py + 1]
+            _max_cell(r0, r1, 2 * px * c1, c1, cur, arg, cells[i] * c1, 1)
     for i in range(n_cells):
         cell = cells[i]
         py, px = cell // pw1, cell % pw1
