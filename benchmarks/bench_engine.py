@@ -106,6 +106,13 @@ events) so that backward does not read the frames (57-68 ms). Trained iterations
 alternating pairs: 1.43 s against 1.65 s. Here: reference 11.7-13.1 s, fast 1.01-1.12 s, 10.4-12.9x; the
 epoch estimate 9.6-12.0 min over seven runs (the starting code 10.2-11.8 in the same hours): the machine's
 speed drifted more than the change, and neither target is shown to be met.
+
+A sixth session (an Emerald Rapids Xeon, 2 cores) split the pooling kernel: with the max and the average loop
+behind one branch in one function, conv 1's pooling was slow; as ``_max_cell`` and ``_average_cell``, chosen
+outside the loop over cells, conv 1 forward took 5.4 against 8.3 us a step on real frames (219-236 against
+322-341 ms of a trained iteration on one thread), bit-identical. Here: reference 11.2-11.6 s, fast 0.89-0.90 s,
+12.6-12.8x; the epoch estimate 9.4 / 9.2 / 10.2 min. Streaming stores for the record, conv 2's input gradient
+five kernel rows at a time and masked vector adds were measured and not kept (the README's engine section).
 """
 
 from __future__ import annotations
