@@ -130,6 +130,15 @@ def test_the_form_shows_essentials_first_and_only_fields_that_apply(home: Path) 
     assert {"f_quick_cr", "f_quick_ir"} <= {w.key for w in at.number_input}
 
 
+def test_the_long_preset_fills_the_form_with_its_own_settings_and_a_link_opens_it(home: Path) -> None:
+    at = open_training({"preset": "long"})
+    assert at.selectbox(key="train_preset").value == "long"
+    values = {w.key: w.value for w in at.number_input} | {w.key: w.value for w in at.selectbox}
+    assert (values["f_long_batch"], values["f_long_seconds"], values["f_long_lr"]) == (64, 300.0, 0.02)
+    assert (values["f_long_rot"], values["f_long_shift"], values["f_long_lr_schedule"]) == (10.0, 1, "onecycle")
+    assert "long: five minutes" in at.selectbox(key="train_preset").help
+
+
 def test_nested_brackets_in_the_transform_box_get_a_message(home: Path) -> None:
     at = open_training()
     at.text_area(key="f_quick_transform").set_value("[" * 3000 + "]" * 3000)

@@ -32,11 +32,16 @@ def _data_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NMNIST_DASHBOARD_HOME", str(tmp_path / "home"))
 
 
-def test_every_preset_keeps_adam_at_a_constant_rate_and_snntorchs_loss() -> None:
+def test_every_preset_keeps_adam_and_snntorchs_loss_and_only_long_cycles_its_rate() -> None:
     model = torch.nn.Linear(3, 2)
-    for config in PRESETS.values():
-        assert (config.lr_schedule, config.weight_decay, config.label_smoothing) == ("constant", 0.0, 0.0)
+    for name, config in PRESETS.items():
+        schedule = "onecycle" if name == "long" else "constant"
+        assert (config.lr_schedule, config.weight_decay, config.label_smoothing) == (schedule, 0.0, 0.0)
         assert type(make_optimizer(config, model)) is torch.optim.Adam
+    assert set(PRESETS) == {"tutorial", "quick", "long"}
+    long, quick = PRESETS["long"], PRESETS["quick"]
+    assert (long.transform, long.loss) == (quick.transform, quick.loss)  # quick's frames and loss, five minutes
+    assert (long.batch_size, long.augment_rotation, long.augment_shift, long.max_seconds) == (64, 10.0, 1, 300.0)
     assert isinstance(loss_fn(PRESETS["quick"]), SF.ce_rate_loss)
     assert isinstance(loss_fn(PRESETS["tutorial"]), SF.mse_count_loss)
 

@@ -41,3 +41,12 @@ def test_a_test_fraction_outside_0_1_is_refused(fraction: str, capsys: pytest.Ca
     with pytest.raises(SystemExit) as info:  # before any data is made
         main(["--images", "50:10000", "--test-fraction", fraction])
     assert info.value.code == 2 and "--test-fraction" in capsys.readouterr().err
+
+
+def test_only_the_two_transfer_presets_are_offered(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:  # the tutorial's 311 steps a sample would not fit 300 s; refused at once
+        main(["--preset", "tutorial"])
+    assert info.value.code == 2 and "--preset" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as info:  # a setting is checked against the preset chosen, before any data is made
+        main(["--preset", "long", "--set", "augment_shift=9"])
+    assert info.value.code == 2 and "--set augment_shift: must be at most 8" in capsys.readouterr().err

@@ -280,18 +280,48 @@ def shift_frames(frames: torch.Tensor, dx: int, dy: int) -> torch.Tensor:
 class RandomRotation:
     """The tutorial's ``torchvision.transforms.RandomRotation([-d, d])`` on one sample's frames.
 
-    One angle per sample (all its frames turn together), nearest-neighbour, zeros
-    outside: torchvision's own function on the ``(time, 2, 34, 34)`` tensor.
+    One angle per sample (all its frames turn together), nearest-neighbour, zeros outside: the same
+    angle from the same random draw, and the same values, as torchvision's transform on the
+    ``(time, 2, 34, 34)`` tensor (``tests/test_training.py`` compares them). Nearest-neighbour sampling
+    only picks a source pixel for each output pixel, so one image of pixel numbers (exact in float32)
+    is sampled through torchvision's grid (its inverse matrix, its grid arithmetic, the same
+    ``grid_sample``) and every frame gathers through it, in a fraction of torchvision's time. Frames
+    other than float32 on the CPU (the loader's) go through torchvision's transform itself.
     """
 
     def __init__(self, degrees: float) -> None:
-        from torchvision import transforms as tv
-
         self.degrees = float(degrees)
-        self._rotate = tv.RandomRotation([-self.degrees, self.degrees])
+        self._grids: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
 
     def __call__(self, frames: torch.Tensor) -> torch.Tensor:
-        return self._rotate(frames)
+        from torchvision.transforms import RandomRotation as TorchRotation
+        from torchvision.transforms.functional import _get_inverse_affine_matrix
+
+        if frames.dtype != torch.float32 or frames.device.type != "cpu":  # torchvision's grid follows the dtype
+            return TorchRotation([-self.degrees, self.degrees])(frames)
+        angle = float(torch.empty(1).uniform_(-self.degrees, self.degrees).item())  # RandomRotation.get_params
+        h, w = frames.shape[-2:]
+        base, scale, numbers = self._grid(h, w)
+        # torchvision.transforms.functional.rotate, then _functional_tensor.rotate and _gen_affine_grid
+        matrix = _get_inverse_affine_matrix([0.0, 0.0], -angle, [0.0, 0.0], 1.0, [0.0, 0.0])
+        theta = torch.tensor(matrix, dtype=torch.float32).reshape(1, 2, 3)
+        grid = base.bmm(theta.transpose(1, 2) / scale).view(1, h, w, 2)
+        source = torch.nn.functional.grid_sample(numbers, grid, mode="nearest", padding_mode="zeros", align_corners=False)
+        flat = frames.reshape(-1, h * w)
+        padded = torch.cat((flat.new_zeros(flat.shape[0], 1), flat), dim=1)  # number 0: outside the image
+        return torch.index_select(padded, 1, source.view(-1).long()).view(frames.shape)
+
+    def _grid(self, h: int, w: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """torchvision's base grid for an ``h x w`` image, its scale, and the image of pixel numbers 1..h*w."""
+        if (h, w) not in self._grids:
+            base = torch.empty(1, h, w, 3)
+            base[..., 0].copy_(torch.linspace(-w * 0.5 + 0.5, w * 0.5 + 0.5 - 1, steps=w))
+            base[..., 1].copy_(torch.linspace(-h * 0.5 + 0.5, h * 0.5 + 0.5 - 1, steps=h).unsqueeze_(-1))
+            base[..., 2].fill_(1)
+            scale = torch.tensor([0.5 * w, 0.5 * h])
+            numbers = torch.arange(1, h * w + 1, dtype=torch.float32).view(1, 1, h, w)
+            self._grids[(h, w)] = (base.view(1, h * w, 3), scale, numbers)
+        return self._grids[(h, w)]
 
 
 # ---------------------------------------------------------------------------
