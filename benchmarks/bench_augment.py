@@ -1,58 +1,69 @@
-"""The random rotation of training frames: ``core.training.loop.RandomRotation`` vs torchvision's transform.
+"""The random rotation of training frames: ``augment_rotation`` vs torchvision's transform, in a loaded batch.
 
-The tutorial turns each training sample's frames with ``torchvision.transforms.RandomRotation([-10, 10])``;
-``augment_rotation`` does the same through one rotated image of pixel numbers. Both run on the
-frames of 64 real recordings (``$NMNIST_SHARED_DATA/nmnist-sample``) under the ``quick`` preset's
-transform (30 ms frames, about 11 steps) and the tutorial's (1 ms, about 311 steps), one thread,
-the same random draws for both; every output is asserted identical. Prints microseconds a sample
-and the ratio, alternating the two three times.
+The tutorial turns each training sample's frames with ``torchvision.transforms.RandomRotation([-10, 10])``.
+``augment_rotation`` (``core.training.loop.PixelMoves``) turns one image of pixel numbers per sample and
+moves the cached events by it (``core.frames.moved_events``). Both load batches from the frame cache of
+the real Train recordings (``$NMNIST_SHARED_DATA/nmnist-sample``) through ``FramesDataset.batch``, as
+training does: 128 samples under the tutorial's transform (1 ms frames, about 300 steps) and 64 under
+the ``quick`` preset's (30 ms, about 10), two threads, the same random draws for both; the batches are
+asserted identical. Prints milliseconds a batch (with no augmentation as the floor) and the ratio of the
+rotation's own cost, alternating three times.
 
     .venv/bin/python -m benchmarks.bench_augment
 """
 
 from __future__ import annotations
 
+import tempfile
 import time
+from pathlib import Path
 
 import torch
 
-from benchmarks._shared import real_recordings
-from core.events import SENSOR_SIZE, read_nmnist
+from benchmarks._shared import real_nmnist_root
+from core.data import NMNISTFolder
+from core.events import SENSOR_SIZE
+from core.frames import FrameCache, FramesDataset, prepare_split
 from core.training import PRESETS
-from core.training.loop import RandomRotation
+from core.training.loop import augmentation
 from core.transforms import from_json
 
-SAMPLES = 64
 ROUNDS = 3
 
 
 def main() -> None:
     from torchvision import transforms as tv
 
-    torch.set_num_threads(1)
-    files = real_recordings()[:: max(1, len(real_recordings()) // SAMPLES)][:SAMPLES]
-    for preset in ("quick", "tutorial"):
-        pipeline = from_json(PRESETS[preset].transform, sensor_size=SENSOR_SIZE)
-        samples = [torch.from_numpy(pipeline.frames(read_nmnist(f))).float() for f in files]
-        ours, theirs = RandomRotation(10.0), tv.RandomRotation([-10.0, 10.0])
-        for i, frames in enumerate(samples):
-            torch.manual_seed(i)
-            got = ours(frames)
-            torch.manual_seed(i)
-            assert torch.equal(got, theirs(frames)), f"{preset}: sample {i} differs from torchvision's"
-        times: dict[str, list[float]] = {"torchvision": [], "ours": []}
-        for _ in range(ROUNDS):
-            for name, rotate in (("torchvision", theirs), ("ours", ours)):
-                torch.manual_seed(0)
-                start = time.perf_counter()
-                for frames in samples:
-                    rotate(frames)
-                times[name].append((time.perf_counter() - start) / len(samples) * 1e6)
-        steps = sum(s.shape[0] for s in samples) / len(samples)
-        best = {name: min(t) for name, t in times.items()}
-        print(f"{preset:<9} ({steps:.0f} steps): torchvision {best['torchvision']:7.0f} us a sample, "
-              f"ours {best['ours']:6.0f} us (identical on {len(samples)} samples): "
-              f"{best['torchvision'] / best['ours']:.1f}x faster", flush=True)
+    torch.set_num_threads(2)
+    folder = NMNISTFolder(real_nmnist_root(), "Train")
+    with tempfile.TemporaryDirectory(prefix="bench-augment-") as tmp:
+        for preset, batch in (("tutorial", 128), ("quick", 64)):
+            pipeline = from_json(PRESETS[preset].transform, sensor_size=SENSOR_SIZE)
+            cache = FrameCache(Path(tmp) / preset)
+            prepare_split(folder, pipeline, cache, "bench", "Train", workers=2)
+            ours = augmentation(PRESETS[preset].with_overrides(augment_rotation=10.0, augment_shift=0))
+            sets = {
+                name: FramesDataset(folder, pipeline, cache, "bench", "Train", augment=augment)
+                for name, augment in (("none", None), ("torchvision", tv.RandomRotation([-10.0, 10.0])), ("ours", ours))
+            }
+            indices = list(range(batch))
+            torch.manual_seed(0)
+            expected = sets["torchvision"].batch(indices).collated[0].clone()
+            torch.manual_seed(0)
+            assert torch.equal(sets["ours"].batch(indices).collated[0], expected), f"{preset}: not torchvision's batch"
+            times: dict[str, list[float]] = {name: [] for name in sets}
+            for _ in range(ROUNDS):
+                for name, dataset in sets.items():
+                    dataset.batch(indices)  # its buffers reused, as in training
+                    start = time.perf_counter()
+                    for _ in range(3):
+                        dataset.batch(indices)
+                    times[name].append((time.perf_counter() - start) / 3 * 1e3)
+            best = {name: min(t) for name, t in times.items()}
+            theirs, mine = best["torchvision"] - best["none"], best["ours"] - best["none"]
+            print(f"{preset:<9} batch of {batch}: no rotation {best['none']:5.0f} ms, torchvision's {best['torchvision']:5.0f} ms, "
+                  f"ours {best['ours']:4.0f} ms (identical batch): the rotation's own cost {theirs:.0f} against "
+                  f"{mine:.0f} ms, {theirs / max(mine, 1e-3):.0f}x less", flush=True)
 
 
 if __name__ == "__main__":

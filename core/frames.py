@@ -246,7 +246,8 @@ class FramesDataset:
     ``dataset`` is any map-style data set of ``(events, label)``
     (:class:`core.data.NMNISTFolder` for one); ``indices`` selects samples of it
     (e.g. leaving out bad files). ``augment`` (a callable on the float32 frames
-    tensor) runs after the cache, on every access.
+    tensor) runs after the cache, on every access; one with a ``pixel_map(h, w)``
+    (:class:`core.training.loop.PixelMoves`) moves a batch's events instead.
     """
 
     def __init__(
@@ -354,13 +355,16 @@ class FramesDataset:
         count = len(entries)
         per_frame = int(np.prod(sample_shape))
         out = self._buffer(length * count * per_frame).view(length, count, *sample_shape)
-        if self.augment is None:
+        pixel_map = getattr(self.augment, "pixel_map", None)  # moves of pixels: applied to the events as they are
+        if self.augment is None or pixel_map is not None:
             positions, values = [], []
             for b, e in enumerate(entries):
-                pos = e.positions.astype(np.int64)
+                pos, vals = e.positions.astype(np.int64), e.values
+                if pixel_map is not None:
+                    pos, vals = moved_events(pos, vals, pixel_map(*sample_shape[-2:]).numpy())
                 t, r = np.divmod(pos, per_frame)
                 positions.append((t * count + b) * per_frame + r)
-                values.append(e.values)
+                values.append(vals)
             flat = out.view(-1)
             flat[torch.from_numpy(np.concatenate(positions))] = torch.from_numpy(np.concatenate(values).astype(np.float32))
         else:
@@ -397,6 +401,24 @@ class FramesDataset:
                 out = buf[:size]
         out.zero_()
         return out
+
+
+def moved_events(positions: np.ndarray, values: np.ndarray, source: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sparse frames (flat ``positions`` into ``(..., H, W)``, their ``values``) with each output pixel taken from
+    its ``source`` pixel (``source``: one number a pixel of ``H x W``, 1-based; 0: nothing moves in).
+
+    The same frames as gathering the dense ones through ``source``, in work that grows with the events, not
+    the frames: a source pixel feeds none, one or (nearest-neighbour rotation) two output pixels.
+    """
+    pixels = source.size
+    order = np.argsort(source, kind="stable")  # output pixels grouped by their source number
+    fed = np.bincount(source, minlength=pixels + 1)  # how many output pixels each source number feeds
+    first = np.cumsum(fed) - fed
+    frame, pixel = np.divmod(positions, pixels)
+    copies = fed[pixel + 1]
+    event = np.repeat(np.arange(positions.size), copies)
+    within = np.arange(event.size) - np.repeat(np.cumsum(copies) - copies, copies)
+    return frame[event] * pixels + order[first[pixel + 1][event] + within], values[event]
 
 
 class _CollatedBatch(list):

@@ -275,6 +275,47 @@ def test_augmentation_runs_after_the_cache(folder: NMNISTFolder, tmp_path: Path)
     assert any(not torch.equal(augmented[3][0], base) for _ in range(5))  # a new angle each access
 
 
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_batch_moves_its_events_as_torchvisions_rotation_then_the_shift_moves_the_frames(
+    folder: NMNISTFolder, tmp_path: Path, seed: int
+) -> None:
+    """The training augmentation (rotation 10 degrees, then a shift of up to 2 px) on a batch's sparse events,
+    against each sample's dense frames through torchvision's RandomRotation and then the shift: the same
+    random draws in the same order, the same batch."""
+    from torchvision import transforms as tv
+
+    from core.training import PRESETS
+    from core.training.loop import RandomShift, augmentation
+
+    moves = augmentation(PRESETS["quick"].with_overrides(augment_rotation=10.0, augment_shift=2))
+    augmented = F.FramesDataset(folder, TUTORIAL, F.FrameCache(tmp_path / "cache"), "src", "Train", augment=moves)
+    indices = [3, 0, 7, 12, 5]
+    torch.manual_seed(seed)
+    batch, _ = F.pad_collate(augmented.batch(indices))
+    torch.manual_seed(seed)
+    rotate, shift = tv.RandomRotation([-10, 10]), RandomShift(2)
+    expected = F.pad_collate([(shift(rotate(torch.from_numpy(TUTORIAL(folder[i][0])).float())), 0) for i in indices])[0]
+    assert torch.equal(batch, expected)
+    torch.manual_seed(seed)
+    assert torch.equal(augmented[3][0], expected[: len(TUTORIAL(folder[3][0])), 0])  # one sample: the dense gather
+
+
+def test_moved_events_are_the_frames_gathered_through_any_map() -> None:
+    """Sparse moves against the dense gather, through maps where a source pixel feeds none, one or several outputs."""
+    from core.training.loop import gather_pixels
+
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(20):
+        frames = torch.rand(6, 2, 9, 11, generator=generator) * (torch.rand(6, 2, 9, 11, generator=generator) < 0.3)
+        source = torch.randint(0, 9 * 11 + 1, (9 * 11,), generator=generator)
+        positions = torch.nonzero(frames.view(-1)).view(-1).numpy()
+        pos, values = F.moved_events(positions, frames.view(-1).numpy()[positions], source.numpy())
+        moved = torch.zeros(frames.numel())
+        moved[torch.from_numpy(pos)] = torch.from_numpy(values)
+        assert len(set(pos.tolist())) == len(pos)  # each output pixel has one source
+        assert torch.equal(moved.view(frames.shape), gather_pixels(frames, source))
+
+
 # --- preparing a split ---------------------------------------------------------------------------
 
 

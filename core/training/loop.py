@@ -24,7 +24,7 @@ import statistics
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -232,24 +232,45 @@ def _raise_if_stopped(reporter: Reporter) -> None:
         raise Stopped
 
 
-def augmentation(config: TrainConfig) -> Callable[[torch.Tensor], torch.Tensor] | None:
+def augmentation(config: TrainConfig) -> PixelMoves | None:
     """The random changes made to each training sample's frames after the cache (None: none)."""
-    steps = []
+    steps: list[RandomRotation | RandomShift] = []
     if config.augment_rotation > 0:
         steps.append(RandomRotation(config.augment_rotation))
     if config.augment_shift > 0:
         steps.append(RandomShift(config.augment_shift))
-    if not steps:
-        return None
-    if len(steps) == 1:
-        return steps[0]
+    return PixelMoves(steps) if steps else None
 
-    def both(frames: torch.Tensor) -> torch.Tensor:
-        for step in steps:
-            frames = step(frames)
-        return frames
 
-    return both
+class PixelMoves:
+    """Random moves of one sample's pixels, all its frames alike: the rotation, then the shift.
+
+    Each step only says where each output pixel comes from, so the steps compose into one map
+    (:meth:`pixel_map`) that a dense sample gathers through (``__call__``) and a sparse cached one
+    moves its events by (:meth:`core.frames.FramesDataset.batch`): the same frames either way, and
+    the same random draws, in the same order, as the steps applied one after the other.
+    """
+
+    def __init__(self, steps: Sequence[RandomRotation | RandomShift]) -> None:
+        self.steps = tuple(steps)
+
+    def pixel_map(self, h: int, w: int) -> torch.Tensor:
+        """One draw: for each output pixel of an ``h x w`` frame, its source pixel's number (1-based; 0: none)."""
+        source = torch.arange(1, h * w + 1)
+        for step in self.steps:
+            source = torch.cat((source.new_zeros(1), source))[step.pixel_map(h, w)]
+        return source
+
+    def __call__(self, frames: torch.Tensor) -> torch.Tensor:
+        return gather_pixels(frames, self.pixel_map(*frames.shape[-2:]))
+
+
+def gather_pixels(frames: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
+    """``frames`` (..., H, W) with each output pixel taken from its ``source`` pixel (1-based; 0: a zero)."""
+    h, w = frames.shape[-2:]
+    flat = frames.reshape(-1, h * w)
+    padded = torch.cat((flat.new_zeros(flat.shape[0], 1), flat), dim=1)
+    return torch.index_select(padded, 1, source).view(frames.shape)
 
 
 class RandomShift:
@@ -262,8 +283,16 @@ class RandomShift:
         self.pixels = int(pixels)
 
     def __call__(self, frames: torch.Tensor) -> torch.Tensor:
+        return shift_frames(frames, *self._draw())
+
+    def pixel_map(self, h: int, w: int) -> torch.Tensor:
+        """One draw as a map of source pixels (1-based; 0 where nothing moved in): see :class:`PixelMoves`."""
+        numbers = torch.arange(1, h * w + 1).view(h, w)
+        return shift_frames(numbers, *self._draw()).view(-1)
+
+    def _draw(self) -> tuple[int, int]:
         dx, dy = (int(d) for d in torch.randint(-self.pixels, self.pixels + 1, (2,)))
-        return shift_frames(frames, dx, dy)
+        return dx, dy
 
 
 def shift_frames(frames: torch.Tensor, dx: int, dy: int) -> torch.Tensor:
@@ -294,22 +323,24 @@ class RandomRotation:
         self._grids: dict[tuple[int, int], tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
 
     def __call__(self, frames: torch.Tensor) -> torch.Tensor:
-        from torchvision.transforms import RandomRotation as TorchRotation
+        if frames.dtype != torch.float32 or frames.device.type != "cpu":  # torchvision's grid follows the dtype
+            from torchvision.transforms import RandomRotation as TorchRotation
+
+            return TorchRotation([-self.degrees, self.degrees])(frames)
+        return gather_pixels(frames, self.pixel_map(*frames.shape[-2:]))
+
+    def pixel_map(self, h: int, w: int) -> torch.Tensor:
+        """One draw as a map of source pixels (1-based; 0 outside the image): see :class:`PixelMoves`."""
         from torchvision.transforms.functional import _get_inverse_affine_matrix
 
-        if frames.dtype != torch.float32 or frames.device.type != "cpu":  # torchvision's grid follows the dtype
-            return TorchRotation([-self.degrees, self.degrees])(frames)
         angle = float(torch.empty(1).uniform_(-self.degrees, self.degrees).item())  # RandomRotation.get_params
-        h, w = frames.shape[-2:]
         base, scale, numbers = self._grid(h, w)
         # torchvision.transforms.functional.rotate, then _functional_tensor.rotate and _gen_affine_grid
         matrix = _get_inverse_affine_matrix([0.0, 0.0], -angle, [0.0, 0.0], 1.0, [0.0, 0.0])
         theta = torch.tensor(matrix, dtype=torch.float32).reshape(1, 2, 3)
         grid = base.bmm(theta.transpose(1, 2) / scale).view(1, h, w, 2)
         source = torch.nn.functional.grid_sample(numbers, grid, mode="nearest", padding_mode="zeros", align_corners=False)
-        flat = frames.reshape(-1, h * w)
-        padded = torch.cat((flat.new_zeros(flat.shape[0], 1), flat), dim=1)  # number 0: outside the image
-        return torch.index_select(padded, 1, source.view(-1).long()).view(frames.shape)
+        return source.view(-1).long()
 
     def _grid(self, h: int, w: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """torchvision's base grid for an ``h x w`` image, its scale, and the image of pixel numbers 1..h*w."""
