@@ -408,7 +408,7 @@ def moved_events(positions: np.ndarray, values: np.ndarray, source: np.ndarray) 
     its ``source`` pixel (``source``: one number a pixel of ``H x W``, 1-based; 0: nothing moves in).
 
     The same frames as gathering the dense ones through ``source``, in work that grows with the events, not
-    the frames: a source pixel feeds none, one or (nearest-neighbour rotation) two output pixels.
+    the frames: a source pixel feeds none, one or (a nearest-neighbour rotation) more output pixels.
     """
     pixels = source.size
     order = np.argsort(source, kind="stable")  # output pixels grouped by their source number

@@ -248,7 +248,8 @@ class PixelMoves:
     Each step only says where each output pixel comes from, so the steps compose into one map
     (:meth:`pixel_map`) that a dense sample gathers through (``__call__``) and a sparse cached one
     moves its events by (:meth:`core.frames.FramesDataset.batch`): the same frames either way, and
-    the same random draws, in the same order, as the steps applied one after the other.
+    the same random draws, in the same order, as the steps applied one after the other to float32
+    frames (the loader's; the rotation's grid is torchvision's float32 one).
     """
 
     def __init__(self, steps: Sequence[RandomRotation | RandomShift]) -> None:
