@@ -8,7 +8,8 @@ threads by sample. A short driver per direction calls one kernel per layer:
 
 - the first convolution is event-driven: input frames are > 99% zeros, so
   each frame's events (nonzero pixels, :func:`_events`) are listed once (and
-  the list kept for backward, up to :data:`EVENT_ROOM` events a frame) and
+  the list kept for backward, up to :data:`EVENT_ROOM` events a frame), or
+  come listed (:class:`EventFrames`, a training batch: no dense frames), and
   each scatters its 5 x 5 kernel, a kernel row at a time as one contiguous
   run (the weights are stored with each kernel row reversed,
   :func:`_conv_rows`); only pool cells that an event reaches are pooled (the
@@ -210,6 +211,87 @@ class BufferPool:
 
 
 BUFFERS = BufferPool()
+
+
+# ----------------------------------------------------------------------------- frames given as their events
+
+
+@dataclass(frozen=True, eq=False)
+class EventFrames:
+    """A batch of frames ``(T, B, C, H, W)`` given as its events: what the engine lists from each frame anyway.
+
+    Frame ``(t, b)``'s events are ``positions[start[t, b]:start[t, b] + count[t, b]]`` (flat ``(c, y, x)`` indices
+    into the frame, ascending: the order :func:`_events` lists a dense frame in) and the same slice of ``values``
+    (float32, none zero). The engine reads them instead of scanning dense frames, so a training batch never has
+    to be made dense (368 MB at the tutorial's size; :meth:`core.frames.FramesDataset.event_batch` makes these
+    from the frame cache). Anything else that takes frames gets :meth:`dense`: the same frames, zeros elsewhere.
+    """
+
+    shape: torch.Size
+    start: np.ndarray  # (T, B) int64
+    count: np.ndarray  # (T, B) int64
+    positions: np.ndarray  # int32
+    values: np.ndarray  # float32
+
+    dtype = torch.float32
+    device = torch.device("cpu")
+    requires_grad = False
+
+    def __post_init__(self) -> None:
+        if len(self.shape) != 5 or self.start.shape != tuple(self.shape[:2]) or self.count.shape != self.start.shape:
+            raise ValueError(f"EventFrames: start and count must be (T, B) of shape {tuple(self.shape)}")
+        if self.positions.shape != self.values.shape or self.positions.dtype != np.int32:
+            raise ValueError("EventFrames: positions (int32) and values must be one array each of the same length")
+        per_frame = int(np.prod(self.shape[2:]))
+        end = self.start + self.count
+        if self.count.size and (self.count.min() < 0 or self.start.min() < 0 or end.max() > self.positions.size):
+            raise ValueError("EventFrames: a frame's events lie outside the event arrays")
+        if self.positions.size and (self.positions.min() < 0 or self.positions.max() >= per_frame):
+            raise ValueError(f"EventFrames: a position lies outside a frame of {per_frame} values")
+
+    @classmethod
+    def from_dense(cls, frames: torch.Tensor) -> EventFrames:
+        """The events of float32 frames ``(T, B, C, H, W)`` on the CPU."""
+        if frames.dtype != torch.float32 or frames.device.type != "cpu" or frames.dim() != 5:
+            raise ValueError(f"EventFrames: from float32 frames (T, B, C, H, W) on the CPU, not {frames.dtype} "
+                             f"{tuple(frames.shape)} on {frames.device}")
+        n_steps, batch = frames.shape[:2]
+        flat = frames.detach().reshape(n_steps * batch, -1).numpy()
+        frame, position = np.nonzero(flat)  # frame by frame, ascending within each
+        count = np.bincount(frame, minlength=n_steps * batch)
+        start = np.cumsum(count) - count
+        return cls(frames.shape, start.reshape(n_steps, batch), count.reshape(n_steps, batch),
+                   position.astype(np.int32), flat[frame, position])
+
+    def dense(self) -> torch.Tensor:
+        """The frames as one float32 tensor ``(T, B, C, H, W)``."""
+        n_steps, batch = self.shape[:2]
+        per_frame = int(np.prod(self.shape[2:]))
+        frame = np.repeat(np.arange(n_steps * batch, dtype=np.int64), self.count.reshape(-1))
+        events = np.concatenate([np.arange(s, s + n) for s, n in zip(self.start.reshape(-1), self.count.reshape(-1))]
+                                or [np.zeros(0, np.int64)])
+        out = torch.zeros(self.shape, dtype=torch.float32)
+        flat = torch.from_numpy(frame * per_frame + self.positions[events])
+        out.view(-1)[flat] = torch.from_numpy(self.values[events].astype(np.float32))
+        return out
+
+
+class _Events(NamedTuple):
+    """The kernels' view of :class:`EventFrames` (values in the data's dtype); all empty for dense frames."""
+
+    start: np.ndarray
+    count: np.ndarray
+    pos: np.ndarray
+    val: np.ndarray
+
+
+def _events_of(frames: EventFrames | None, dtype: np.dtype) -> _Events:
+    if frames is None:
+        return _Events(np.zeros((0, 0), np.int64), np.zeros((0, 0), np.int64), np.zeros(0, np.int32), np.zeros(0, dtype))
+    return _Events(
+        np.ascontiguousarray(frames.start, np.int64), np.ascontiguousarray(frames.count, np.int64),
+        np.ascontiguousarray(frames.positions), np.ascontiguousarray(frames.values, dtype),
+    )
 
 
 # ----------------------------------------------------------------------------- what the kernels read
@@ -712,6 +794,16 @@ def _events(frame, pos, val):  # pragma: no cover - compiled
     return n
 
 
+@_inline
+def _copy_events(events, t, b, pos, val):  # pragma: no cover - compiled
+    """Frame (t, b)'s events from :class:`EventFrames` into pos and val, as :func:`_events` lists them; their number."""
+    start, n = events.start[t, b], events.count[t, b]
+    for e in range(n):
+        pos[e] = events.pos[start + e]
+        val[e] = events.val[start + e]
+    return n
+
+
 @_jit
 def _spikes(mem, lif, idx):  # pragma: no cover - compiled
     """The positions where mem > threshold (the layer's spikes), ascending, into idx (int32); returns their number.
@@ -1097,8 +1189,12 @@ def _pooled_bias(bias, pool, conv_map):  # pragma: no cover - compiled
 
 
 @_jit
-def _net_forward(frames, net, shape, rec, cur3, b_lo, b_hi):  # pragma: no cover - compiled
-    """Samples b_lo..b_hi over all time steps: conv1 + pool -> LIF1 -> conv2 + pool -> LIF2 -> linear -> cur3."""
+def _net_forward(frames, events, net, shape, rec, cur3, b_lo, b_hi):  # pragma: no cover - compiled
+    """Samples b_lo..b_hi over all time steps: conv1 + pool -> LIF1 -> conv2 + pool -> LIF2 -> linear -> cur3.
+
+    Each frame's events come from ``events`` where it holds any (:class:`EventFrames`), else from a scan of the
+    dense ``frames``.
+    """
     dtype = rec.mem1.dtype
     n1, n2 = rec.mem1.shape[2], rec.mem2.shape[2]
     c1, c2, cells2 = shape.c1, shape.c2, shape.ph2 * shape.pw2
@@ -1122,15 +1218,19 @@ def _net_forward(frames, net, shape, rec, cur3, b_lo, b_hi):  # pragma: no cover
     spikes2 = np.empty(n2, dtype=np.int32)
     zeros1 = np.zeros(n1, dtype=dtype)
     zeros2 = np.zeros(n2, dtype=dtype)
+    listed = events.count.shape[0] > 0
     for b in range(b_lo, b_hi):
-        for t in range(frames.shape[0]):
-            n_events = _events(frames[t, b], pos, val)
-            if n_events <= EVENT_ROOM:
-                rec.event_pos[t, b, :n_events] = pos[:n_events]
-                rec.event_val[t, b, :n_events] = val[:n_events]
-                rec.n_events[t, b] = n_events
+        for t in range(rec.mem1.shape[0]):
+            if listed:  # backward reads them from events again
+                n_events = _copy_events(events, t, b, pos, val)
             else:
-                rec.n_events[t, b] = -1
+                n_events = _events(frames[t, b], pos, val)
+                if n_events <= EVENT_ROOM:
+                    rec.event_pos[t, b, :n_events] = pos[:n_events]
+                    rec.event_val[t, b, :n_events] = val[:n_events]
+                    rec.n_events[t, b] = n_events
+                else:
+                    rec.n_events[t, b] = -1
             n_cells = _conv1_pool(
                 pos, val, n_events, net.conv1, net.pool, shape, conv_map1, touched, cells, cur1, rec.arg1[t, b]
             )
@@ -1147,7 +1247,7 @@ def _net_forward(frames, net, shape, rec, cur3, b_lo, b_hi):  # pragma: no cover
 
 
 @_jit
-def _net_backward(frames, net, shape, rec, dcur3, grads, b_lo, b_hi):  # pragma: no cover - compiled
+def _net_backward(frames, events, net, shape, rec, dcur3, grads, b_lo, b_hi):  # pragma: no cover - compiled
     """Reverse time for samples b_lo..b_hi: adds the parameter gradients to ``grads`` (float64)."""
     dtype = rec.mem1.dtype
     n1, n2 = rec.mem1.shape[2], rec.mem2.shape[2]
@@ -1175,10 +1275,11 @@ def _net_backward(frames, net, shape, rec, dcur3, grads, b_lo, b_hi):  # pragma:
     share_map2 = np.empty((2 * shape.ph2, 2 * shape.pw2 * shape.c2), dtype=dtype)
     touched = np.zeros((shape.ph1, shape.pw1), dtype=np.bool_)
     cells = np.empty(shape.ph1 * shape.pw1, dtype=np.int64)
+    listed = events.count.shape[0] > 0
     for b in range(b_lo, b_hi):
         carry1[:] = zero
         carry2[:] = zero
-        for t in range(frames.shape[0] - 1, -1, -1):
+        for t in range(rec.mem1.shape[0] - 1, -1, -1):
             mem1, mem2 = rec.mem1[t, b], rec.mem2[t, b]
             n_spikes2 = _spikes(mem2, net.lif2, spikes2)
             _linear_back(spikes2, n_spikes2, net.fc_weight, dcur3[t, b], g2, grads.fc_weight)
@@ -1193,8 +1294,10 @@ def _net_backward(frames, net, shape, rec, dcur3, grads, b_lo, b_hi):  # pragma:
             _lif_back_step(mem1, rec.mem1[t - 1, b] if t > 0 else zeros1, g1, carry1, d1, s1, net.lif1, grads.lif1)
             _channel_sums(d1, shape.c1, True, grads.conv1_bias)
             share = _unpool_channels_last(d1, net.pool, share1)
-            n_events = rec.n_events[t, b]
-            if n_events >= 0:  # the list forward kept: the frame itself is not read again
+            n_events = _copy_events(events, t, b, pos, val) if listed else rec.n_events[t, b]
+            if listed:
+                ev_pos, ev_val = pos, val
+            elif n_events >= 0:  # the list forward kept: the frame itself is not read again
                 ev_pos, ev_val = rec.event_pos[t, b], rec.event_val[t, b]
             else:
                 n_events = _events(frames[t, b], pos, val)
@@ -1323,10 +1426,15 @@ class HiddenLayers(torch.autograd.Function):
         pool: str,
     ) -> torch.Tensor:
         dtype = w1.dtype
-        frames = frames.detach().to(dtype).contiguous()
+        npd = _np_dtype(dtype)
+        listed = frames if isinstance(frames, EventFrames) else None
         n_steps, batch = frames.shape[:2]
         shape = _shape(frames.shape, w1, w2, w3.shape[0])
-        npd = _np_dtype(dtype)
+        if listed is None:
+            frames = frames.detach().to(dtype).contiguous()
+        else:  # no frames to scan: an empty stand-in of the same kind
+            frames = torch.empty((0, 0, *frames.shape[2:]), dtype=dtype)
+        events = _events_of(listed, npd)
         rec = _new_record(BUFFERS.take, n_steps, batch, shape, npd)
         net = _Net(
             conv1=_Layer(_conv_rows(w1), _np(b1)),
@@ -1338,9 +1446,9 @@ class HiddenLayers(torch.autograd.Function):
         )
         cur3 = torch.empty((n_steps, batch, shape.n_out), dtype=dtype)
         x, out = frames.numpy(), cur3.numpy()
-        _parallel(lambda lo, hi: _net_forward(x, net, shape, rec, out, lo, hi), batch)
+        _parallel(lambda lo, hi: _net_forward(x, events, net, shape, rec, out, lo, hi), batch)
         ctx.save_for_backward(frames, w1, w2, w3, beta1, thr1, beta2, thr2, *(torch.from_numpy(a) for a in rec))
-        ctx.spec, ctx.pool, ctx.shape = spec, pool, shape
+        ctx.spec, ctx.pool, ctx.shape, ctx.events, ctx.batch = spec, pool, shape, events, batch
         return cur3
 
     @staticmethod
@@ -1371,10 +1479,10 @@ class HiddenLayers(torch.autograd.Function):
                 conv2_weight=np.zeros((shape.c1, shape.k, shape.k * shape.c2)), conv2_bias=np.zeros(shape.c2),
                 fc_weight=np.zeros((rec.mem2.shape[2], shape.n_out)), lif1=np.zeros(2), lif2=np.zeros(2),
             )
-            _net_backward(x, net, shape, rec, g, grads, lo, hi)
+            _net_backward(x, ctx.events, net, shape, rec, g, grads, lo, hi)
             return grads
 
-        grads = _Grads(*(sum(arrays) for arrays in zip(*_parallel(part, frames.shape[1]))))
+        grads = _Grads(*(sum(arrays) for arrays in zip(*_parallel(part, ctx.batch))))
 
         def tensor(array: np.ndarray, *perm: int) -> torch.Tensor:
             t = torch.from_numpy(array)
@@ -1459,8 +1567,10 @@ def unsupported_reason(net: nn.Sequential, spec: NeuronSpec) -> str | None:
     return None
 
 
-def unsupported_frames_reason(frames: torch.Tensor) -> str | None:
+def unsupported_frames_reason(frames: torch.Tensor | EventFrames) -> str | None:
     """Why the fast engine cannot run on these frames (None if it can)."""
+    if isinstance(frames, EventFrames):
+        return None
     if frames.device.type != "cpu":
         return f"the fast engine runs on the CPU; frames are on {frames.device}"
     if frames.dtype not in (torch.float32, torch.float64):
@@ -1470,8 +1580,11 @@ def unsupported_frames_reason(frames: torch.Tensor) -> str | None:
     return None
 
 
-def fast_forward(net: nn.Sequential, spec: NeuronSpec, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The tutorial network on frames ``(T, B, 2, H, W)``: output spikes and membrane ``(T, B, n_classes)``."""
+def fast_forward(
+    net: nn.Sequential, spec: NeuronSpec, frames: torch.Tensor | EventFrames
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The tutorial network on frames ``(T, B, 2, H, W)`` (or their events): output spikes and membrane
+    ``(T, B, n_classes)``."""
     cur3 = HiddenLayers.apply(
         frames,
         net[0].weight, net[0].bias, net[2].beta, net[2].threshold,
@@ -1519,7 +1632,7 @@ def record_layers(net: nn.Sequential, spec: NeuronSpec, frames: torch.Tensor) ->
             fc=_Layer(_np(w3.t()), _np(b3)), pool=_pool(pooling_of(net), dtype),
         )
         cur3 = np.empty((n_steps, 1, shape.n_out), npd)
-        _net_forward(x.numpy(), model, shape, rec, cur3, 0, 1)
+        _net_forward(x.numpy(), _events_of(None, npd), model, shape, rec, cur3, 0, 1)
     mem3 = np.empty((n_steps, shape.n_out), npd)
     spk3 = np.empty((n_steps, shape.n_out), np.uint8)
     _lif_scan(cur3[:, 0], mem3, spk3, lif3, 0, shape.n_out)

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from core.files import atomic_write_bytes, atomic_write_json, default_home
-from core.transforms import Pipeline, from_json
+from core.transforms import Pipeline, frame_entries, from_json
 
 if TYPE_CHECKING:
     import torch
@@ -71,12 +71,17 @@ class SparseFrames:
 
     @classmethod
     def from_dense(cls, frames: np.ndarray, label: int) -> SparseFrames:
-        frames = np.asarray(frames)
-        flat = frames.reshape(-1)
-        positions = np.flatnonzero(flat != 0)  # ten times faster than on int16 values directly
-        values = flat[positions]
-        positions = positions.astype(np.int32 if flat.size < 2**31 else np.int64)
-        return cls(tuple(frames.shape), frames.dtype, positions, _narrow(values), int(label))
+        return cls.from_sparse(*frame_entries(frames), label)
+
+    @classmethod
+    def from_sparse(
+        cls, shape: Sequence[int], dtype: np.dtype, positions: np.ndarray, values: np.ndarray, label: int
+    ) -> SparseFrames:
+        """From the non-zero entries of frames of ``shape`` and ``dtype`` (as ``Pipeline.sparse_frames`` gives them)."""
+        size = int(np.prod(shape, dtype=np.int64))
+        positions = np.asarray(positions).astype(np.int32 if size < 2**31 else np.int64)
+        values = np.asarray(values).astype(dtype, copy=False)
+        return cls(tuple(int(n) for n in shape), np.dtype(dtype), positions, _narrow(values), int(label))
 
     def dense(self) -> np.ndarray:
         """The frames exactly as the pipeline returned them (shape and dtype)."""
@@ -248,6 +253,8 @@ class FramesDataset:
     (e.g. leaving out bad files). ``augment`` (a callable on the float32 frames
     tensor) runs after the cache, on every access; one with a ``pixel_map(h, w)``
     (:class:`core.training.loop.PixelMoves`) moves a batch's events instead.
+    With ``events=True`` a ``DataLoader``'s batches are :class:`core.engine.EventFrames`
+    (:meth:`event_batch`, for the fast engine) instead of dense tensors (:meth:`batch`).
     """
 
     def __init__(
@@ -259,6 +266,7 @@ class FramesDataset:
         split: str,
         augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
         indices: Sequence[int] | None = None,
+        events: bool = False,
     ) -> None:
         if not pipeline.is_frame:
             raise ValueError("FramesDataset needs a pipeline that ends in ToFrame, ToVoxelGrid or ToTimesurface")
@@ -274,6 +282,7 @@ class FramesDataset:
         self.source_key = source_key
         self.split = split
         self.augment = augment
+        self.events = events
         self.indices = np.arange(len(dataset)) if indices is None else np.asarray(indices, dtype=np.int64)
         self._files = getattr(dataset, "files", None)
         self._targets = getattr(dataset, "targets", None)
@@ -318,7 +327,7 @@ class FramesDataset:
     def _compute(self, i: int, identity: str) -> SparseFrames:
         """Run the pipeline on sample ``i`` of the underlying data set and cache the result."""
         events, label = self.dataset[i]
-        entry = SparseFrames.from_dense(self.pipeline.frames(events), int(label))
+        entry = SparseFrames.from_sparse(*self.pipeline.sparse_frames(events), int(label))
         if self.cache is not None:
             self.cache.put(self.source_key, self.split, self.pipeline, i, entry, identity)
         return entry
@@ -339,29 +348,19 @@ class FramesDataset:
 
     def __getitems__(self, indices: Sequence[int]) -> list[tuple[torch.Tensor, int]]:
         """A whole batch at once (``DataLoader`` calls this); :func:`pad_collate` takes it as it is."""
-        return self.batch(indices)
+        return self.event_batch(indices) if self.events else self.batch(indices)
 
     def batch(self, indices: Sequence[int]) -> _CollatedBatch:
         """Samples ``indices`` as one padded ``(T, B, C, H, W)`` float32 tensor, plus per-sample views of it."""
         import torch
 
-        entries = [self.sparse(i) for i in indices]
-        if not entries:
-            raise ValueError("an empty batch")
-        sample_shape = entries[0].shape[1:]
-        if any(e.shape[1:] != sample_shape for e in entries):
-            raise ValueError(f"samples of different frame shapes in one batch: {sorted({e.shape[1:] for e in entries})}")
-        length = max(e.length for e in entries)
+        entries, sample_shape, length = self._entries(indices)
         count = len(entries)
         per_frame = int(np.prod(sample_shape))
         out = self._buffer(length * count * per_frame).view(length, count, *sample_shape)
-        pixel_map = getattr(self.augment, "pixel_map", None)  # moves of pixels: applied to the events as they are
-        if self.augment is None or pixel_map is not None:
+        if self.augment is None or self._pixel_map is not None:
             positions, values = [], []
-            for b, e in enumerate(entries):
-                pos, vals = e.positions.astype(np.int64), e.values
-                if pixel_map is not None:
-                    pos, vals = moved_events(pos, vals, pixel_map(*sample_shape[-2:]).numpy())
+            for b, (pos, vals) in enumerate(self._sample_events(entries, sample_shape)):
                 t, r = np.divmod(pos, per_frame)
                 positions.append((t * count + b) * per_frame + r)
                 values.append(vals)
@@ -376,6 +375,65 @@ class FramesDataset:
         items = _CollatedBatch((out[: e.length, b], e.label) for b, e in enumerate(entries))
         items.collated = (out, labels)
         return items
+
+    def event_batch(self, indices: Sequence[int]) -> _CollatedBatch:
+        """Samples ``indices`` as :class:`core.engine.EventFrames`: the frames :meth:`batch` gives, as their events
+        (the fast engine reads these; nothing dense is made). The items are ``(None, label)``: only the batch as a
+        whole (``collated``, what :func:`pad_collate` returns) holds frames. An ``augment`` without a ``pixel_map``
+        changes dense frames: then this is :meth:`batch`.
+        """
+        import torch
+
+        from core.engine import EventFrames
+
+        if self.augment is not None and self._pixel_map is None:
+            return self.batch(indices)
+        entries, sample_shape, length = self._entries(indices)
+        per_frame = int(np.prod(sample_shape))
+        counts = np.zeros((length, len(entries)), dtype=np.int64)
+        positions, values = [], []
+        for b, (pos, vals) in enumerate(self._sample_events(entries, sample_shape)):
+            if self._pixel_map is not None:  # moved events come in source order: a frame's are listed ascending
+                order = np.argsort(pos, kind="stable")
+                pos, vals = pos[order], vals[order]
+            t, r = np.divmod(pos, per_frame)
+            counts[:, b] = np.bincount(t, minlength=length)
+            positions.append(r.astype(np.int32))
+            values.append(vals)
+        before = np.cumsum(counts, axis=0) - counts  # a sample's events before frame t
+        sample_size = counts.sum(axis=0)
+        start = before + (np.cumsum(sample_size) - sample_size)[None, :]
+        frames = EventFrames(
+            torch.Size((length, len(entries), *sample_shape)), start, counts,
+            np.concatenate(positions), np.concatenate(values).astype(np.float32),
+        )
+        labels = torch.tensor([e.label for e in entries])
+        items = _CollatedBatch((None, e.label) for e in entries)
+        items.collated = (frames, labels)
+        return items
+
+    @property
+    def _pixel_map(self) -> Callable[[int, int], torch.Tensor] | None:
+        return getattr(self.augment, "pixel_map", None)  # moves of pixels: applied to the events as they are
+
+    def _entries(self, indices: Sequence[int]) -> tuple[list[SparseFrames], tuple[int, ...], int]:
+        """The cached entries of ``indices``, their frame shape (C, H, W) and the longest's length."""
+        entries = [self.sparse(i) for i in indices]
+        if not entries:
+            raise ValueError("an empty batch")
+        sample_shape = entries[0].shape[1:]
+        if any(e.shape[1:] != sample_shape for e in entries):
+            raise ValueError(f"samples of different frame shapes in one batch: {sorted({e.shape[1:] for e in entries})}")
+        return entries, sample_shape, max(e.length for e in entries)
+
+    def _sample_events(self, entries: list[SparseFrames], sample_shape: tuple[int, ...]) -> Iterable[tuple[np.ndarray, np.ndarray]]:
+        """Each entry's (flat int64 positions, values), moved by the augmentation's pixel map where it has one."""
+        pixel_map = self._pixel_map
+        for e in entries:
+            pos, vals = e.positions.astype(np.int64), e.values
+            if pixel_map is not None:
+                pos, vals = moved_events(pos, vals, pixel_map(*sample_shape[-2:]).numpy())
+            yield pos, vals
 
     def _buffer(self, size: int) -> torch.Tensor:
         """A zeroed float32 buffer of ``size``: the memory of an earlier batch nobody holds any more, or new.

@@ -4,6 +4,8 @@ Each function returns exactly what the tonic call it replaces returns: the same
 events kept in the same order, identical frames, the same dtype and shape. The
 per-event Python loops of tonic become small numba kernels (compiled on first
 use, cached on disk); the slicing arithmetic is tonic's, line for line.
+``to_frame_sparse`` gives exactly ``to_frame``'s non-zero entries without making
+the dense frames (the frame cache keeps only those).
 
 Inputs the kernels cannot index safely (negative or float coordinates, no
 ``y`` field, ...) are handed to tonic's own function, so the answer stays
@@ -109,35 +111,92 @@ def _accumulate(frames, x, y, p, starts, ends):  # pragma: no cover - compiled b
     return True
 
 
-def _search_left(t, value):  # pragma: no cover - compiled by numba
-    """``np.searchsorted(t, value)`` (side left) on sorted ``t``: the first index with t >= value."""
-    lo, hi = 0, t.shape[0]
-    while lo < hi:
-        mid = (lo + hi) // 2
-        if t[mid] < value:
-            lo = mid + 1
-        else:
-            hi = mid
-    return lo
+_INSERTION_SORTED = 64  # frames of up to this many events are sorted by insertion as they fill
+
+
+def _sparse_counts(x, y, p, starts, ends, n_p, height, width):  # pragma: no cover - compiled by numba
+    """The non-zero entries of what ``_accumulate`` fills, without the frames: ok, flat positions
+    (increasing), int16 counts. Per frame, each event's key ``(p * H + y) * W + x`` is sorted and each
+    run of one key is an entry; a count wraps as int16 does, and one that wraps to 0 is left out."""
+    n = x.shape[0]
+    frame_size = n_p * height * width
+    n_frames = starts.shape[0]
+    lo = np.empty(n_frames, dtype=np.int64)
+    hi = np.empty(n_frames, dtype=np.int64)
+    total, longest = 0, 0
+    for i in range(n_frames):  # the slice bounds, clipped as _accumulate clips them
+        start, end = starts[i], ends[i]
+        if start < 0:
+            start += n
+        if end < 0:
+            end += n
+        lo[i] = min(max(start, 0), n)
+        hi[i] = max(min(max(end, 0), n), lo[i])
+        total += hi[i] - lo[i]
+        longest = max(longest, hi[i] - lo[i])
+    positions = np.empty(total, dtype=np.int64)
+    values = np.empty(total, dtype=np.int16)
+    keys = np.empty(longest, dtype=np.int64)
+    count = 0
+    for i in range(n_frames):
+        m = 0
+        for k in range(lo[i], hi[i]):
+            xk, yk, pk = x[k], y[k], p[k]
+            if xk < 0 or xk >= width or yk < 0 or yk >= height or pk < 0 or pk >= n_p:
+                return False, positions[:0], values[:0]
+            key = (pk * height + yk) * width + xk
+            j = m
+            if m < _INSERTION_SORTED:  # a short frame (N-MNIST's 1 ms: about 12 events) stays sorted as it fills
+                while j > 0 and keys[j - 1] > key:
+                    keys[j] = keys[j - 1]
+                    j -= 1
+            keys[j] = key
+            m += 1
+        if m > _INSERTION_SORTED:  # a long one is sorted at once (numba's sort costs ~0.5 us a call)
+            keys[:m].sort()
+        j = 0
+        while j < m:
+            key = keys[j]
+            run = j + 1
+            while run < m and keys[run] == key:
+                run += 1
+            wrapped = ((run - j + 32768) & 65535) - 32768  # the int16 count the dense frame holds
+            if wrapped != 0:
+                positions[count] = i * frame_size + key
+                values[count] = wrapped
+                count += 1
+            j = run
+    return True, positions[:count], values[:count]
 
 
 def _time_bounds(t, n_slices, stride, start, time_window):  # pragma: no cover - compiled by numba
     """tonic's SliceByTime bounds, ``searchsorted(t, arange(n) * stride + start [+ time_window])``,
-    with numpy's arithmetic types; ok=False where t is unsorted (numpy's own search then runs)."""
+    with numpy's arithmetic types; ok=False where t is unsorted (numpy's own search then runs).
+
+    Each search is numpy's side-left one (the first index with ``t >= value``). The
+    window starts, and the ends, increase with i (stride > 0; rounding keeps that
+    order), so on sorted t each search resumes where the previous one stopped: one
+    pass over t, not a binary search per window (2.5 times faster on N-MNIST)."""
     starts = np.empty(n_slices, dtype=np.int64)
     ends = np.empty(n_slices, dtype=np.int64)
-    for k in range(t.shape[0]):
+    n = t.shape[0]
+    for k in range(n):
         if t[k] != t[k] or (k > 0 and t[k] < t[k - 1]):
             return False, starts, ends
+    lo, hi = 0, 0
     for i in range(n_slices):
         window_start = i * stride + start
-        starts[i] = _search_left_jit(t, window_start)
-        ends[i] = _search_left_jit(t, window_start + time_window)
+        while lo < n and t[lo] < window_start:
+            lo += 1
+        window_end = window_start + time_window
+        while hi < n and t[hi] < window_end:
+            hi += 1
+        starts[i] = lo
+        ends[i] = hi
     return True, starts, ends
 
 
 _grid_jit: Any = None
-_search_left_jit: Any = None
 
 
 class _Kernels(NamedTuple):
@@ -146,6 +205,7 @@ class _Kernels(NamedTuple):
     denoise_mask: Any
     refractory_mask: Any
     accumulate: Any
+    sparse_counts: Any
     time_bounds: Any
 
 
@@ -159,13 +219,14 @@ def _kernels() -> _Kernels:
     take the structured array's int64 field views as they are (strided, no
     copies); other integer dtypes are converted to int64 first.
     """
-    global _grid_jit, _search_left_jit
+    global _grid_jit
     import numba
 
     jit = numba.njit(cache=True, nogil=True)
     _grid_jit = jit(_grid)
-    _search_left_jit = jit(_search_left)
-    return _Kernels(jit(_denoise_mask), jit(_refractory_mask), jit(_accumulate), jit(_time_bounds))
+    return _Kernels(
+        jit(_denoise_mask), jit(_refractory_mask), jit(_accumulate), jit(_sparse_counts), jit(_time_bounds)
+    )
 
 
 def warm_up() -> None:
@@ -177,6 +238,7 @@ def warm_up() -> None:
     denoise(events, 10.0)
     refractory_period(events, 1)
     to_frame(events, (2, 1, 2), time_window=3)
+    to_frame_sparse(events, (2, 1, 2), time_window=3)
 
 
 def _has_fields(events: np.ndarray, names: str) -> bool:
@@ -346,14 +408,74 @@ def to_frame(
             raise ValueError("No slicing method specified.")
         return np.zeros((n, sensor_size[2], sensor_size[0], sensor_size[1]))
     chosen = [time_window, event_count, n_time_bins, n_event_bins]
+    _check_one_slicing(chosen)
+    fallback = (events, sensor_size, chosen, overlap, include_incomplete, start_time, end_time)
+    inputs = _frame_inputs(*fallback)
+    if inputs is not None:
+        frames = np.zeros(inputs.shape, dtype=np.int16)
+        if _kernels().accumulate(frames, inputs.x, inputs.y, inputs.p, inputs.starts, inputs.ends):
+            return frames
+    return _tonic_to_frame(*fallback)  # odd fields, or an index off the sensor: tonic wraps or raises
+
+
+def to_frame_sparse(
+    events: np.ndarray,
+    sensor_size: Sequence[int] | None,
+    time_window: float | None = None,
+    event_count: int | None = None,
+    n_time_bins: int | None = None,
+    n_event_bins: int | None = None,
+    overlap: float = 0.0,
+    include_incomplete: bool = False,
+    start_time: float | None = None,
+    end_time: float | None = None,
+) -> tuple[tuple[int, int, int, int], np.ndarray, np.ndarray] | None:
+    """``to_frame``'s non-zero entries without its dense frames: (shape, flat positions, int16 values).
+
+    The positions (int64, increasing) and values are exactly ``np.flatnonzero``
+    of ``to_frame(...)`` with the same arguments and the entries there; it raises
+    where ``to_frame`` raises. None where ``to_frame`` does not take its own
+    kernel (no events, tonic's fallbacks, an event off the sensor): make the
+    dense frames then. N-MNIST's 1 ms frames are 99.5 % zeros, so this skips
+    filling and scanning 1.4 MB a recording.
+    """
+    if len(events) == 0:
+        return None
+    chosen = [time_window, event_count, n_time_bins, n_event_bins]
+    _check_one_slicing(chosen)
+    inputs = _frame_inputs(events, sensor_size, chosen, overlap, include_incomplete, start_time, end_time)
+    if inputs is None:
+        return None
+    n_p, height, width = inputs.shape[1:]
+    ok, positions, values = _kernels().sparse_counts(
+        inputs.x, inputs.y, inputs.p, inputs.starts, inputs.ends, n_p, height, width
+    )
+    return (inputs.shape, positions, values) if ok else None
+
+
+def _check_one_slicing(chosen: Sequence[Any]) -> None:
     if sum(v is not None for v in chosen) != 1:
         raise ValueError(
             "Please assign a value to exactly one of the parameters time_window,"
             " event_count, n_time_bins or n_event_bins."
         )
-    fallback = (events, sensor_size, chosen, overlap, include_incomplete, start_time, end_time)
+
+
+class _FrameInputs(NamedTuple):
+    """What the frame kernels take: the output's shape, int64 coordinates, slice bounds."""
+
+    shape: tuple[int, int, int, int]  # (T, P, H, W)
+    x: np.ndarray
+    y: np.ndarray
+    p: np.ndarray
+    starts: np.ndarray
+    ends: np.ndarray
+
+
+def _frame_inputs(events, sensor_size, chosen, overlap, include_incomplete, start_time, end_time) -> _FrameInputs | None:
+    """The kernels' inputs for non-empty ``events``, or None where tonic's own to_frame must run (odd fields)."""
     if not _has_fields(events, "xytp") or events.ndim != 1:
-        return _tonic_to_frame(*fallback)
+        return None
     if not sensor_size:
         sensor_size = _infer_sensor_size(events)
     width, height, polarities = (int(v) for v in sensor_size)
@@ -363,16 +485,10 @@ def to_frame(
             raise ValueError(TONIC_SINGLE_POLARITY_ERROR)
         p = np.zeros(len(events), dtype=np.int64)
     if x.dtype.kind not in "iu" or y.dtype.kind not in "iu" or p.dtype.kind not in "iufb":
-        return _tonic_to_frame(*fallback)
-    p = _int64(p)  # tonic indexes with events["p"].astype(int)
-    starts, ends = _slice_bounds(
-        events, time_window, event_count, n_time_bins, n_event_bins,
-        overlap, include_incomplete, start_time, end_time,
-    )
-    frames = np.zeros((len(starts), polarities, height, width), dtype=np.int16)
-    if _kernels().accumulate(frames, _int64(x), _int64(y), p, starts, ends):
-        return frames
-    return _tonic_to_frame(*fallback)  # an index off the sensor: tonic wraps or raises
+        return None
+    starts, ends = _slice_bounds(events, *chosen, overlap, include_incomplete, start_time, end_time)
+    shape = (len(starts), polarities, height, width)
+    return _FrameInputs(shape, _int64(x), _int64(y), _int64(p), starts, ends)  # tonic indexes with p.astype(int)
 
 
 def _tonic_to_frame(events, sensor_size, chosen, overlap, include_incomplete, start_time, end_time) -> np.ndarray:

@@ -25,6 +25,7 @@ from core.engine import (  # the neuron and pooling tables live with the kernels
     POOLING,
     RESET_MECHANISMS,
     SURROGATES,
+    EventFrames,
     NeuronSpec,
     fast_forward,
     unsupported_frames_reason,
@@ -232,8 +233,9 @@ class SpikingCNN(nn.Module):
         """``"fast"`` or ``"loop"``: what the last (or next) call runs."""
         return "loop" if self.engine_reason else "fast"
 
-    def forward(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Output spikes and membrane, each ``(time, batch, n_classes)``, for frames ``(time, batch, 2, 34, 34)``."""
+    def forward(self, frames: torch.Tensor | EventFrames) -> tuple[torch.Tensor, torch.Tensor]:
+        """Output spikes and membrane, each ``(time, batch, n_classes)``, for frames ``(time, batch, 2, 34, 34)``
+        (a tensor, or :class:`core.engine.EventFrames`: the loop engine makes those dense)."""
         check_frames(frames)
         reason = self._config_reason()
         if reason is None:
@@ -244,6 +246,8 @@ class SpikingCNN(nn.Module):
         if self.config.engine == "fast":
             raise RuntimeError(f"engine='fast' cannot run this: {reason}")
         self.engine_reason = reason
+        if isinstance(frames, EventFrames):
+            frames = frames.dense().to(self.net[0].weight.device)
         return loop_forward(self.net, frames)
 
     def n_parameters(self) -> int:
@@ -266,16 +270,18 @@ class SpikingCNN(nn.Module):
         )
 
 
-def check_frames(frames: torch.Tensor) -> None:
-    """Refuse anything but a floating tensor ``(time, batch, 2, 34, 34)`` with time, batch >= 1."""
-    if not isinstance(frames, torch.Tensor):
+def check_frames(frames: torch.Tensor | EventFrames) -> None:
+    """Refuse anything but a floating tensor ``(time, batch, 2, 34, 34)`` with time, batch >= 1, or such frames
+    given as their events (:class:`core.engine.EventFrames`)."""
+    if not isinstance(frames, (torch.Tensor, EventFrames)):
         raise TypeError(f"frames: expected a torch.Tensor, got {type(frames).__name__}")
-    if frames.dim() != 5 or tuple(frames.shape[2:]) != FRAME_SHAPE:
+    shape = tuple(frames.shape)
+    if len(shape) != 5 or shape[2:] != FRAME_SHAPE:
         expected = ", ".join(map(str, FRAME_SHAPE))
-        raise ValueError(f"frames: expected shape (time, batch, {expected}), got {tuple(frames.shape)}")
-    if frames.shape[0] < 1 or frames.shape[1] < 1:
-        raise ValueError(f"frames: needs at least one time step and one sample, got {tuple(frames.shape)}")
-    if not frames.is_floating_point():
+        raise ValueError(f"frames: expected shape (time, batch, {expected}), got {shape}")
+    if shape[0] < 1 or shape[1] < 1:
+        raise ValueError(f"frames: needs at least one time step and one sample, got {shape}")
+    if not frames.dtype.is_floating_point:
         raise ValueError(f"frames: expected a floating dtype, got {frames.dtype}")
 
 

@@ -368,3 +368,106 @@ def test_real_split_through_the_cache_matches_tonic(real_nmnist_root: Path, tmp_
     frames, labels = F.pad_collate(dataset.batch(picked))
     reference = tonic.collation.PadTensors(batch_first=False)([(oracle(folder[i][0]), folder[i][1]) for i in picked])
     assert torch.equal(frames, reference[0].float()) and torch.equal(labels, reference[1])
+
+
+# --- the cache's entries made without dense frames ----------------------------------------------
+
+SPARSE_PIPELINES = {
+    "tutorial": TUTORIAL,
+    "crop, downsample, event count": T.Pipeline(
+        (T.CenterCrop(size=20), T.Downsample(spatial_factor=0.5), T.ToFrame(event_count=100, overlap=30, include_incomplete=True))
+    ),
+    "refractory, time bins": T.Pipeline((T.RefractoryPeriod(delta=500), T.ToFrame(n_time_bins=10, overlap=0.2))),
+    "one frame of everything": T.Pipeline((T.ToFrame(n_event_bins=1),)),
+    "windows from a start to an end": T.Pipeline((T.ToFrame(time_window=5000, overlap=1000, start_time=-2000, end_time=90_000),)),
+    "voxel grid (not ToFrame)": T.Pipeline((T.Denoise(), T.ToVoxelGrid(n_time_bins=5))),
+    "time surface (not ToFrame)": T.Pipeline((T.ToTimesurface(dt=20_000, tau=5000),)),
+}
+
+
+def assert_same_entries(ours: tuple, frames: np.ndarray) -> None:
+    """``Pipeline.sparse_frames`` output is exactly the non-zero entries of ``frames``."""
+    shape, dtype, positions, values = ours
+    flat = frames.reshape(-1)
+    expected = np.flatnonzero(flat != 0)
+    assert shape == frames.shape and dtype == frames.dtype and values.dtype == frames.dtype
+    np.testing.assert_array_equal(positions, expected)
+    np.testing.assert_array_equal(values, flat[expected])
+
+
+@pytest.mark.parametrize("name", list(SPARSE_PIPELINES))
+def test_pipeline_sparse_frames_are_the_frames_nonzeros(name: str) -> None:
+    pipeline = SPARSE_PIPELINES[name]
+    for seed in range(3):
+        events = random_events(seed)
+        assert_same_entries(pipeline.sparse_frames(events), pipeline.frames(events))
+
+
+def test_pipeline_sparse_frames_draw_as_frames_do() -> None:
+    pipeline = T.Pipeline((T.DropEvent(p=0.3), T.RandomFlipLR(p=0.5), T.ToFrame(time_window=2000)))
+    events = random_events(4)
+    for seed in range(4):
+        assert_same_entries(pipeline.sparse_frames(events, seed=seed), pipeline.frames(events, seed=seed))
+    ours, theirs = np.random.RandomState(9), np.random.RandomState(9)
+    for _ in range(3):  # one random state, advancing call by call
+        assert_same_entries(pipeline.sparse_frames(events, rng=ours), pipeline.frames(events, rng=theirs))
+
+
+@pytest.mark.parametrize("to_frame", [T.ToFrame(time_window=1000), T.ToFrame(n_time_bins=3), T.ToFrame(event_count=50)])
+def test_pipeline_sparse_frames_where_the_steps_leave_no_events(to_frame: T.ToFrame) -> None:
+    # Compose stops at empty events; frames() then gives ToFrame's frames for none: all zeros, no entries.
+    corner = helpers.random_events(300, 1, around=(1, 1), spread=1)
+    pipeline = T.Pipeline((T.CenterCrop(size=4), to_frame))
+    assert len(T.Pipeline((T.CenterCrop(size=4),))(corner)) == 0
+    for events in (corner, corner[:0]):
+        ours = pipeline.sparse_frames(events)
+        assert_same_entries(ours, pipeline.frames(events))
+        assert ours[2].size == 0 and ours[0][1:] == (2, 4, 4)
+
+
+def test_pipeline_sparse_frames_fall_back_to_dense_frames() -> None:
+    pipeline = T.Pipeline((T.ToFrame(time_window=1000),))
+    events = random_events(5)
+    events["x"][::7] -= 34  # negative: tonic's indexing wraps around, our kernels hand over to it
+    assert T.functional.to_frame_sparse(events, (34, 34, 2), time_window=1000) is None
+    assert_same_entries(pipeline.sparse_frames(events), pipeline.frames(events))
+    with pytest.raises(T.TransformSpecError):
+        T.Pipeline((T.Denoise(),)).sparse_frames(events)  # no frames at the end, as frames() says
+
+
+def assert_same_sparse_frames(ours: F.SparseFrames, theirs: F.SparseFrames) -> None:
+    assert ours.shape == theirs.shape and ours.dtype == theirs.dtype and ours.label == theirs.label
+    for a, b in ((ours.positions, theirs.positions), (ours.values, theirs.values)):
+        assert a.dtype == b.dtype
+        np.testing.assert_array_equal(a, b)
+    assert ours.encode() == theirs.encode()
+
+
+@pytest.mark.parametrize("name", ["tutorial", "crop, downsample, event count", "voxel grid (not ToFrame)"])
+def test_computed_entries_are_those_of_the_dense_frames(name: str, folder: NMNISTFolder, tmp_path: Path) -> None:
+    pipeline = SPARSE_PIPELINES[name]
+    cache = F.FrameCache(tmp_path / "cache")
+    dataset = F.FramesDataset(folder, pipeline, cache, "src", "Train")
+    for i in range(0, len(folder), 3):
+        events, label = folder[i]
+        reference = F.SparseFrames.from_dense(pipeline.frames(events), label)
+        entry = dataset._compute(i, dataset.identity(i))
+        assert_same_sparse_frames(entry, reference)
+        assert cache.path("src", "Train", pipeline, i, dataset.identity(i)).read_bytes() == reference.encode()
+
+
+def test_from_sparse_picks_the_position_dtype_by_size() -> None:
+    positions, values = np.array([3, 2**31 + 5]), np.array([1, 300], dtype=np.int16)
+    big = F.SparseFrames.from_sparse((2, 2**30, 2, 1), np.dtype(np.int16), positions, values, 4)
+    assert big.positions.dtype == np.int64 and big.values.dtype == np.uint16 and big.shape == (2, 2**30, 2, 1)
+    small = F.SparseFrames.from_sparse((1, 2, 3, 4), np.dtype(np.int16), np.array([1, 5]), np.array([-2, 7], np.int16), 0)
+    assert small.positions.dtype == np.int32 and small.values.dtype == np.int16  # negatives stay int16
+
+
+def test_computed_entries_of_real_recordings_are_those_of_the_dense_frames(real_nmnist_root: Path) -> None:
+    folder = NMNISTFolder(real_nmnist_root, "Train")
+    dataset = F.FramesDataset(folder, TUTORIAL, None, "real", "Train")
+    for i in range(0, len(folder), 4):
+        events, label = folder[i]
+        entry = dataset._compute(i, dataset.identity(i))
+        assert_same_sparse_frames(entry, F.SparseFrames.from_dense(TUTORIAL.frames(events), label))

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from core import functional
 from core.events import EVENT_DTYPE, make_events, read_nmnist
-from helpers import assert_same
+from helpers import assert_same, random_events
 
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -216,3 +216,121 @@ def test_kernels_compile_and_load_in_a_fresh_process(tmp_path: Path) -> None:
 
     code = "import core.functional as f, sys; f.warm_up(); assert 'streamlit' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(functional.__file__).parents[1])
+
+
+# --- ToFrame's non-zero entries without the dense frames -----------------------------------------
+
+
+def assert_sparse_is_dense(events: np.ndarray, sensor_size: tuple | None, oracle: np.ndarray | None = None, **params: object) -> None:
+    """``to_frame_sparse`` is exactly ``np.flatnonzero`` of the frames (``to_frame``'s, or ``oracle``) and their values."""
+    dense = functional.to_frame(events, sensor_size, **params) if oracle is None else oracle
+    sparse = functional.to_frame_sparse(events, sensor_size, **params)
+    assert sparse is not None
+    shape, positions, values = sparse
+    flat = dense.reshape(-1)
+    expected = np.flatnonzero(flat != 0)
+    assert shape == dense.shape and all(type(n) is int for n in shape)
+    assert positions.dtype == np.int64 and values.dtype == dense.dtype == np.int16
+    np.testing.assert_array_equal(positions, expected)
+    np.testing.assert_array_equal(values, flat[expected])
+
+
+@SETTINGS
+@given(data=event_arrays(min_size=1), params=frame_params)
+@example(  # unsorted timestamps: the bounds come from numpy's search, as to_frame's do
+    data=(make_events([0] * 7, [0] * 7, [2, 21, 1, 10, 32, 45, 20], [1, 0, 0, 0, 1, 0, 0]), (1, 1, 2)),
+    params={"n_time_bins": 3},
+)
+def test_to_frame_sparse_is_to_frames_nonzeros_on_random_events(data: tuple, params: dict) -> None:
+    events, sensor_size = data
+    assert_sparse_is_dense(events, sensor_size, **_scaled_overlap(params))
+
+
+@SETTINGS
+@given(data=event_arrays(min_size=1, sorted_time=True), params=frame_params, polarity=st.integers(0, 1))
+def test_to_frame_sparse_single_polarity_and_inferred_sensor(data: tuple, params: dict, polarity: int) -> None:
+    events, (width, height, _) = data
+    params = _scaled_overlap(params)
+    events["p"] = polarity
+    assert_sparse_is_dense(events, (width, height, 1), **params)
+    assert_sparse_is_dense(events, None, **params)  # tonic's guess: max x + 1, max y + 1, one polarity here
+
+
+@pytest.mark.parametrize("event_count", [1, 63, 64, 65, 66, 200])
+@pytest.mark.parametrize("overlap", [0, 0.5])
+def test_to_frame_sparse_short_and_long_frames_with_repeated_pixels(event_count: int, overlap: float) -> None:
+    # A frame of up to 64 events is sorted as it fills, a longer one at once: both sides of that line.
+    rng = np.random.default_rng(event_count)
+    n = 1000
+    events = make_events(rng.integers(0, 3, n), rng.integers(0, 2, n), np.sort(rng.integers(0, 50_000, n)), rng.integers(0, 2, n))
+    params = {"event_count": event_count, "overlap": int(event_count * overlap), "include_incomplete": True}
+    assert_sparse_is_dense(events, (3, 2, 2), **params)
+    assert_sparse_is_dense(events, (3, 2, 2), time_window=event_count * 50, overlap=event_count * 50 * overlap)
+
+
+def test_to_frame_sparse_windows_and_bins_match_tonic() -> None:
+    events = random_events(3000, seed=11)
+    for params in (
+        {"time_window": 1000},
+        {"time_window": 2500.5, "overlap": 1000, "include_incomplete": True},
+        {"time_window": 1000, "start_time": -5000, "end_time": 400_000},  # windows before and after the events
+        {"time_window": 20_000, "start_time": 100_000, "end_time": 180_000},
+        {"event_count": 300, "overlap": 120, "include_incomplete": True},
+        {"n_time_bins": 7, "overlap": 0.25},
+        {"n_event_bins": 5, "overlap": 0.5},
+        {"n_event_bins": 1},  # the whole recording in one frame
+    ):
+        assert_sparse_is_dense(events, (34, 34, 2), oracle=tonic_frames(events, (34, 34, 2), **params), **params)
+        assert_sparse_is_dense(events, (34, 34, 2), **params)
+
+
+@pytest.mark.parametrize("n", [40_000, 65_536, 65_536 + 7, 2 * 65_536])
+def test_to_frame_sparse_count_wraps_like_int16(n: int) -> None:
+    # One pixel-frame with n events: int16 counts wrap; a count that wraps to exactly 0 is no entry,
+    # as np.flatnonzero of the dense frames lists none there. A second pixel keeps one real entry.
+    x = np.r_[np.zeros(n, int), [1, 1, 1]]
+    events = make_events(x, np.zeros(n + 3, int), np.arange(n + 3), np.zeros(n + 3, int))
+    oracle = tonic_frames(events, (2, 1, 2), n_event_bins=1)
+    assert_sparse_is_dense(events, (2, 1, 2), oracle=oracle, n_event_bins=1)
+    _, positions, values = functional.to_frame_sparse(events, (2, 1, 2), n_event_bins=1)
+    wrapped = (n + 2**15) % 2**16 - 2**15
+    assert list(positions) == ([0, 1] if wrapped else [1]) and list(values) == ([wrapped, 3] if wrapped else [3])
+
+
+def test_to_frame_sparse_hands_back_where_to_frame_does_not_use_its_kernel() -> None:
+    assert functional.to_frame_sparse(np.zeros(0, dtype=EVENT_DTYPE), (5, 3, 2), time_window=1000) is None
+    off = make_events([0, 5], [0, 0], [0, 10], [0, 1])  # x = 5 is off a 3-pixel-wide sensor
+    assert functional.to_frame_sparse(off, (3, 3, 2), time_window=100) is None
+    assert_sparse_is_dense(off, (3, 3, 2), time_window=5, start_time=0, end_time=5)  # outside every slice: fine
+    negative = make_events([-1, 0], [0, 0], [0, 10], [0, 1])  # tonic's indexing wraps around
+    assert functional.to_frame_sparse(negative, (3, 3, 2), time_window=100) is None
+    floats = np.zeros(3, dtype=[("x", np.float64), ("y", np.int64), ("t", np.int64), ("p", np.int64)])
+    assert functional.to_frame_sparse(floats, (3, 3, 2), time_window=100) is None
+    no_y = np.zeros(3, dtype=[("x", np.int64), ("t", np.int64), ("p", np.int64)])
+    assert functional.to_frame_sparse(no_y, (3, 1, 2), time_window=100) is None
+    small = np.zeros(4, dtype=[("x", np.uint8), ("y", np.uint8), ("t", np.float32), ("p", np.int8)])
+    small["x"], small["t"], small["p"] = [0, 1, 2, 2], [0, 5, 9, 20], [0, 1, 1, 1]  # other integer dtypes: converted
+    assert_sparse_is_dense(small, (3, 1, 2), oracle=tonic_frames(small, (3, 1, 2), time_window=4), time_window=4)
+
+
+def test_to_frame_sparse_raises_where_to_frame_raises() -> None:
+    events = make_events([0, 1], [0, 0], [0, 10], [0, 1])
+    for call in (functional.to_frame, functional.to_frame_sparse):
+        with pytest.raises(ValueError, match="exactly one"):
+            call(events, (2, 1, 2), time_window=10, event_count=3)
+        with pytest.raises(ValueError, match="Single polarity"):
+            call(events, (2, 1, 1), time_window=5)
+        with pytest.raises(ValueError, match="must be > 0"):
+            call(events, (2, 1, 2), time_window=5, overlap=5)
+
+
+def test_to_frame_sparse_on_real_recordings(real_recordings: list[Path]) -> None:
+    assert real_recordings
+    for i, path in enumerate(real_recordings[::10]):
+        events = read_nmnist(path)
+        denoised = functional.denoise(events, 10_000)
+        oracle = tonic_frames(denoised, (34, 34, 2), time_window=1000) if i % 5 == 0 else None
+        assert_sparse_is_dense(denoised, (34, 34, 2), oracle=oracle, time_window=1000)  # the tutorial's frames
+        params = VARIANTS[i % len(VARIANTS)]
+        assert_sparse_is_dense(events, (34, 34, 2), **params)
+        assert_sparse_is_dense(events, (34, 34, 2), n_event_bins=1)  # thousands of events in one frame

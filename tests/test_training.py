@@ -134,6 +134,39 @@ def test_one_real_training_step_writes_a_complete_run(tiny_config: TrainConfig, 
     assert not model.training
 
 
+@pytest.mark.slow  # two real training jobs
+def test_a_cpu_run_hands_the_engine_its_batches_as_events_and_trains_as_with_dense_ones(
+    tiny_config: TrainConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fast engine gets each batch (rotated, as tiny_config augments) as EventFrames; the same run with dense
+    batches takes the same steps: the same losses, test results and final weights, bit for bit."""
+    from core.frames import FramesDataset
+
+    made = []
+    event_batch = FramesDataset.event_batch
+
+    def counted(self: FramesDataset, indices: list[int]):  # noqa: ANN202
+        made.append(self.split)
+        return event_batch(self, indices)
+
+    def run(name: str):  # noqa: ANN202
+        job = JobRegistry(RunStore(tmp_path / name)).submit(tiny_config)
+        assert job.join(timeout=300)
+        snap = job.snapshot()
+        assert snap.status == "finished", snap.log
+        assert any("engine: fast" in line for line in snap.log)
+        return snap, load_checkpoint(Path(snap.run_dir) / "final.pt")["state_dict"]
+
+    monkeypatch.setattr(FramesDataset, "event_batch", counted)
+    events, events_state = run("events")
+    assert made.count("Train") == 3 and "Test" in made
+    monkeypatch.setattr(FramesDataset, "event_batch", FramesDataset.batch)
+    dense, dense_state = run("dense")
+    assert [r.loss for r in events.iterations] == [r.loss for r in dense.iterations]
+    assert [e.confusion for e in events.evals] == [e.confusion for e in dense.evals]
+    assert all(torch.equal(events_state[k], dense_state[k]) for k in dense_state)
+
+
 @pytest.mark.slow  # starts a real training job
 def test_snapshot_is_an_immutable_copy(tiny_config: TrainConfig, tmp_path: Path) -> None:
     job = TrainingJob(dataclasses.replace(tiny_config, max_iters=2, eval_every=0), RunStore(tmp_path).create_run("test"))

@@ -120,8 +120,10 @@ def run_training(config: TrainConfig, folder: RunFolder, reporter: Reporter, sta
         # the data: each split's recordings as frames through the configured transform (cached)
         root, counts = data_root(config, reporter)
         with distributed.local_leader_first():  # under torchrun: one process per machine fills the frame cache
-            train_set = frames(config, root, "Train", counts.get("Train"), reporter)
-            test_set = frames(config, root, "Test", counts.get("Test"), reporter)
+            # on the CPU the fast engine reads a batch's events: no dense frames are made
+            events = device.type == "cpu" and config.model.engine != "loop"
+            train_set = frames(config, root, "Train", counts.get("Train"), reporter, events=events)
+            test_set = frames(config, root, "Test", counts.get("Test"), reporter, events=events)
         data = data_info(root, train_set, test_set, counts)
         folder.write_data(data)
         # the network, seeded; shuffled training batches from a seeded generator (under torchrun: this process's share)
@@ -184,8 +186,11 @@ def data_root(config: TrainConfig, reporter: Reporter) -> tuple[Path, dict[str, 
     return root, counts
 
 
-def frames(config: TrainConfig, root: Path, split: str, found: int | None, reporter: Reporter) -> FramesDataset:
-    """The frames dataset of one split, prepared (cached) on two threads; logs how many recordings it uses."""
+def frames(
+    config: TrainConfig, root: Path, split: str, found: int | None, reporter: Reporter, events: bool = False
+) -> FramesDataset:
+    """The frames dataset of one split, prepared (cached) on two threads; logs how many recordings it uses.
+    ``events``: its batches are :class:`core.engine.EventFrames` (:class:`core.frames.FramesDataset`)."""
 
     def progress(done: int, total: int) -> None:
         reporter.preparing(PrepareProgress(split, done, total))
@@ -198,7 +203,9 @@ def frames(config: TrainConfig, root: Path, split: str, found: int | None, repor
     recordings = source.dataset(split)
     cache = FrameCache()
     report = prepare_split(recordings, pipeline, cache, source.key, split, workers=2, progress=progress)
-    dataset = FramesDataset(recordings, pipeline, cache, source.key, split, augment=augment, indices=report.valid_indices)
+    dataset = FramesDataset(
+        recordings, pipeline, cache, source.key, split, augment=augment, indices=report.valid_indices, events=events
+    )
     total = len(recordings) if found is None else max(found, len(recordings))
     skipped = total - len(dataset)
     first = next(iter(report.bad.values()), None)
@@ -455,7 +462,8 @@ def train(
             return Outcome("stopped", stop)
         t0 = time.perf_counter()
         data, targets = next(batches)
-        data = data.to(device, non_blocking=True).float()
+        if isinstance(data, torch.Tensor):  # EventFrames (on the CPU, for the fast engine) go as they are
+            data = data.to(device, non_blocking=True).float()
         targets = targets.to(device)
 
         model.train()
@@ -694,7 +702,7 @@ def evaluate(
             for data, targets in loader:
                 if reporter.abort_requested() or (done and clock is not None and clock.left() <= SAVE_RESERVE_SECONDS):
                     break
-                spk_rec, _ = model(data.to(device).float())
+                spk_rec, _ = model(data.to(device).float() if isinstance(data, torch.Tensor) else data)
                 _, predicted = spk_rec.sum(dim=0).max(1)  # as snntorch.functional.accuracy_rate
                 np.add.at(confusion, (targets.cpu().numpy(), predicted.cpu().numpy()), 1)
                 done += len(targets)
