@@ -3,11 +3,12 @@
 The tutorial turns each training sample's frames with ``torchvision.transforms.RandomRotation([-10, 10])``.
 ``augment_rotation`` (``core.training.loop.PixelMoves``) turns one image of pixel numbers per sample and
 moves the cached events by it (``core.frames.moved_events``). Both load batches from the frame cache of
-the real Train recordings (``$NMNIST_SHARED_DATA/nmnist-sample``) through ``FramesDataset.batch``, as
-training does: 128 samples under the tutorial's transform (1 ms frames, about 300 steps) and 64 under
+the real Train recordings (``$NMNIST_SHARED_DATA/nmnist-sample``) through ``FramesDataset.batch`` (dense
+frames): 128 samples under the tutorial's transform (1 ms frames, about 300 steps) and 64 under
 the ``quick`` preset's (30 ms, about 10), two threads, the same random draws for both; the batches are
 asserted identical. Prints milliseconds a batch (with no augmentation as the floor) and the ratio of the
-rotation's own cost, alternating three times.
+rotation's own cost, alternating three times; then the same batches as training on the CPU loads them,
+as their events (``FramesDataset.event_batch``, asserted to be the same frames), with and without the rotation.
 
     .venv/bin/python -m benchmarks.bench_augment
 """
@@ -51,19 +52,25 @@ def main() -> None:
             expected = sets["torchvision"].batch(indices).collated[0].clone()
             torch.manual_seed(0)
             assert torch.equal(sets["ours"].batch(indices).collated[0], expected), f"{preset}: not torchvision's batch"
-            times: dict[str, list[float]] = {name: [] for name in sets}
+            torch.manual_seed(0)
+            assert torch.equal(sets["ours"].event_batch(indices).collated[0].dense(), expected), f"{preset}: events"
+            loads = {name: dataset.batch for name, dataset in sets.items()}
+            loads.update({f"{name}, events": sets[name].event_batch for name in ("none", "ours")})
+            times: dict[str, list[float]] = {name: [] for name in loads}
             for _ in range(ROUNDS):
-                for name, dataset in sets.items():
-                    dataset.batch(indices)  # its buffers reused, as in training
+                for name, load in loads.items():
+                    load(indices)  # its buffers reused, as in training
                     start = time.perf_counter()
                     for _ in range(3):
-                        dataset.batch(indices)
+                        load(indices)
                     times[name].append((time.perf_counter() - start) / 3 * 1e3)
             best = {name: min(t) for name, t in times.items()}
             theirs, mine = best["torchvision"] - best["none"], best["ours"] - best["none"]
             print(f"{preset:<9} batch of {batch}: no rotation {best['none']:5.0f} ms, torchvision's {best['torchvision']:5.0f} ms, "
                   f"ours {best['ours']:4.0f} ms (identical batch): the rotation's own cost {theirs:.0f} against "
                   f"{mine:.0f} ms, {theirs / max(mine, 1e-3):.0f}x less", flush=True)
+            print(f"{'':<9} as events: no rotation {best['none, events']:5.0f} ms, ours {best['ours, events']:4.0f} ms "
+                  f"(the same frames)", flush=True)
 
 
 if __name__ == "__main__":
