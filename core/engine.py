@@ -240,14 +240,23 @@ class EventFrames:
     def __post_init__(self) -> None:
         if len(self.shape) != 5 or self.start.shape != tuple(self.shape[:2]) or self.count.shape != self.start.shape:
             raise ValueError(f"EventFrames: start and count must be (T, B) of shape {tuple(self.shape)}")
-        if self.positions.shape != self.values.shape or self.positions.dtype != np.int32:
-            raise ValueError("EventFrames: positions (int32) and values must be one array each of the same length")
+        if (self.positions.ndim != 1 or self.positions.shape != self.values.shape or self.positions.dtype != np.int32
+                or self.values.dtype != np.float32):
+            raise ValueError("EventFrames: positions (int32) and values (float32) must be one array each of the same length")
         per_frame = int(np.prod(self.shape[2:]))
         end = self.start + self.count
         if self.count.size and (self.count.min() < 0 or self.start.min() < 0 or end.max() > self.positions.size):
             raise ValueError("EventFrames: a frame's events lie outside the event arrays")
         if self.positions.size and (self.positions.min() < 0 or self.positions.max() >= per_frame):
             raise ValueError(f"EventFrames: a position lies outside a frame of {per_frame} values")
+        problem = _listed_problem(
+            np.ascontiguousarray(self.start, np.int64).reshape(-1), np.ascontiguousarray(self.count, np.int64).reshape(-1),
+            self.positions, self.values,
+        )
+        if problem == 1:
+            raise ValueError("EventFrames: an event of value 0 (a frame lists only its non-zero pixels)")
+        if problem == 2:
+            raise ValueError("EventFrames: a frame's positions must ascend (the order the engine scans a frame in)")
 
     @classmethod
     def from_dense(cls, frames: torch.Tensor) -> EventFrames:
@@ -265,15 +274,31 @@ class EventFrames:
 
     def dense(self) -> torch.Tensor:
         """The frames as one float32 tensor ``(T, B, C, H, W)``."""
-        n_steps, batch = self.shape[:2]
         per_frame = int(np.prod(self.shape[2:]))
-        frame = np.repeat(np.arange(n_steps * batch, dtype=np.int64), self.count.reshape(-1))
-        events = np.concatenate([np.arange(s, s + n) for s, n in zip(self.start.reshape(-1), self.count.reshape(-1))]
-                                or [np.zeros(0, np.int64)])
+        frame = np.repeat(np.arange(self.count.size, dtype=np.int64), self.count.reshape(-1))
+        listed = self._listed()
         out = torch.zeros(self.shape, dtype=torch.float32)
-        flat = torch.from_numpy(frame * per_frame + self.positions[events])
-        out.view(-1)[flat] = torch.from_numpy(self.values[events].astype(np.float32))
+        out.view(-1)[torch.from_numpy(frame * per_frame + self.positions[listed])] = torch.from_numpy(self.values[listed])
         return out
+
+    def _listed(self) -> np.ndarray:
+        """Where each frame's events lie in the event arrays, frame after frame in (t, b) order."""
+        count = self.count.reshape(-1)
+        before = np.cumsum(count) - count  # events of the frames before, in this order
+        return np.arange(int(count.sum()), dtype=np.int64) + np.repeat(self.start.reshape(-1) - before, count)
+
+
+@numba.njit(cache=True, nogil=True)
+def _listed_problem(start, count, pos, val):  # pragma: no cover - compiled
+    """0 where every frame's events have values other than 0 and ascending positions; 1: a 0; 2: out of order."""
+    for f in range(start.shape[0]):
+        s = start[f]
+        for e in range(s, s + count[f]):
+            if val[e] == 0:
+                return 1
+            if e > s and pos[e] <= pos[e - 1]:
+                return 2
+    return 0
 
 
 class _Events(NamedTuple):

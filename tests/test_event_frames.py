@@ -87,6 +87,9 @@ def test_events_dense_is_the_frames_and_bad_events_are_refused() -> None:
         (dict(values=events.values[:-1]), "same length"),
         (dict(count=events.count + 10**6), "outside the event arrays"),
         (dict(positions=events.positions + 2 * 34 * 34), "outside a frame"),
+        (dict(values=events.values.astype(np.float64)), "float32"),
+        (dict(values=np.where(np.arange(events.values.size) == 7, 0, events.values).astype(np.float32)), "value 0"),
+        (dict(positions=events.positions[::-1].copy()), "ascend"),
     ]:
         with pytest.raises(ValueError, match=problem):
             EventFrames(**{**good, **change})
