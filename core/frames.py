@@ -390,23 +390,28 @@ class FramesDataset:
             return self.batch(indices)
         entries, sample_shape, length = self._entries(indices)
         per_frame = int(np.prod(sample_shape))
-        counts = np.zeros((length, len(entries)), dtype=np.int64)
-        positions, values = [], []
-        for b, (pos, vals) in enumerate(self._sample_events(entries, sample_shape)):
-            if self._pixel_map is not None:  # moved events come in source order: a frame's are listed ascending
-                order = np.argsort(pos, kind="stable")
-                pos, vals = pos[order], vals[order]
-            t, r = np.divmod(pos, per_frame)
-            counts[:, b] = np.bincount(t, minlength=length)
-            positions.append(r.astype(np.int32))
-            values.append(vals)
+        pixel_map = self._pixel_map
+        if pixel_map is not None:  # one map a sample, drawn in the order batch() draws them
+            maps = np.stack([pixel_map(*sample_shape[-2:]).numpy() for _ in entries]).astype(np.int64)
+            sizes = np.array([0] + [e.positions.size for e in entries], dtype=np.int64)
+            positions, values, counts = _move_kernel()(
+                np.concatenate([e.positions for e in entries]).astype(np.int64),
+                np.concatenate([e.values for e in entries]).astype(np.float32),
+                np.cumsum(sizes), maps, per_frame, length,
+            )
+        else:
+            counts = np.zeros((length, len(entries)), dtype=np.int64)
+            listed = []
+            for b, e in enumerate(entries):
+                t, r = np.divmod(e.positions.astype(np.int64), per_frame)
+                counts[:, b] = np.bincount(t, minlength=length)
+                listed.append(r.astype(np.int32))
+            positions = np.concatenate(listed)
+            values = np.concatenate([e.values for e in entries]).astype(np.float32)
         before = np.cumsum(counts, axis=0) - counts  # a sample's events before frame t
         sample_size = counts.sum(axis=0)
         start = before + (np.cumsum(sample_size) - sample_size)[None, :]
-        frames = EventFrames(
-            torch.Size((length, len(entries), *sample_shape)), start, counts,
-            np.concatenate(positions), np.concatenate(values).astype(np.float32),
-        )
+        frames = EventFrames(torch.Size((length, len(entries), *sample_shape)), start, counts, positions, values)
         labels = torch.tensor([e.label for e in entries])
         items = _CollatedBatch((None, e.label) for e in entries)
         items.collated = (frames, labels)
@@ -477,6 +482,77 @@ def moved_events(positions: np.ndarray, values: np.ndarray, source: np.ndarray) 
     event = np.repeat(np.arange(positions.size), copies)
     within = np.arange(event.size) - np.repeat(np.cumsum(copies) - copies, copies)
     return frame[event] * pixels + order[first[pixel + 1][event] + within], values[event]
+
+
+def _moved_batch(positions, values, sample_start, maps, per_frame, length):  # pragma: no cover - compiled by numba
+    """A batch's events moved by each sample's map (:func:`moved_events`, one sample after another) and laid out as
+    :class:`core.engine.EventFrames` lists them: sample by sample, frame by frame, each frame's positions ascending.
+
+    ``positions`` (int64, flat into each sample's (T, C, H, W), ascending) and ``values`` of all samples, sample b's
+    from ``sample_start[b]``; ``maps`` (B, H * W): each output pixel's source pixel, 1-based, 0: none. Returns the
+    positions within a frame (int32), the values, and each frame's number of events (T, B).
+    """
+    n_samples, pixels = maps.shape
+    channels = per_frame // pixels
+    fed = np.zeros(pixels + 2, dtype=np.int64)
+    most = 0
+    for b in range(n_samples):  # the most output pixels one source feeds: room for the moved events
+        fed[:] = 0
+        for o in range(pixels):
+            fed[maps[b, o]] += 1
+        for src in range(1, pixels + 1):
+            most = max(most, fed[src])
+    out_pos = np.empty(positions.shape[0] * most, dtype=np.int32)
+    out_val = np.empty(positions.shape[0] * most, dtype=np.float32)
+    counts = np.zeros((length, n_samples), dtype=np.int64)
+    first = np.empty(pixels + 2, dtype=np.int64)
+    outputs = np.empty(pixels, dtype=np.int64)
+    n = 0
+    for b in range(n_samples):
+        fed[:] = 0  # the outputs of each source number, ascending: first[s] .. first[s + 1] in outputs
+        for o in range(pixels):
+            fed[maps[b, o]] += 1
+        first[0] = 0
+        for src in range(pixels + 1):
+            first[src + 1] = first[src] + fed[src]
+        for src in range(pixels + 1):
+            fed[src] = first[src]
+        for o in range(pixels):
+            src = maps[b, o]
+            outputs[fed[src]] = o
+            fed[src] += 1
+        e, end = sample_start[b], sample_start[b + 1]
+        while e < end:  # one (frame, channel) at a time: its moved events sorted by output pixel
+            group = positions[e] // pixels
+            g0 = n
+            while e < end and positions[e] // pixels == group:
+                src = positions[e] % pixels + 1
+                for k in range(first[src], first[src + 1]):
+                    key = (group % channels) * pixels + outputs[k]
+                    j = n
+                    while j > g0 and out_pos[j - 1] > key:  # insertion: a group holds a frame's events of one
+                        out_pos[j] = out_pos[j - 1]  # polarity (about 6 in a 1 ms frame); a long group costs more
+                        out_val[j] = out_val[j - 1]
+                        j -= 1
+                    out_pos[j] = key
+                    out_val[j] = values[e]
+                    n += 1
+                e += 1
+            counts[group // channels, b] += n - g0
+    return out_pos[:n], out_val[:n], counts
+
+
+_MOVE_KERNEL: Any = None
+
+
+def _move_kernel() -> Any:
+    """:func:`_moved_batch`, compiled by numba on first use (cached on disk)."""
+    global _MOVE_KERNEL
+    if _MOVE_KERNEL is None:
+        import numba
+
+        _MOVE_KERNEL = numba.njit(cache=True, nogil=True)(_moved_batch)
+    return _MOVE_KERNEL
 
 
 class _CollatedBatch(list):

@@ -152,3 +152,33 @@ def test_an_augmentation_of_dense_frames_gets_the_dense_batch(folder: NMNISTFold
     frames, _ = F.pad_collate(dataset.event_batch([0, 1]))
     assert isinstance(frames, torch.Tensor)
     assert torch.equal(frames, F.pad_collate(dataset.batch([0, 1]))[0])
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_batch_moved_at_once_is_each_sample_moved_then_sorted(seed: int) -> None:
+    """The batch kernel against ``moved_events`` sample by sample (itself checked against gathering dense frames in
+    test_frames.py), each frame's events then sorted: random maps where a source feeds none, one or several output
+    pixels, a map that moves everything off the frame, and a sample without events."""
+    rng = np.random.default_rng(seed)
+    length, channels, h, w = 7, 2, 5, 6
+    per_frame, pixels = channels * h * w, h * w
+    samples = [np.sort(rng.choice(length * per_frame, size=n, replace=False)) for n in (40, 0, 200, 17)]
+    values = [rng.integers(1, 4, size=s.size).astype(np.float32) for s in samples]
+    maps = rng.integers(0, pixels + 1, size=(len(samples), pixels))
+    maps[1] = 0
+    maps[3, :5] = maps[3, 0]  # one source feeding several outputs
+    sizes = np.cumsum([0] + [s.size for s in samples])
+    positions, moved_values, counts = F._move_kernel()(
+        np.concatenate(samples).astype(np.int64), np.concatenate(values), sizes, maps, per_frame, length
+    )
+    at = 0
+    for b, (pos, vals) in enumerate(zip(samples, values)):
+        expected_pos, expected_val = F.moved_events(pos, vals, maps[b])
+        order = np.argsort(expected_pos)
+        expected_pos, expected_val = expected_pos[order], expected_val[order]
+        n = expected_pos.size
+        np.testing.assert_array_equal(positions[at : at + n], expected_pos % per_frame)
+        np.testing.assert_array_equal(moved_values[at : at + n], expected_val)
+        np.testing.assert_array_equal(counts[:, b], np.bincount(expected_pos // per_frame, minlength=length))
+        at += n
+    assert at == positions.size
