@@ -2,7 +2,7 @@
 
 The tutorial turns each training sample's frames with ``torchvision.transforms.RandomRotation([-10, 10])``.
 ``augment_rotation`` (``core.training.loop.PixelMoves``) turns one image of pixel numbers per sample and
-moves the cached events by it (``core.frames.moved_events``). Both load batches from the frame cache of
+moves the cached events by it (``core.frames._moved_batch``). Both load batches from the frame cache of
 the real Train recordings (``$NMNIST_SHARED_DATA/nmnist-sample``) through ``FramesDataset.batch`` (dense
 frames): 128 samples under the tutorial's transform (1 ms frames, about 300 steps) and 64 under
 the ``quick`` preset's (30 ms, about 10), two threads, the same random draws for both; the batches are

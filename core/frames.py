@@ -359,13 +359,9 @@ class FramesDataset:
         per_frame = int(np.prod(sample_shape))
         out = self._buffer(length * count * per_frame).view(length, count, *sample_shape)
         if self.augment is None or self._pixel_map is not None:
-            positions, values = [], []
-            for b, (pos, vals) in enumerate(self._sample_events(entries, sample_shape)):
-                t, r = np.divmod(pos, per_frame)
-                positions.append((t * count + b) * per_frame + r)
-                values.append(vals)
-            flat = out.view(-1)
-            flat[torch.from_numpy(np.concatenate(positions))] = torch.from_numpy(np.concatenate(values).astype(np.float32))
+            positions, values, counts = self._events(entries, sample_shape, length)
+            frame = np.repeat(np.arange(length * count).reshape(length, count).T.reshape(-1), counts.T.reshape(-1))
+            out.view(-1)[torch.from_numpy(frame * per_frame + positions)] = torch.from_numpy(values)
         else:
             for b, e in enumerate(entries):
                 frames = torch.zeros(e.shape, dtype=torch.float32)
@@ -389,25 +385,7 @@ class FramesDataset:
         if self.augment is not None and self._pixel_map is None:
             return self.batch(indices)
         entries, sample_shape, length = self._entries(indices)
-        per_frame = int(np.prod(sample_shape))
-        pixel_map = self._pixel_map
-        if pixel_map is not None:  # one map a sample, drawn in the order batch() draws them
-            maps = np.stack([pixel_map(*sample_shape[-2:]).numpy() for _ in entries]).astype(np.int64)
-            sizes = np.array([0] + [e.positions.size for e in entries], dtype=np.int64)
-            positions, values, counts = _move_kernel()(
-                np.concatenate([e.positions for e in entries]).astype(np.int64),
-                np.concatenate([e.values for e in entries]).astype(np.float32),
-                np.cumsum(sizes), maps, per_frame, length,
-            )
-        else:
-            counts = np.zeros((length, len(entries)), dtype=np.int64)
-            listed = []
-            for b, e in enumerate(entries):
-                t, r = np.divmod(e.positions.astype(np.int64), per_frame)
-                counts[:, b] = np.bincount(t, minlength=length)
-                listed.append(r.astype(np.int32))
-            positions = np.concatenate(listed)
-            values = np.concatenate([e.values for e in entries]).astype(np.float32)
+        positions, values, counts = self._events(entries, sample_shape, length)
         before = np.cumsum(counts, axis=0) - counts  # a sample's events before frame t
         sample_size = counts.sum(axis=0)
         start = before + (np.cumsum(sample_size) - sample_size)[None, :]
@@ -431,14 +409,27 @@ class FramesDataset:
             raise ValueError(f"samples of different frame shapes in one batch: {sorted({e.shape[1:] for e in entries})}")
         return entries, sample_shape, max(e.length for e in entries)
 
-    def _sample_events(self, entries: list[SparseFrames], sample_shape: tuple[int, ...]) -> Iterable[tuple[np.ndarray, np.ndarray]]:
-        """Each entry's (flat int64 positions, values), moved by the augmentation's pixel map where it has one."""
+    def _events(
+        self, entries: list[SparseFrames], sample_shape: tuple[int, ...], length: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The batch's events as :class:`core.engine.EventFrames` lists them, sample after sample and frame after
+        frame: positions within a frame (int32, ascending), values (float32) and each frame's count (T, B); moved
+        by the augmentation's pixel maps where it has them (one a sample, drawn in sample order)."""
+        per_frame = int(np.prod(sample_shape))
+        values = np.concatenate([e.values for e in entries]).astype(np.float32)
         pixel_map = self._pixel_map
-        for e in entries:
-            pos, vals = e.positions.astype(np.int64), e.values
-            if pixel_map is not None:
-                pos, vals = moved_events(pos, vals, pixel_map(*sample_shape[-2:]).numpy())
-            yield pos, vals
+        if pixel_map is not None:
+            maps = np.stack([pixel_map(*sample_shape[-2:]).numpy() for _ in entries]).astype(np.int64)
+            sizes = np.cumsum([0] + [e.positions.size for e in entries], dtype=np.int64)
+            positions = np.concatenate([e.positions for e in entries]).astype(np.int64)
+            return _move_kernel()(positions, values, sizes, maps, per_frame, length)
+        counts = np.zeros((length, len(entries)), dtype=np.int64)
+        listed = []
+        for b, e in enumerate(entries):
+            t, r = np.divmod(e.positions.astype(np.int64), per_frame)
+            counts[:, b] = np.bincount(t, minlength=length)
+            listed.append(r.astype(np.int32))
+        return np.concatenate(listed), values, counts
 
     def _buffer(self, size: int) -> torch.Tensor:
         """A zeroed float32 buffer of ``size``: the memory of an earlier batch nobody holds any more, or new.
@@ -466,27 +457,11 @@ class FramesDataset:
         return out
 
 
-def moved_events(positions: np.ndarray, values: np.ndarray, source: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Sparse frames (flat ``positions`` into ``(..., H, W)``, their ``values``) with each output pixel taken from
-    its ``source`` pixel (``source``: one number a pixel of ``H x W``, 1-based; 0: nothing moves in).
-
-    The same frames as gathering the dense ones through ``source``, in work that grows with the events, not
-    the frames: a source pixel feeds none, one or (a nearest-neighbour rotation) more output pixels.
-    """
-    pixels = source.size
-    order = np.argsort(source, kind="stable")  # output pixels grouped by their source number
-    fed = np.bincount(source, minlength=pixels + 1)  # how many output pixels each source number feeds
-    first = np.cumsum(fed) - fed
-    frame, pixel = np.divmod(positions, pixels)
-    copies = fed[pixel + 1]
-    event = np.repeat(np.arange(positions.size), copies)
-    within = np.arange(event.size) - np.repeat(np.cumsum(copies) - copies, copies)
-    return frame[event] * pixels + order[first[pixel + 1][event] + within], values[event]
-
-
 def _moved_batch(positions, values, sample_start, maps, per_frame, length):  # pragma: no cover - compiled by numba
-    """A batch's events moved by each sample's map (:func:`moved_events`, one sample after another) and laid out as
-    :class:`core.engine.EventFrames` lists them: sample by sample, frame by frame, each frame's positions ascending.
+    """A batch's events moved by each sample's map, laid out as :class:`core.engine.EventFrames` lists them: sample by
+    sample, frame by frame, each frame's positions ascending. The same frames as gathering each sample's dense frames
+    through its map (``tests/helpers.moved_events`` is the per-sample oracle): work that grows with the events, not
+    the frames; a source pixel feeds none, one or (a nearest-neighbour rotation) more output pixels.
 
     ``positions`` (int64, flat into each sample's (T, C, H, W), ascending) and ``values`` of all samples, sample b's
     from ``sample_start[b]``; ``maps`` (B, H * W): each output pixel's source pixel, 1-based, 0: none. Returns the

@@ -119,3 +119,22 @@ def mosaic_panel(figure: object, index: int, shape: tuple[int, int] = (34, 34)) 
         z = np.frombuffer(base64.b64decode(z["bdata"]), dtype=np.dtype(z["dtype"])).reshape(z["shape"])
     top, left = layout["meta"]["origins"][index]
     return np.asarray(z, dtype=float)[top:top + shape[0], left:left + shape[1]]
+
+
+def moved_events(positions: np.ndarray, values: np.ndarray, source: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The oracle of ``core.frames``' batch moves, one sample at a time in numpy: sparse frames (flat ``positions`` into ``(..., H, W)``, their ``values``) with each output pixel taken from
+    its ``source`` pixel (``source``: one number a pixel of ``H x W``, 1-based; 0: nothing moves in).
+
+    The same frames as gathering the dense ones through ``source``, in work that grows with the events, not
+    the frames: a source pixel feeds none, one or (a nearest-neighbour rotation) more output pixels.
+    """
+    pixels = source.size
+    order = np.argsort(source, kind="stable")  # output pixels grouped by their source number
+    fed = np.bincount(source, minlength=pixels + 1)  # how many output pixels each source number feeds
+    first = np.cumsum(fed) - fed
+    frame, pixel = np.divmod(positions, pixels)
+    copies = fed[pixel + 1]
+    event = np.repeat(np.arange(positions.size), copies)
+    within = np.arange(event.size) - np.repeat(np.cumsum(copies) - copies, copies)
+    return frame[event] * pixels + order[first[pixel + 1][event] + within], values[event]
+

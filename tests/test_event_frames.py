@@ -19,6 +19,7 @@ from core.data import NMNISTFolder
 from core.engine import EVENT_ROOM, EventFrames
 from core.model import ModelConfig, build_model, check_frames
 from core.transforms import tutorial_pipeline
+from helpers import moved_events
 from tests.test_engine import active_model, grads, loss_of, sparse_frames
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -156,8 +157,8 @@ def test_an_augmentation_of_dense_frames_gets_the_dense_batch(folder: NMNISTFold
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_a_batch_moved_at_once_is_each_sample_moved_then_sorted(seed: int) -> None:
-    """The batch kernel against ``moved_events`` sample by sample (itself checked against gathering dense frames in
-    test_frames.py), each frame's events then sorted: random maps where a source feeds none, one or several output
+    """The batch kernel against ``helpers.moved_events`` sample by sample (itself checked against gathering dense
+    frames in test_frames.py), each frame's events then sorted: random maps where a source feeds none, one or several output
     pixels, a map that moves everything off the frame, and a sample without events."""
     rng = np.random.default_rng(seed)
     length, channels, h, w = 7, 2, 5, 6
@@ -173,7 +174,7 @@ def test_a_batch_moved_at_once_is_each_sample_moved_then_sorted(seed: int) -> No
     )
     at = 0
     for b, (pos, vals) in enumerate(zip(samples, values)):
-        expected_pos, expected_val = F.moved_events(pos, vals, maps[b])
+        expected_pos, expected_val = moved_events(pos, vals, maps[b])
         order = np.argsort(expected_pos)
         expected_pos, expected_val = expected_pos[order], expected_val[order]
         n = expected_pos.size

@@ -17,7 +17,7 @@ from core import frames as F
 from core import transforms as T
 from core.data import NMNISTFolder
 from core.events import read_nmnist, write_nmnist
-from helpers import write_folder
+from helpers import moved_events, write_folder
 
 TUTORIAL = T.tutorial_pipeline()
 
@@ -309,7 +309,7 @@ def test_moved_events_are_the_frames_gathered_through_any_map() -> None:
         frames = torch.rand(6, 2, 9, 11, generator=generator) * (torch.rand(6, 2, 9, 11, generator=generator) < 0.3)
         source = torch.randint(0, 9 * 11 + 1, (9 * 11,), generator=generator)
         positions = torch.nonzero(frames.view(-1)).view(-1).numpy()
-        pos, values = F.moved_events(positions, frames.view(-1).numpy()[positions], source.numpy())
+        pos, values = moved_events(positions, frames.view(-1).numpy()[positions], source.numpy())
         moved = torch.zeros(frames.numel())
         moved[torch.from_numpy(pos)] = torch.from_numpy(values)
         assert len(set(pos.tolist())) == len(pos)  # each output pixel has one source
