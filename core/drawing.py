@@ -282,6 +282,7 @@ class Vote:
     """What the output layer says about one recording: spike counts per class and the class that spiked most."""
 
     counts: tuple[int, ...]
+    population: int = 1  # output neurons a class: each count is a class's neurons' spikes summed
 
     @property
     def total(self) -> int:
@@ -310,7 +311,9 @@ class Vote:
         if self.predicted is None:
             return "No output neuron spiked: the network makes no guess. Draw larger or bolder strokes."
         top = self.counts[self.predicted]
-        text = f"Output neuron {self.predicted} spiked {top} of {self.total} times ({self.confidence:.0%})"
+        who = (f"Output neuron {self.predicted}" if self.population == 1 else
+               f"Class {self.predicted}'s {self.population} output neurons")
+        text = f"{who} spiked {top} of {self.total} times ({self.confidence:.0%})"
         if self.runner_up is None:
             return text + "; no other neuron spiked."
         second = self.counts[self.runner_up]
@@ -332,7 +335,7 @@ def classify(network: Network, events: np.ndarray) -> Answer:
     """Run ``network`` on one recording (its frames checked against the budget first)."""
     check_frames(network, events)
     spk, mem = run_sample(network, events)
-    return Answer(spk, mem, Vote(tuple(int(c) for c in np.asarray(spk).sum(axis=0))))
+    return Answer(spk, mem, Vote(tuple(int(c) for c in np.asarray(spk).sum(axis=0)), network.population))
 
 
 @dataclass(frozen=True)

@@ -1609,7 +1609,7 @@ def fast_forward(
     net: nn.Sequential, spec: NeuronSpec, frames: torch.Tensor | EventFrames
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The tutorial network on frames ``(T, B, 2, H, W)`` (or their events): output spikes and membrane
-    ``(T, B, n_classes)``."""
+    ``(T, B, output neurons)``."""
     cur3 = HiddenLayers.apply(
         frames,
         net[0].weight, net[0].bias, net[2].beta, net[2].threshold,

@@ -16,6 +16,11 @@ same spikes. What NIR 1.0 cannot express exactly:
   (``beta = 1 - dt / tau``) in float32 (0.5, 0.7, 0.8, 0.9 and 0.95 do; many
   values such as 0.001 do not), learned or not.
 
+A population code (``population`` > 1) exports as it is: an output layer of
+``n_classes * population`` neurons, class k's being neurons ``k * population``
+to ``(k + 1) * population - 1``, whose spikes a reader sums (the class sums are
+the readout, as the vote over the spike counts is, not part of the graph).
+
 The surrogate gradient is used in training only and is not part of the network,
 so any surrogate exports. Learned beta and threshold export as their trained
 values. snnTorch reads a LIF back with ``reset_delay=False``: with the reset to
@@ -74,10 +79,10 @@ def check_nir_config(config: ModelConfig) -> None:
 
 
 def _neuron_shapes(config: ModelConfig) -> dict[int, tuple[int, ...]]:
-    """The neurons of each ``snn.Leaky`` layer (index in ``model.net``): (C1, P1, P1), (C2, P2, P2), (classes,)."""
+    """The neurons of each ``snn.Leaky`` layer (index in ``model.net``): (C1, P1, P1), (C2, P2, P2), (outputs,)."""
     side1 = (FRAME_SHAPE[1] - config.kernel_size + 1) // POOL
     c1, c2 = config.channels
-    return {2: (c1, side1, side1), 5: (c2, config.feature_size, config.feature_size), 8: (config.n_classes,)}
+    return {2: (c1, side1, side1), 5: (c2, config.feature_size, config.feature_size), 8: (config.outputs,)}
 
 
 def _per_neuron(layer: snn.Leaky, name: str, shape: tuple[int, ...]) -> None:

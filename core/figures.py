@@ -1199,6 +1199,9 @@ def input_frame_figure(frame: np.ndarray, title: str = "Input frame", height: in
                     yaxis=dict(autorange="reversed", scaleanchor="x", constrain="domain", fixedrange=True)))
 
 
+OUTPUT_TEXT_BARS = 30  # the output layer's bars carry their spike counts up to this many bars
+
+
 def output_layer_figure(mem: np.ndarray, spikes: np.ndarray, counts: np.ndarray, threshold: float,
                         labels: Sequence[str] = DIGITS, selected: int | None = None, height: int = 300,
                         title: str = "Output layer") -> go.Figure:
@@ -1216,7 +1219,9 @@ def output_layer_figure(mem: np.ndarray, spikes: np.ndarray, counts: np.ndarray,
             marker=dict(color=colors, line=dict(width=[3 if selected == k else 0 for k in range(n)],
                                                 color=NEURON_SELECTED)),
             customdata=np.stack([np.arange(n), np.asarray(counts, dtype=np.int64)], axis=1),
-            text=[f"{int(c)}" for c in counts], textposition="outside", cliponaxis=False,
+            # counts written on the bars where they can be read: past 30 bars (a population code) only on hover
+            text=[f"{int(c)}" for c in counts] if n <= OUTPUT_TEXT_BARS else None, textposition="outside",
+            cliponaxis=False,
             hovertemplate="neuron %{x}: membrane %{y:.3f}, %{customdata[1]} spikes so far<extra></extra>",
             selected=dict(marker=dict(opacity=1.0)), unselected=dict(marker=dict(opacity=1.0)),
         )],

@@ -357,6 +357,18 @@ class Network:
         """The output neurons' firing threshold (1.0 where the model does not say)."""
         return float(getattr(getattr(self.model, "config", None), "threshold", 1.0))
 
+    @property
+    def population(self) -> int:
+        """Output neurons a class (1 where the model does not say); the model's output sums each class's."""
+        return int(getattr(getattr(self.model, "config", None), "population", 1))
+
+    def population_note(self) -> str | None:
+        """A sentence for pages that show the output a class at a time, where a class has several neurons."""
+        if self.population == 1:
+            return None
+        return (f"This network has {self.population} output neurons a class (snnTorch's population code): each "
+                "class's count is its neurons' spikes summed, and its membrane their mean.")
+
 
 def untrained_network() -> Network:
     """The tutorial's network with seeded random weights and the tutorial's transform."""
@@ -394,9 +406,12 @@ def run_sample(network: Network, events: np.ndarray) -> tuple[np.ndarray, np.nda
     return spk[:, 0].numpy(), mem[:, 0].numpy()
 
 
-def output_labels(n: int) -> tuple[str, ...]:
-    """Names of ``n`` output neurons: the digits 0..n-1."""
-    return tuple(str(k) for k in range(n))
+def output_labels(n: int, population: int = 1) -> tuple[str, ...]:
+    """Names of ``n`` output neurons: the digits 0..n-1; with ``population`` neurons a class, ``class·neuron``
+    (``3·0`` .. ``3·9`` for class 3's ten)."""
+    if population == 1:
+        return tuple(str(k) for k in range(n))
+    return tuple(f"{k // population}·{k % population}" for k in range(n))
 
 
 @dataclass(frozen=True)
@@ -406,6 +421,7 @@ class Prediction:
     predicted: int | None  # None where no output neuron spiked
     label: int
     counts: tuple[int, ...]
+    population: int = 1  # output neurons a class: the counts are each class's neurons' spikes summed
 
     @property
     def correct(self) -> bool:
@@ -422,24 +438,28 @@ class Prediction:
             return "No output neuron spiked, so the network makes no prediction."
         top = self.counts[self.predicted]
         tied = [k for k, c in enumerate(self.counts) if c == top and k != self.predicted]
-        text = f"Output neuron {self.predicted} spiked most ({top} {_spikes(top)})"
+        who = (f"Output neuron {self.predicted}" if self.population == 1 else
+               f"Class {self.predicted}'s {self.population} output neurons")
+        text = f"{who} spiked most ({top} {_spikes(top)})"
         if tied:
             text += f", tied with {', '.join(map(str, tied))}: the lowest label wins, as in training"
         if self.correct:
             return text + f", and {self.label} is the true label."
         mine = self.counts[self.label] if 0 <= self.label < len(self.counts) else 0
-        return text + f"; the true label's neuron, {self.label}, spiked {mine} {_spikes(mine, 'time')}."
+        whose = "neuron" if self.population == 1 else "neurons"
+        return text + f"; the true label's {whose}, {self.label}, spiked {mine} {_spikes(mine, 'time')}."
 
 
 def _spikes(n: int, word: str = "spike") -> str:
     return word if n == 1 else word + "s"
 
 
-def prediction(spk: np.ndarray, label: int) -> Prediction:
-    """The prediction of an output spike record ``(time, neurons)``: the neuron with the most spikes (argmax)."""
+def prediction(spk: np.ndarray, label: int, population: int = 1) -> Prediction:
+    """The prediction of an output spike record ``(time, classes)``: the class with the most spikes (argmax); with
+    ``population`` output neurons a class, ``spk`` holds each class's summed spikes (the model's output)."""
     counts = np.asarray(spk).sum(axis=0)
     predicted = int(np.argmax(counts)) if counts.size and counts.max() > 0 else None
-    return Prediction(predicted, int(label), tuple(int(c) for c in counts))
+    return Prediction(predicted, int(label), tuple(int(c) for c in counts), int(population))
 
 
 def video_title(network: str, split: str, index: int, vote: Prediction) -> str:

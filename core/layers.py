@@ -140,6 +140,7 @@ class LayerRecord:
     engine: str  # "fast" or "loop"
     engine_reason: str | None  # why the loop recorded it (None for the fast engine)
     seconds: float
+    population: int = 1  # output neurons a class (ModelConfig.population): class k's are k * p ... (k + 1) * p - 1
 
     @property
     def steps(self) -> int:
@@ -159,6 +160,13 @@ class LayerRecord:
     def spike_counts(self, layer: str) -> np.ndarray:
         """Spikes per neuron over the whole sample, the layer's shape."""
         return self.spikes[layer].sum(axis=0)
+
+    def class_spikes(self) -> np.ndarray:
+        """Each class's output spikes at every time step, ``(T, classes)`` (its neurons' spikes summed, as
+        :func:`core.model.class_spikes`): what the network votes with."""
+        from core.model import class_spikes
+
+        return class_spikes(self.spikes["output"], self.population)
 
     def contains(self, neuron: Neuron) -> bool:
         """Whether ``neuron`` exists in this network."""
@@ -232,6 +240,7 @@ def record(model: nn.Module, frames: np.ndarray | torch.Tensor) -> LayerRecord:
         engine=engine,
         engine_reason=reason,
         seconds=time.perf_counter() - started,
+        population=int(getattr(config, "population", 1)),
     )
 
 
@@ -279,12 +288,20 @@ class Weights:
     """A network's learned weights as the layer view draws them, float32.
 
     ``conv1`` (C1, 2, K, K) with input channel 0 OFF and 1 ON (tonic's frame order); ``conv2``
-    (C2, C1, K, K); ``output`` (classes, C2, P2, P2): each class's linear weights on layer 2's maps.
+    (C2, C1, K, K); ``output`` (output neurons, C2, P2, P2): each output neuron's linear weights on layer 2's maps.
     """
 
     conv1: np.ndarray
     conv2: np.ndarray
     output: np.ndarray
+
+    def class_output(self, population: int) -> np.ndarray:
+        """``output`` a class at a time, ``(classes, C2, P2, P2)``: with ``population`` neurons a class, their mean."""
+        if population == 1:
+            return self.output
+        if self.output.shape[0] % population:
+            raise LayerViewError(f"{self.output.shape[0]} output neurons are not classes of {population}")
+        return self.output.reshape(-1, population, *self.output.shape[1:]).mean(axis=1)
 
     def minus(self, other: Weights) -> Weights:
         """The change from ``other`` to these weights."""

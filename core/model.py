@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, fields
 from typing import Any
 
+import numpy as np
 import snntorch as snn
 import torch
 from snntorch import surrogate as snn_surrogate
@@ -36,6 +37,7 @@ from core.events import SENSOR_SIZE
 FRAME_SHAPE: tuple[int, int, int] = (SENSOR_SIZE[2], SENSOR_SIZE[1], SENSOR_SIZE[0])  # (polarity, height, width)
 POOL = 2  # the pooling window and stride
 ENGINES: tuple[str, ...] = ("auto", "fast", "loop")
+MAX_POPULATION = 50  # output neurons per class at most (500 for ten classes, as snnTorch's population-code example)
 
 
 class ModelConfigError(ValueError):
@@ -63,6 +65,9 @@ class ModelConfig:
     kernel_size: int = 5
     pool: str = "max"  # 2 x 2 pooling of the conv currents: "max" (the tutorial's) or "avg" (NIR can express it)
     n_classes: int = 10
+    # output neurons per class (snnTorch's population code, ``population_code=True``): class k's are neurons
+    # k * population ... (k + 1) * population - 1, and the network's output is their summed spikes (1 = the tutorial's)
+    population: int = 1
     engine: str = "auto"  # "auto": fast engine where supported, else the loop; "fast": fast or error; "loop"
 
     def __post_init__(self) -> None:
@@ -99,6 +104,10 @@ class ModelConfig:
             )
         if not _is_int(self.n_classes) or self.n_classes < 1:
             raise ModelConfigError("n_classes", f"must be a positive integer, got {self.n_classes!r}")
+        if not _is_int(self.population) or not 1 <= self.population <= MAX_POPULATION:
+            raise ModelConfigError(
+                "population", f"must be an integer from 1 to {MAX_POPULATION} (output neurons per class), "
+                f"got {self.population!r}")
         if self.engine not in ENGINES:
             raise ModelConfigError("engine", f"must be one of {ENGINES}, got {self.engine!r}")
 
@@ -109,6 +118,11 @@ class ModelConfig:
         for _ in range(2):
             side = (side - self.kernel_size + 1) // POOL
         return side
+
+    @property
+    def outputs(self) -> int:
+        """Neurons of the output layer: ``n_classes * population``."""
+        return self.n_classes * self.population
 
     @property
     def hidden(self) -> int:
@@ -218,7 +232,7 @@ class SpikingCNN(nn.Module):
             pool(POOL),
             _leaky(config),
             nn.Flatten(),
-            nn.Linear(config.hidden, config.n_classes),
+            nn.Linear(config.hidden, config.outputs),
             _leaky(config, output=True),
         )
         self.engine_reason: str | None = self._config_reason()
@@ -242,13 +256,18 @@ class SpikingCNN(nn.Module):
             reason = unsupported_frames_reason(frames)
             if reason is None:
                 self.engine_reason = None
-                return fast_forward(self.net, self.config.neuron, frames)
+                return self._classes(*fast_forward(self.net, self.config.neuron, frames))
         if self.config.engine == "fast":
             raise RuntimeError(f"engine='fast' cannot run this: {reason}")
         self.engine_reason = reason
         if isinstance(frames, EventFrames):
             frames = frames.dense().to(self.net[0].weight.device)
-        return loop_forward(self.net, frames)
+        return self._classes(*loop_forward(self.net, frames))
+
+    def _classes(self, spk: torch.Tensor, mem: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per class: the spikes of its output neurons summed, their membranes averaged (as they are where
+        ``population`` is 1)."""
+        return class_spikes(spk, self.config.population), class_membranes(mem, self.config.population)
 
     def n_parameters(self) -> int:
         """Number of trainable values."""
@@ -261,13 +280,30 @@ class SpikingCNN(nn.Module):
         k = c.kernel_size
         p = {"max": "MP", "avg": "AP"}[c.pool] + str(POOL)
         return (
-            f"{c1}C{k}-{p}-{c2}C{k}-{p}-{c.hidden}FC{c.n_classes}, Leaky beta={c.beta:g}"
+            f"{c1}C{k}-{p}-{c2}C{k}-{p}-{c.hidden}FC{c.outputs}, Leaky beta={c.beta:g}"
             f"{' (learned)' if c.learn_beta else ''}, threshold={c.threshold:g}"
             f"{' (learned)' if c.learn_threshold else ''}, reset={c.reset_mechanism}, "
             f"surrogate={c.surrogate}({c.slope if c.slope is not None else ''}), "
+            f"{f'{c.population} output neurons a class, ' if c.population > 1 else ''}"
             f"{self.n_parameters():,} parameters, engine={self.engine_name}"
             f"{'' if self.engine_reason is None else f' ({self.engine_reason})'}"
         )
+
+
+def class_spikes(spk: torch.Tensor | np.ndarray, population: int) -> torch.Tensor | np.ndarray:
+    """Output spikes ``(..., classes * population)`` -> each class's summed spikes ``(..., classes)``, grouped as
+    snnTorch's population code groups them (``snntorch.functional``'s ``population_code=True``); a tensor or a
+    numpy array (bool spikes sum to integers)."""
+    if population == 1:
+        return spk
+    return spk.reshape(*spk.shape[:-1], -1, population).sum(-1)
+
+
+def class_membranes(mem: torch.Tensor, population: int) -> torch.Tensor:
+    """Output membranes ``(..., classes * population)`` -> each class's mean membrane ``(..., classes)``."""
+    if population == 1:
+        return mem
+    return mem.reshape(*mem.shape[:-1], -1, population).mean(-1)
 
 
 def check_frames(frames: torch.Tensor | EventFrames) -> None:

@@ -326,6 +326,8 @@ else:
 
 with right:
     vote_ui(answer)
+    if (note := draw_network(runs_root, run.run_id, stamp).population_note()) is not None:
+        st.caption(note)
     if image is not None:
         image_ui(image)
     st.caption(escape_markdown(source_line + f" Answered by run {run.run_id}.", limit=600))

@@ -82,8 +82,11 @@ def weight_figures(runs_root: str, run_id: str, stamp: float, shown: str) -> tup
     w = now if shown == AT_CHECKPOINT or start is None else (start if shown == AT_START else now.minus(start))
     name = "change" if shown == CHANGE else "weight"
     c1, c2 = w.conv1.shape[0], w.conv2.shape[0]
+    population = load_network(runs_root, run_id, stamp).model_config.population
+    output = w.class_output(population)  # one row a class, not one a neuron
+    rows = f"class, mean of its {population} neurons" if population > 1 else "class"
     maps1, maps2, classes = [str(k) for k in range(c1)], [str(k) for k in range(c2)], [str(k) for k in
-                                                                                       range(w.output.shape[0])]
+                                                                                       range(output.shape[0])]
     conv1 = figures.weight_grid_figure(
         w.conv1[:, ::-1].transpose(1, 0, 2, 3), ["ON", "OFF"], maps1, title=f"conv1: {c1} kernels over ON and OFF",
         row_title="input", col_title="layer-1 map", colorbar_title=name)
@@ -91,8 +94,8 @@ def weight_figures(runs_root: str, run_id: str, stamp: float, shown: str) -> tup
         w.conv2.transpose(1, 0, 2, 3), maps1, maps2, title=f"conv2: {c2} x {c1} kernels",
         row_title="from layer-1 map", col_title="to layer-2 map", colorbar_title=name)
     output = figures.weight_grid_figure(
-        w.output, classes, maps2, title=f"Output layer: each class's weights on layer 2's {c2} maps",
-        row_title="class", col_title="layer-2 map", colorbar_title=name)
+        output, classes, maps2, title=f"Output layer: each class's weights on layer 2's {c2} maps",
+        row_title=rows, col_title="layer-2 map", colorbar_title=name)
     return conv1, conv2, output
 
 
@@ -172,7 +175,7 @@ def spikes_view(model, record: LayerRecord, threshold_out: float) -> None:
     counts = record.spikes["output"][: step + 1].sum(axis=0)
     out_fig = figures.output_layer_figure(
         record.membranes["output"][step], record.spikes["output"][step], counts, threshold_out,
-        labels=inference.output_labels(record.shape("output")[0]),
+        labels=inference.output_labels(record.shape("output")[0], record.population),
         selected=neuron.channel if neuron.layer == "output" else None, title=f"Output layer at step {step}")
     right.plotly_chart(out_fig, width="stretch", key="ly_output", on_select=lambda: picked_neuron("ly_output", "output"),
                        selection_mode="points")
@@ -182,7 +185,10 @@ def spikes_view(model, record: LayerRecord, threshold_out: float) -> None:
     st.caption("Input: ON events red, OFF blue. Output bars: each neuron's membrane (red: it spikes at this step; "
                "dashed: the threshold), its spikes so far written on it. Click a neuron (a cell of a map, or an output "
                "bar) to plot its membrane below; maps are numbered left to right, row by row, and hovering a cell "
-               "names its map, row, column and value.")
+               "names its map, row, column and value." + (
+                   f" Each class has {record.population} output neurons, named class·neuron (hover a bar for its "
+                   "spikes so far): the network votes with the sum of a class's spikes." if record.population > 1
+                   else ""))
     a, b = st.columns(2)
     names = {name: title.split(":")[0] for name, title in layers.LAYER_TITLES.items()}
     a.plotly_chart(figures.firing_rate_figure(record.firing_rates(), names, step), width="stretch", key="ly_rates")
@@ -239,7 +245,7 @@ with view[0]:
             st.error(escape_markdown(f"Run {run_id} cannot be recorded on this recording: {exc}", limit=600),
                      icon=":material/error:")
             st.stop()
-        vote = inference.prediction(record.spikes["output"], label)
+        vote = inference.prediction(record.class_spikes(), label, record.population)
         guess = "no prediction" if vote.predicted is None else f"predicted {vote.predicted} ({vote.verdict})"
         engine = "the fast engine" if record.engine == "fast" else f"snnTorch's loop ({record.engine_reason})"
         st.caption(escape_markdown(

@@ -105,11 +105,11 @@ except (ValueError, TypeError, RuntimeError, MemoryError) as exc:
     st.error(escape_markdown(f"Run {run_id} cannot run on this recording: {exc}. Choose another network above."))
     st.stop()
 
-for note in (inference.data_note(choice, source),
+for note in (inference.data_note(choice, source), net.population_note(),
              inference.leakage_note(choice, source, split, dataset(source, split).files[index])):
     if note:
         st.info(escape_markdown(note, limit=600))
-vote = inference.prediction(spk, label)
+vote = inference.prediction(spk, label, net.population)
 verdict_ui(vote, spk.shape[0])
 st.caption(escape_markdown(f"{split} recording {index} of {source.label}", limit=600))
 

@@ -4,7 +4,7 @@ The run shown and the preset are in the URL (``?run=<run id>&preset=quick``), so
 link shows the same run. While a run trains, its live view is at the top and the settings
 form is folded; the past runs and their comparison follow it live. The form shows the
 essentials first and only the fields that apply to the loss chosen; the rest is folded, the
-architecture (channels, kernel size, pooling) in a part of its own. A run's network downloads as
+architecture (channels, kernel size, pooling, output neurons a class) in a part of its own. A run's network downloads as
 its checkpoint and, where NIR can express it, as a .nir file (else the page says why not).
 """
 
@@ -301,7 +301,7 @@ def new_run_ui() -> None:
     top = st.columns([1, 1, 2], vertical_alignment="bottom")
     top[0].selectbox("Preset", list(PRESETS), key="train_preset", on_change=on_preset_change,
                      help="tutorial: the tutorial's exact settings; quick: learns within a minute on a CPU; "
-                     "long: five minutes, augmented, for a network that reads real N-MNIST")
+                     "long: five minutes, augmented, ten output neurons a class, for a network that reads real N-MNIST")
     p = preset_name()
     base = base_config(p)
     settings = list(form_settings())
@@ -325,7 +325,7 @@ def new_run_ui() -> None:
     more = [s for s in applicable if not s.form.essential and not s.form.part]
     with st.form(key=f"train_form_{p}", border=False):
         grid(essentials, base, p)
-        with st.expander("Architecture: channels, kernel size, pooling"):
+        with st.expander("Architecture: channels, kernel size, pooling, output neurons"):
             grid(architecture, base, p, notes=False)
             st.caption(architecture_caption(p, base))
         with st.expander("More settings: the neurons, optimiser, augmentation, tests, seed, transform"):

@@ -273,6 +273,8 @@ def test_the_vote_in_numbers_and_words() -> None:
     assert tie.predicted == 4 and tie.runner_up == 7 and "tied with 7: the lower label wins" in tie.explain()
     silent = Vote((0,) * 10)
     assert silent.predicted is None and silent.confidence == 0.0 and "no guess" in silent.explain()
+    population = Vote((0, 2, 0, 26, 0, 0, 0, 0, 0, 0), population=10)  # a class's count sums its ten neurons' spikes
+    assert population.explain().startswith("Class 3's 10 output neurons spiked 26 of 28 times (93%)")
 
 
 @pytest.fixture()

@@ -15,7 +15,7 @@ from snntorch.import_nir import import_from_nir
 from core import export
 from core.events import SENSOR_SIZE, read_nmnist
 from core.functional import denoise, to_frame
-from core.model import ModelConfig, SpikingCNN, build_model, loop_forward
+from core.model import ModelConfig, SpikingCNN, build_model, class_spikes, loop_forward
 from core.runs import RunStore, load_model, make_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -130,3 +130,18 @@ def test_real_recordings_give_identical_spikes_through_nir(real_recordings: list
     ref, _ = loop_forward(ours.net, frames)
     assert frames.shape[0] > 250 and ref.sum() > 0
     assert torch.equal(nir_spikes(back, frames), ref.detach())
+
+
+def test_a_population_code_exports_its_output_neurons_as_they_are(tmp_path: Path) -> None:
+    """population=2: the file holds all 20 output neurons, spiking as the run's network's; a reader sums the pairs."""
+    model = active_model(ModelConfig(**NIR_READY, population=2))
+    back, ours = export_and_read_back(tmp_path, model)
+    g = torch.Generator().manual_seed(2)
+    frames = ((torch.rand((25, 3, 2, 34, 34), generator=g) < 0.04) * torch.randint(1, 3, (25, 3, 2, 34, 34), generator=g))
+    frames = frames.float()
+    ref, _ = loop_forward(ours.net, frames)
+    assert ref.shape[-1] == 20 and ref.sum() > 0
+    spikes = nir_spikes(back, frames)
+    assert torch.equal(spikes, ref.detach())
+    with torch.no_grad():
+        assert torch.equal(class_spikes(spikes, 2), model(frames)[0])

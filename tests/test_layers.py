@@ -218,3 +218,36 @@ def test_an_untrained_networks_record_of_real_looking_events() -> None:
     got = layers.record(network.model, frames_of(network, events))
     assert got.steps >= 290 and got.engine == "fast"
     assert dataclasses.is_dataclass(got)
+
+
+def test_a_population_code_is_recorded_neuron_by_neuron_and_votes_by_class() -> None:
+    """population=3: the record holds all 30 output neurons (snnTorch's layers say the same); its class spikes are
+    what the model gives the other pages; the weights view takes a class's mean."""
+    from core import inference
+
+    model = active_model(ModelConfig(population=3), dtype=torch.float32)
+    frames = sample_frames(60, seed=4)
+    got = layers.record(model, frames)
+    assert got.population == 3 and got.shape("output") == (30,)
+    spikes, _ = oracle(model, frames)
+    np.testing.assert_array_equal(got.spikes["output"], spikes["output"])
+    with torch.no_grad():
+        spk, _ = model(torch.from_numpy(frames)[:, None])
+    assert got.spikes["output"].any()
+    np.testing.assert_array_equal(got.class_spikes(), spk[:, 0].numpy())
+    assert inference.prediction(got.class_spikes(), 3).counts == tuple(int(c) for c in spk[:, 0].sum(0))
+    assert inference.output_labels(30, 3)[:4] == ("0·0", "0·1", "0·2", "1·0")
+    w = layers.weights(model)
+    assert w.output.shape[0] == 30
+    np.testing.assert_allclose(w.class_output(3)[1], w.output[3:6].mean(axis=0))
+    assert w.class_output(1) is w.output
+    with pytest.raises(LayerViewError, match="not classes of 4"):
+        w.class_output(4)
+
+
+def test_the_output_bars_carry_their_counts_only_where_they_can_be_read() -> None:
+    """Ten bars (or 30) are labelled with their spike counts; 100 bars (ten neurons a class) show them on hover only."""
+    for n, labelled in ((10, True), (figures.OUTPUT_TEXT_BARS, True), (100, False)):
+        fig = figures.output_layer_figure(np.zeros(n, np.float32), np.zeros(n, bool), np.arange(n), 1.0)
+        bar = fig.data[0]
+        assert (bar.text is not None) == labelled and len(bar.customdata) == n  # hover keeps every count

@@ -15,6 +15,7 @@ from core.model import (
     ModelConfigError,
     build_model,
     check_frames,
+    class_spikes,
     forward_pass,
     loop_forward,
     spike_grad,
@@ -114,6 +115,10 @@ def test_every_surrogate_builds_with_its_parameter(surrogate: str) -> None:
         ({"n_classes": 0}, "n_classes"),
         ({"engine": "gpu"}, "engine"),
         ({"pool": "sum"}, "pool"),
+        ({"population": 0}, "population"),
+        ({"population": 51}, "population"),
+        ({"population": 2.0}, "population"),
+        ({"population": True}, "population"),
     ],
 )
 def test_bad_settings_are_refused_naming_the_field(kwargs: dict, field: str) -> None:
@@ -176,3 +181,52 @@ def test_bad_frames_are_refused(bad: torch.Tensor, message: str) -> None:
         check_frames(bad)
     with pytest.raises(ValueError, match="frames"):
         build_model()(bad)
+
+
+@pytest.mark.parametrize("engine", ["auto", "loop"])
+def test_a_population_code_sums_each_class_neurons_as_snntorch_groups_them(engine: str) -> None:
+    """population=3: the output layer has 30 neurons; the model's output is snnTorch's population-code count."""
+    import snntorch.functional as SF
+
+    torch.manual_seed(5)
+    model = build_model(ModelConfig(population=3, engine=engine))
+    assert model.net[7].out_features == 30 and model.config.outputs == 30
+    with torch.no_grad():
+        model.net[7].weight.mul_(6)  # enough output spikes to tell the groups apart
+        model.net[0].weight.mul_(3)
+    x = frames(t=12, b=3, density=0.15, seed=6)
+    spk, mem = model(x)
+    raw, raw_mem = loop_forward(model.net, x)  # the tutorial's loop: every one of the 30 neurons
+    assert spk.shape == mem.shape == (12, 3, 10) and raw.shape == (12, 3, 30)
+    assert raw.sum() > 0 and spk.max() > 1  # several neurons of one class spike at one step
+    assert model.engine_name == ("fast" if engine == "auto" else "loop")
+    torch.testing.assert_close(spk, raw.reshape(12, 3, 10, 3).sum(-1), rtol=0, atol=0)
+    torch.testing.assert_close(mem, raw_mem.reshape(12, 3, 10, 3).mean(-1))
+    # snnTorch's own grouping (population_code=True): class k = neurons 3k .. 3k + 2
+    torch.testing.assert_close(
+        SF.ce_count_loss(population_code=True, num_classes=10)(raw, torch.tensor([0, 4, 9])),
+        SF.ce_count_loss()(class_spikes(raw, 3), torch.tensor([0, 4, 9])))
+    assert SF.accuracy_rate(raw, torch.tensor([0, 4, 9]), population_code=True, num_classes=10) == \
+        SF.accuracy_rate(spk, torch.tensor([0, 4, 9]))
+    assert "30 output neurons" not in model.describe() and "800FC30" in model.describe()
+    assert "3 output neurons a class" in model.describe()
+
+
+def test_a_population_codes_gradients_on_the_fast_engine_are_the_loops() -> None:
+    torch.manual_seed(7)
+    fast = build_model(ModelConfig(population=4))
+    loop = build_model(ModelConfig(population=4, engine="loop"))
+    with torch.no_grad():
+        fast.net[7].weight.mul_(5)
+        fast.net[0].weight.mul_(3)
+    loop.load_state_dict(fast.state_dict())
+    x = frames(t=10, b=2, density=0.15, seed=8)
+    grads = []
+    for model in (fast, loop):
+        spk, mem = model(x)
+        (spk.sum(0) * torch.arange(1.0, 11.0)).sum().backward()  # a different weight for each class
+        grads.append([p.grad.clone() for p in model.parameters()])
+    assert fast.engine_name == "fast" and loop.engine_name == "loop"
+    assert grads[0][4].abs().sum() > 0  # the output layer's weights get a gradient
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)

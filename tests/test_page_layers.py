@@ -6,6 +6,7 @@ Runs are written directly (a config and a checkpoint of chosen weights): no trai
 
 from __future__ import annotations
 
+import re
 import time
 from pathlib import Path
 
@@ -120,3 +121,32 @@ def test_a_run_whose_checkpoint_does_not_load_is_a_message(home: Path, monkeypat
     written = texts(at)
     assert "cannot be shown" in written and "checkpoint" in written
     assert at.selectbox(key="ly_run").value != broken
+
+
+def test_a_population_codes_output_neurons_are_named_by_class_and_vote_by_class(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A run with three output neurons a class: the output chart has all 30, named class·neuron; the caption says how
+    the vote is made, and the vote is the class sums' (the Spike counter's); the weights tab shows one row a class."""
+    import json
+
+    import plotly.io
+
+    other = tmp_path / "home"
+    write_tiny_dataset(other / "simulated")
+    run = write_active_run(other, time.time(), population=3)
+    at = open_page(other, monkeypatch, run=run, split="Test", digit="4", sample="1")
+    assert not at.exception
+    written = texts(at)
+    assert "Each class has 3 output neurons, named class·neuron" in written
+    output = json.loads(at.get("plotly_chart")[1].proto.spec)
+    assert output["data"][0]["x"][:4] == ["0·0", "0·1", "0·2", "1·0"] and len(output["data"][0]["x"]) == 30
+    assert len(output["data"][0]["text"]) == 30  # up to 30 bars carry their counts
+    counter = open_with_home("pages/spike_counter.py", other, monkeypatch, TIMEOUT, run=run, split="Test", digit="4",
+                             sample="1")
+    assert "3 output neurons a class" in page_text(counter)
+    vote = re.search(r"predicted (\d)", written)
+    assert vote is not None and f"Class {vote.group(1)}'s 3 output neurons spiked most" in \
+        page_text(counter).replace("\\", "")
+    weights = open_page(other, monkeypatch, run=run, view="Learned weights")
+    figure = plotly.io.from_json(weights.get("plotly_chart")[2].proto.spec)
+    assert "class, mean of its 3 neurons" in figure.to_json() and len(figure.data) >= 1

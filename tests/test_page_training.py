@@ -397,17 +397,24 @@ def test_the_architecture_is_on_the_form_folded_and_checked_before_work(home: Pa
     at = open_training()
     part = next(e for e in at.expander if e.label.startswith("Architecture"))
     assert {w.key for w in part.text_input} == {"f_quick_channels"} and at.text_input(key="f_quick_channels").value == "12, 32"
-    assert {w.key for w in part.number_input} == {"f_quick_kernel"} and at.number_input(key="f_quick_kernel").value == 5
+    assert {w.key for w in part.number_input} == {"f_quick_kernel", "f_quick_population"}
+    assert at.number_input(key="f_quick_kernel").value == 5 and at.number_input(key="f_quick_population").value == 1
     assert at.selectbox(key="f_quick_pool").options == ["max", "avg"] and at.selectbox(key="f_quick_pool").value == "max"
     assert any("12C5-MP2-32C5-MP2-800FC10" in c.value for c in part.caption)
     # the estimate measures the form's network: time, memory and parameters
     at.text_input(key="f_quick_channels").set_value("4, 8")
     at.number_input(key="f_quick_kernel").set_value(3)
     at.selectbox(key="f_quick_pool").set_value("avg")
+    at.number_input(key="f_quick_population").set_value(3)
     click(at, "Estimate time per iteration")
     info = next(plain(i.value) for i in at.info if "Estimated time per iteration" in i.value)
-    assert "4C3-AP2-8C3-AP2-392FC10" in info and "One batch holds about" in info and "parameters" in info
-    assert any("4C3-AP2-8C3-AP2-392FC10" in c.value for c in at.caption)
+    assert "4C3-AP2-8C3-AP2-392FC30" in info and "One batch holds about" in info and "parameters" in info
+    assert any("4C3-AP2-8C3-AP2-392FC30" in c.value for c in at.caption)
+    at.number_input(key="f_quick_population").set_value(0)
+    click(at, "Start training")
+    assert any("model.population: must be an integer from 1 to 50" in plain(e.value) for e in at.error), \
+        [e.value for e in at.error]
+    at.number_input(key="f_quick_population").set_value(1)
     # bounds before any work, named under the folded part
     for channels, words in (("4", "model.channels: must be 2 whole numbers separated by a comma"),
                             ("300, 8", "model.channels: at most 256 a convolution"),

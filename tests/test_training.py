@@ -351,8 +351,8 @@ def test_one_description_makes_the_flags_and_the_form() -> None:
     assert paths == fields | {f"model.{f.name}" for f in dataclasses.fields(ModelConfig)}
     assert paths <= {action.dest for action in build_parser()._actions}
     form = {s.path: s for s in form_settings()}
-    assert set(form) <= paths and len(form) == 25
-    assert {"model.channels", "model.kernel_size", "model.pool"} <= set(form)  # the architecture is the person's too
+    assert set(form) <= paths and len(form) == 26
+    assert {"model.channels", "model.kernel_size", "model.pool", "model.population"} <= set(form)  # the architecture is the person's too
     assert form["max_seconds"].widget_value(PRESETS["tutorial"]) == 0.0 and form["max_seconds"].from_widget(0.0) is None
     assert form["eval_samples"].widget_value(PRESETS["quick"]) == 1000 and form["eval_samples"].from_widget(0) is None
     assert form["model.surrogate"].choices[0] == "atan" and form["loss"].choices == ("mse_count", "ce_rate", "ce_count")
