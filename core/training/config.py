@@ -288,7 +288,7 @@ PRESETS: dict[str, TrainConfig] = {
     # time limit, the tutorial's rotation with a 1 px shift on the training frames, and ten output neurons a
     # class (snnTorch's population code). On a set simulated from MNIST test images 50 to 9,999: without the
     # population code 95.9 % of the fair real recordings on average over eleven runs, 96 % or more in five; with
-    # it, the ninth round's figures (README, "The default offline set").
+    # it 96.6 % over fifteen, 96 % or more in thirteen (README, "The default offline set", the ninth round).
     "long": replace(
         _QUICK,
         preset="long",
