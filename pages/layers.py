@@ -182,13 +182,14 @@ def spikes_view(model, record: LayerRecord, threshold_out: float) -> None:
     for layer in layers.HIDDEN:
         st.plotly_chart(hidden_figure(model, record, layer, step, shown, neuron), width="stretch", key=f"ly_{layer}",
                         on_select=lambda layer=layer: picked_neuron(f"ly_{layer}", layer), selection_mode="points")
+    counted = ("written on it" if record.neurons("output") <= figures.OUTPUT_TEXT_BARS else
+               "as you hover over it")
     st.caption("Input: ON events red, OFF blue. Output bars: each neuron's membrane (red: it spikes at this step; "
-               "dashed: the threshold), its spikes so far written on it. Click a neuron (a cell of a map, or an output "
+               f"dashed: the threshold), its spikes so far {counted}. Click a neuron (a cell of a map, or an output "
                "bar) to plot its membrane below; maps are numbered left to right, row by row, and hovering a cell "
                "names its map, row, column and value." + (
-                   f" Each class has {record.population} output neurons, named class·neuron (hover a bar for its "
-                   "spikes so far): the network votes with the sum of a class's spikes." if record.population > 1
-                   else ""))
+                   f" Each class has {record.population} output neurons, named class·neuron: the network votes with "
+                   "the sum of a class's spikes." if record.population > 1 else ""))
     a, b = st.columns(2)
     names = {name: title.split(":")[0] for name, title in layers.LAYER_TITLES.items()}
     a.plotly_chart(figures.firing_rate_figure(record.firing_rates(), names, step), width="stretch", key="ly_rates")
