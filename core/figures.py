@@ -1199,14 +1199,12 @@ def input_frame_figure(frame: np.ndarray, title: str = "Input frame", height: in
                     yaxis=dict(autorange="reversed", scaleanchor="x", constrain="domain", fixedrange=True)))
 
 
-OUTPUT_TEXT_BARS = 30  # the output layer's bars carry their spike counts up to this many bars
-
-
 def output_layer_figure(mem: np.ndarray, spikes: np.ndarray, counts: np.ndarray, threshold: float,
                         labels: Sequence[str] = DIGITS, selected: int | None = None, height: int = 300,
                         title: str = "Output layer") -> go.Figure:
     """The output neurons at one time step: membrane as bars (red where it spikes now), threshold dashed,
-    spikes so far written on each bar. A click on a bar selects that neuron."""
+    spikes so far written on each bar. A click on a bar selects that neuron. (A population code's many
+    neurons: ``output_population_figure``.)"""
     mem = np.asarray(mem, dtype=np.float32)
     spikes = np.asarray(spikes, dtype=bool)
     n = len(mem)
@@ -1219,8 +1217,7 @@ def output_layer_figure(mem: np.ndarray, spikes: np.ndarray, counts: np.ndarray,
             marker=dict(color=colors, line=dict(width=[3 if selected == k else 0 for k in range(n)],
                                                 color=NEURON_SELECTED)),
             customdata=np.stack([np.arange(n), np.asarray(counts, dtype=np.int64)], axis=1),
-            # counts written on the bars where they can be read: past 30 bars (a population code) only on hover
-            text=[f"{int(c)}" for c in counts] if n <= OUTPUT_TEXT_BARS else None, textposition="outside",
+            text=[f"{int(c)}" for c in counts], textposition="outside",
             cliponaxis=False,
             hovertemplate="neuron %{x}: membrane %{y:.3f}, %{customdata[1]} spikes so far<extra></extra>",
             selected=dict(marker=dict(opacity=1.0)), unselected=dict(marker=dict(opacity=1.0)),
@@ -1232,6 +1229,60 @@ def output_layer_figure(mem: np.ndarray, spikes: np.ndarray, counts: np.ndarray,
             xaxis=dict(title=dict(text="output neuron"), type="category", fixedrange=True),
             yaxis=dict(title=dict(text="membrane"), range=[low - 0.05, high], fixedrange=True), plot_bgcolor="#ffffff",
         ))
+
+
+def output_population_figure(mem: np.ndarray, spikes: np.ndarray, counts: np.ndarray, class_counts: np.ndarray,
+                             threshold: float, selected: int | None = None, height: int = 300,
+                             title: str = "Output layer") -> go.Figure:
+    """The output layer of a population code at one time step: one row a class, one cell a neuron (its
+    membrane, red towards the threshold and blue below zero, as the hidden maps), black dots where it spikes
+    now. Each row's label is ``class_counts``, the class's spikes so far that it votes with (the leader in bold;
+    ``core.model.class_spikes`` of the spikes, its one owner). ``counts`` are each neuron's, for hovering.
+
+    With ``population = len(mem) // len(class_counts)``, neuron ``k * population + j`` (class k's j-th) is cell
+    (row k, column j); every cell carries an invisible marker whose customdata is that index, so a click
+    selects the neuron (plotly's selection events do not work on heatmaps). ``selected`` is outlined.
+    """
+    mem = np.asarray(mem, dtype=np.float32)
+    n, sums = len(mem), np.asarray(class_counts, dtype=np.int64)
+    classes = len(sums)
+    if not classes or n % classes:
+        raise ValueError(f"{n} output neurons do not make {classes} classes")
+    population = n // classes
+    grid = mem.reshape(classes, population)
+    counts = np.asarray(counts, dtype=np.int64)
+    lead = int(sums.argmax()) if sums.max() > 0 else None
+    row, col = np.divmod(np.arange(n), population)
+    lim = float(threshold) if threshold and math.isfinite(threshold) and threshold > 0 else 1.0
+    ticks = [f"<b>{k}: {s}</b>" if k == lead else f"{k}: {s}" for k, s in enumerate(sums)]
+    data: list[dict] = [
+        dict(type="heatmap", z=grid, zmin=-lim, zmax=lim, colorscale=POLARITY_SCALE, hoverinfo="skip",
+             xgap=1, ygap=1, colorbar=dict(title=dict(text="membrane", side="right"), thickness=10, len=0.9)),
+        dict(type="scattergl", x=col.astype(np.int16), y=row.astype(np.int16), mode="markers", name="neurons",
+             customdata=np.stack([np.arange(n), counts, mem], axis=1).astype(np.float32),
+             marker=dict(symbol="square-open", size=9, color=NEURON_SELECTED, opacity=0.0),
+             selected=dict(marker=dict(opacity=1.0)), unselected=dict(marker=dict(opacity=0.0)),
+             hovertemplate="class %{y}, neuron %{x}: membrane %{customdata[2]:.3f}, %{customdata[1]} spikes so far"
+                           "<extra></extra>"),
+    ]
+    spiking = np.flatnonzero(np.asarray(spikes, dtype=bool))
+    if len(spiking):
+        data.append(dict(type="scatter", x=col[spiking].astype(np.int16), y=row[spiking].astype(np.int16),
+                         mode="markers", name="spikes", hoverinfo="skip", customdata=spiking[:, None],
+                         marker=dict(symbol="circle", size=5, color=SPIKE_MARK)))
+    shapes = []
+    if selected is not None and 0 <= selected < n:
+        r, c = divmod(selected, population)
+        shapes.append(dict(type="rect", x0=c - 0.5, x1=c + 0.5, y0=r - 0.5, y1=r + 0.5,
+                           line=dict(color=NEURON_SELECTED, width=2)))
+    return go.Figure(data=data, layout=dict(
+        title=dict(text=title, font=dict(size=15)), height=height, shapes=shapes,
+        margin=dict(l=10, r=10, t=40, b=10), showlegend=False, clickmode="event+select", dragmode=False,
+        plot_bgcolor="#ffffff",
+        xaxis=dict(title=dict(text=f"neuron of the class (0 to {population - 1})"), fixedrange=True,
+                   range=[-0.5, population - 0.5], showgrid=False, zeroline=False),
+        yaxis=dict(title=dict(text="class: spikes so far"), autorange="reversed", fixedrange=True, showgrid=False,
+                   zeroline=False, tickmode="array", tickvals=list(range(classes)), ticktext=ticks)))
 
 
 _LAYER_COLORS = ("#636efa", "#00a884", ON_COLOR)

@@ -406,12 +406,9 @@ def run_sample(network: Network, events: np.ndarray) -> tuple[np.ndarray, np.nda
     return spk[:, 0].numpy(), mem[:, 0].numpy()
 
 
-def output_labels(n: int, population: int = 1) -> tuple[str, ...]:
-    """Names of ``n`` output neurons: the digits 0..n-1; with ``population`` neurons a class, ``class·neuron``
-    (``3·0`` .. ``3·9`` for class 3's ten)."""
-    if population == 1:
-        return tuple(str(k) for k in range(n))
-    return tuple(f"{k // population}·{k % population}" for k in range(n))
+def output_labels(n: int) -> tuple[str, ...]:
+    """Names of ``n`` classes (or output neurons): the digits 0..n-1."""
+    return tuple(str(k) for k in range(n))
 
 
 @dataclass(frozen=True)

@@ -65,9 +65,11 @@ class Neuron:
         """The URL form: ``layer1:3:7:9`` or ``output:5``."""
         return f"{self.layer}:{self.channel}" if self.layer == "output" else f"{self.layer}:{self.channel}:{self.y}:{self.x}"
 
-    def describe(self) -> str:
-        """In words, for a chart title."""
+    def describe(self, population: int = 1) -> str:
+        """In words, for a chart title (with ``population`` output neurons a class, which class's neuron)."""
         if self.layer == "output":
+            if population > 1:
+                return f"output neuron {self.channel} (class {self.channel // population}, its neuron {self.channel % population})"
             return f"output neuron {self.channel}"
         return f"{self.layer.replace('layer', 'layer ')}, map {self.channel}, row {self.y}, col {self.x}"
 
@@ -90,18 +92,21 @@ def parse_neuron(text: str | None) -> Neuron | None:
 def neuron_from_point(layer: str, point: Any) -> Neuron | None:
     """The neuron a click on the layer view's charts picked: a plotly selection point (a dict) of ``layer``'s chart.
 
-    Hidden layers' markers carry (map, row, column, value) as customdata; the output layer's bars are
-    the neurons in order (the browser sends a typed-array row of customdata as a dict keyed
-    "0", "1", "2"). None for anything else.
+    Hidden layers' markers carry (map, row, column, value) as customdata; the output layer's bars and
+    cells carry the neuron's index first (a click on a bar without customdata: the bars are the neurons in
+    order). The browser sends a typed-array row of customdata as a dict keyed "0", "1", "2". None for
+    anything else.
     """
     if not isinstance(point, dict):
         return None
-    if layer == "output":
-        index = point.get("point_index", point.get("point_number"))
-        return Neuron("output", index) if isinstance(index, int) and not isinstance(index, bool) and index >= 0 else None
     data = point.get("customdata")
     if isinstance(data, dict):  # a typed-array row arrives as {"0": map, "1": row, "2": column}
         data = [data.get(str(i)) for i in range(len(data))]
+    if layer == "output":
+        index = point.get("point_index", point.get("point_number"))
+        if isinstance(data, (list, tuple)) and data and isinstance(data[0], (int, float)) and not isinstance(data[0], bool):
+            index = int(data[0]) if float(data[0]).is_integer() else None
+        return Neuron("output", index) if isinstance(index, int) and not isinstance(index, bool) and index >= 0 else None
     if layer not in HIDDEN or not isinstance(data, (list, tuple)) or len(data) < 3:
         return None
     try:

@@ -173,29 +173,37 @@ def spikes_view(model, record: LayerRecord, threshold_out: float) -> None:
     left.plotly_chart(figures.input_frame_figure(record.frames[step], title=f"Input at step {step}"),
                       width="stretch", key="ly_input")
     counts = record.spikes["output"][: step + 1].sum(axis=0)
-    out_fig = figures.output_layer_figure(
-        record.membranes["output"][step], record.spikes["output"][step], counts, threshold_out,
-        labels=inference.output_labels(record.shape("output")[0], record.population),
-        selected=neuron.channel if neuron.layer == "output" else None, title=f"Output layer at step {step}")
+    chosen = neuron.channel if neuron.layer == "output" else None
+    if record.population > 1:  # a grid, one row a class: 100 or more bars are too thin to read or click
+        out_fig = figures.output_population_figure(
+            record.membranes["output"][step], record.spikes["output"][step], counts,
+            record.class_spikes()[: step + 1].sum(axis=0), threshold_out, selected=chosen,
+            title=f"Output layer at step {step}")
+    else:
+        out_fig = figures.output_layer_figure(
+            record.membranes["output"][step], record.spikes["output"][step], counts, threshold_out,
+            selected=chosen, title=f"Output layer at step {step}")
     right.plotly_chart(out_fig, width="stretch", key="ly_output", on_select=lambda: picked_neuron("ly_output", "output"),
                        selection_mode="points")
     for layer in layers.HIDDEN:
         st.plotly_chart(hidden_figure(model, record, layer, step, shown, neuron), width="stretch", key=f"ly_{layer}",
                         on_select=lambda layer=layer: picked_neuron(f"ly_{layer}", layer), selection_mode="points")
-    counted = ("written on it" if record.neurons("output") <= figures.OUTPUT_TEXT_BARS else
-               "as you hover over it")
-    st.caption("Input: ON events red, OFF blue. Output bars: each neuron's membrane (red: it spikes at this step; "
-               f"dashed: the threshold), its spikes so far {counted}. Click a neuron (a cell of a map, or an output "
-               "bar) to plot its membrane below; maps are numbered left to right, row by row, and hovering a cell "
-               "names its map, row, column and value." + (
-                   f" Each class has {record.population} output neurons, named class·neuron: the network votes with "
-                   "the sum of a class's spikes." if record.population > 1 else ""))
+    if record.population > 1:
+        output = (f"Output: one row a class, one cell each of its {record.population} neurons (the membrane, red "
+                  "towards the threshold; black dot: it spikes at this step); the network votes with the sum of a "
+                  "row's spikes, written beside it (the leader in bold).")
+    else:
+        output = ("Output bars: each neuron's membrane (red: it spikes at this step; dashed: the threshold), its "
+                  "spikes so far written on it.")
+    st.caption(f"Input: ON events red, OFF blue. {output} Click a neuron (a cell of a map, or an output bar or "
+               "cell) to plot its membrane below; maps are numbered left to right, row by row, and hovering a cell "
+               "names its map, row, column and value.")
     a, b = st.columns(2)
     names = {name: title.split(":")[0] for name, title in layers.LAYER_TITLES.items()}
     a.plotly_chart(figures.firing_rate_figure(record.firing_rates(), names, step), width="stretch", key="ly_rates")
     mem, spk = record.membrane(neuron)
     b.plotly_chart(figures.neuron_membrane_figure(mem, spk, record.thresholds[neuron.layer],
-                                                  f"Neuron: {neuron.describe()}", step),
+                                                  f"Neuron: {neuron.describe(record.population)}", step),
                    width="stretch", key="ly_membrane")
 
 

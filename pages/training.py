@@ -301,7 +301,7 @@ def new_run_ui() -> None:
     top = st.columns([1, 1, 2], vertical_alignment="bottom")
     top[0].selectbox("Preset", list(PRESETS), key="train_preset", on_change=on_preset_change,
                      help="tutorial: the tutorial's exact settings; quick: learns within a minute on a CPU; "
-                     "long: five minutes, augmented, ten output neurons a class, for a network that reads real N-MNIST")
+                     "long: five minutes, augmented, twenty output neurons a class, for a network that reads real N-MNIST")
     p = preset_name()
     base = base_config(p)
     settings = list(form_settings())

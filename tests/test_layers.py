@@ -12,7 +12,7 @@ import torch
 
 from core import figures, layers
 from core.layers import LayerViewError, Neuron
-from core.model import ModelConfig, build_model, forward_pass
+from core.model import ModelConfig, build_model, class_spikes, forward_pass
 from helpers import random_events
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -148,7 +148,10 @@ def test_a_click_names_a_neuron() -> None:
     assert layers.neuron_from_point("layer2", {"customdata": {"0": 5, "1": 2, "2": 3, "3": 0.25}}) == Neuron(
         "layer2", 5, 2, 3)
     assert layers.neuron_from_point("output", {"point_index": 7}) == Neuron("output", 7)
+    assert layers.neuron_from_point("output", {"point_index": 7, "customdata": [57, 3]}) == Neuron("output", 57)
+    assert layers.neuron_from_point("output", {"point_index": 7, "customdata": {"0": 12.0}}) == Neuron("output", 12)
     for layer, point in (("layer2", {"customdata": [1, 2]}), ("layer1", {}), ("output", {"point_index": True}),
+                         ("output", {"point_index": 1, "customdata": [2.5]}), ("output", {"customdata": [-1]}),
                          ("layer1", "x"), ("layer2", {"customdata": ["a", 1, 1]}), ("input", {"customdata": [1, 1, 1]})):
         assert layers.neuron_from_point(layer, point) is None
 
@@ -236,7 +239,6 @@ def test_a_population_code_is_recorded_neuron_by_neuron_and_votes_by_class() -> 
     assert got.spikes["output"].any()
     np.testing.assert_array_equal(got.class_spikes(), spk[:, 0].numpy())
     assert inference.prediction(got.class_spikes(), 3).counts == tuple(int(c) for c in spk[:, 0].sum(0))
-    assert inference.output_labels(30, 3)[:4] == ("0·0", "0·1", "0·2", "1·0")
     w = layers.weights(model)
     assert w.output.shape[0] == 30
     np.testing.assert_allclose(w.class_output(3)[1], w.output[3:6].mean(axis=0))
@@ -245,9 +247,32 @@ def test_a_population_code_is_recorded_neuron_by_neuron_and_votes_by_class() -> 
         w.class_output(4)
 
 
-def test_the_output_bars_carry_their_counts_only_where_they_can_be_read() -> None:
-    """Ten bars (or 30) are labelled with their spike counts; 100 bars (ten neurons a class) show them on hover only."""
-    for n, labelled in ((10, True), (figures.OUTPUT_TEXT_BARS, True), (100, False)):
-        fig = figures.output_layer_figure(np.zeros(n, np.float32), np.zeros(n, bool), np.arange(n), 1.0)
-        bar = fig.data[0]
-        assert (bar.text is not None) == labelled and len(bar.customdata) == n  # hover keeps every count
+def test_a_population_codes_output_is_a_grid_of_classes_whose_cells_click_to_their_neurons() -> None:
+    """Twenty neurons a class: one row a class, one cell a neuron; each row's label is the class's spike sum (what
+    ``class_spikes`` votes with), the leader in bold; spike dots sit on the spiking cells; a click on any cell (or a
+    spike dot) names neuron k * 20 + j, and the selected neuron is outlined on its cell."""
+    rng = np.random.default_rng(3)
+    p, steps = 20, 12
+    spikes = rng.random((steps, 10 * p)) < 0.1
+    mem = rng.normal(0.2, 0.5, 10 * p).astype(np.float32)
+    counts = spikes.sum(axis=0)
+    sums = class_spikes(spikes, p).sum(axis=0)
+    fig = figures.output_population_figure(mem, spikes[-1], counts, sums, 1.0, selected=57)
+    heat, cells = fig.data[0], fig.data[1]
+    np.testing.assert_array_equal(np.asarray(heat.z), mem.reshape(10, p))
+    leader = int(sums.argmax())
+    assert list(fig.layout.yaxis.ticktext) == [f"<b>{k}: {s}</b>" if k == leader else f"{k}: {s}" for k, s in enumerate(sums)]
+    for trace in fig.data[1:]:
+        for x, y, data in zip(trace.x, trace.y, trace.customdata):
+            neuron = layers.neuron_from_point("output", {"customdata": {"0": float(data[0])}, "point_index": 0})
+            assert neuron == Neuron("output", int(y) * p + int(x))
+    dots = {(int(y), int(x)) for x, y in zip(fig.data[2].x, fig.data[2].y)}
+    assert dots == {divmod(int(k), p) for k in np.flatnonzero(spikes[-1])}
+    assert len(cells.x) == 10 * p
+    (box,) = fig.layout.shapes
+    assert (box.x0, box.y0) == (17 - 0.5, 2 - 0.5)  # neuron 57: class 2's neuron 17
+    for wrong in (np.zeros(3, int), np.zeros(0, int)):
+        with pytest.raises(ValueError, match="do not make"):
+            figures.output_population_figure(mem, spikes[-1], counts, wrong, 1.0)
+    silent = figures.output_population_figure(mem, np.zeros(10 * p, bool), np.zeros(10 * p, int), np.zeros(10, int), 1.0)
+    assert len(silent.data) == 2 and not any("<b>" in t for t in silent.layout.yaxis.ticktext)  # no spikes, no leader

@@ -125,8 +125,9 @@ def test_a_run_whose_checkpoint_does_not_load_is_a_message(home: Path, monkeypat
 
 def test_a_population_codes_output_neurons_are_named_by_class_and_vote_by_class(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """A run with three output neurons a class: the output chart has all 30, named class·neuron; the caption says how
-    the vote is made, and the vote is the class sums' (the Spike counter's); the weights tab shows one row a class."""
+    """A run with three output neurons a class: the output chart is a grid of all 30, one row a class labelled with
+    its spike sum; the caption says how the vote is made, and the vote is the class sums' (the Spike counter's); a
+    neuron in the link is named by class; the weights tab shows one row a class."""
     import json
 
     import plotly.io
@@ -137,10 +138,12 @@ def test_a_population_codes_output_neurons_are_named_by_class_and_vote_by_class(
     at = open_page(other, monkeypatch, run=run, split="Test", digit="4", sample="1")
     assert not at.exception
     written = texts(at)
-    assert "Each class has 3 output neurons, named class·neuron" in written
+    assert "one cell each of its 3 neurons" in written and "the sum of a row's spikes" in written
     output = json.loads(at.get("plotly_chart")[1].proto.spec)
-    assert output["data"][0]["x"][:4] == ["0·0", "0·1", "0·2", "1·0"] and len(output["data"][0]["x"]) == 30
-    assert len(output["data"][0]["text"]) == 30  # up to 30 bars carry their counts
+    assert output["data"][0]["type"] == "heatmap" and len(output["data"][0]["z"]) == 10
+    assert len(output["data"][0]["z"][0]) == 3 and len(output["layout"]["yaxis"]["ticktext"]) == 10
+    chosen = open_page(other, monkeypatch, run=run, split="Test", digit="4", sample="1", neuron="output:7")
+    assert "Neuron: output neuron 7 (class 2, its neuron 1)" in chosen.get("plotly_chart")[-1].proto.spec
     counter = open_with_home("pages/spike_counter.py", other, monkeypatch, TIMEOUT, run=run, split="Test", digit="4",
                              sample="1")
     assert "3 output neurons a class" in page_text(counter)

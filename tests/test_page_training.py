@@ -136,6 +136,7 @@ def test_the_long_preset_fills_the_form_with_its_own_settings_and_a_link_opens_i
     values = {w.key: w.value for w in at.number_input} | {w.key: w.value for w in at.selectbox}
     assert (values["f_long_batch"], values["f_long_seconds"], values["f_long_lr"]) == (64, 300.0, 0.02)
     assert (values["f_long_rot"], values["f_long_shift"], values["f_long_lr_schedule"]) == (10.0, 1, "onecycle")
+    assert values["f_long_population"] == 20  # twenty output neurons a class, in the architecture part
     assert "long: five minutes" in at.selectbox(key="train_preset").help
 
 

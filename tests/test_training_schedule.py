@@ -42,8 +42,8 @@ def test_every_preset_keeps_adam_and_snntorchs_loss_and_only_long_cycles_its_rat
     long, quick = PRESETS["long"], PRESETS["quick"]
     assert (long.transform, long.loss) == (quick.transform, quick.loss)  # quick's frames and loss, five minutes
     assert (long.batch_size, long.augment_rotation, long.augment_shift, long.max_seconds) == (64, 10.0, 1, 300.0)
-    assert (long.model.population, quick.model.population, PRESETS["tutorial"].model.population) == (10, 1, 1)
-    assert long.model == dataclasses.replace(quick.model, population=10)  # otherwise the tutorial's network
+    assert (long.model.population, quick.model.population, PRESETS["tutorial"].model.population) == (20, 1, 1)
+    assert long.model == dataclasses.replace(quick.model, population=20)  # otherwise the tutorial's network
     assert isinstance(loss_fn(PRESETS["quick"]), SF.ce_rate_loss)
     assert isinstance(loss_fn(PRESETS["tutorial"]), SF.mse_count_loss)
 
