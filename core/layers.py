@@ -69,7 +69,7 @@ class Neuron:
         """In words, for a chart title (with ``population`` output neurons a class, which class's neuron)."""
         if self.layer == "output":
             if population > 1:
-                return f"output neuron {self.channel} (class {self.channel // population}, its neuron {self.channel % population})"
+                return f"class {self.channel // population}'s neuron {self.channel % population} (output {self.channel})"
             return f"output neuron {self.channel}"
         return f"{self.layer.replace('layer', 'layer ')}, map {self.channel}, row {self.y}, col {self.x}"
 

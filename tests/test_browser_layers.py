@@ -22,10 +22,12 @@ pytestmark = pytest.mark.browser
 
 @pytest.fixture(scope="module")
 def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The server's data home: the tiny default set and one run of the tutorial's settings whose layers spike."""
+    """The server's data home: the tiny default set, a run of the tutorial's settings whose layers spike, and one of
+    four output neurons a class."""
     home = tmp_path_factory.mktemp("layers-browser-home")
     write_tiny_dataset(home / "simulated")
     home.joinpath("run").write_text(write_active_run(home, time.time() - 60))
+    home.joinpath("population-run").write_text(write_active_run(home, time.time() - 120, population=4))
     return home
 
 
@@ -115,5 +117,42 @@ def test_nothing_is_cut_off(browser, server: str, width: int) -> None:
         assert truncated(page) == []
         no_exception(page)
         shoot(page, f"layers-weights-{width}")
+    finally:
+        context.close()
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_a_population_codes_output_grid_is_readable_and_a_click_on_a_cell_picks_its_neuron(
+        browser, server: str, home: Path, width: int) -> None:
+    """Four neurons a class: the output layer is a grid of 10 x 4 cells, each at least 12 px, one row a class labelled
+    with its spike sum; a click on class 6's neuron 2 (neuron 26) plots it, names it by class, and puts it in the URL."""
+    run = home.joinpath("population-run").read_text()
+    context = browser.new_context(viewport={"width": width, "height": 1000})
+    try:
+        page = context.new_page()
+        open_page(page, server, f"layers?run={run}&split=Train&digit=3&sample=1&step=60")
+        expect()(page.locator(".st-key-ly_output .js-plotly-plot")).to_be_visible()
+        settle(page)
+        ticks = page.locator(".st-key-ly_output .ytick text").all_text_contents()
+        assert len(ticks) == 10 and all(re.fullmatch(rf"{k}: \d+", t) for k, t in enumerate(ticks)), ticks
+        cell = page.evaluate("""() => {
+          const gd = document.querySelector('.st-key-ly_output .js-plotly-plot'), L = gd._fullLayout;
+          return [L.xaxis._length / 4, L.yaxis._length / 10];
+        }""")
+        assert min(cell) >= 12, cell
+        x, y = marker_position(page, "ly_output", 26)
+        page.mouse.move(x, y)
+        page.wait_for_timeout(300)
+        page.mouse.click(x, y)
+        settle(page)
+        expect()(page).to_have_url(re.compile(r"neuron=output%3A26|neuron=output:26"))
+        expect()(page.locator(".st-key-ly_membrane .gtitle")).to_have_text(
+            "Neuron: class 6's neuron 2 (output 26)")
+        title = page.locator(".st-key-ly_membrane .gtitle").bounding_box()
+        chart = page.locator(".st-key-ly_membrane .main-svg").first.bounding_box()
+        assert title["x"] + title["width"] <= chart["x"] + chart["width"], (title, chart)  # the name is not cut off
+        assert truncated(page) == []
+        no_exception(page)
+        shoot(page, f"layers-population-{width}")
     finally:
         context.close()

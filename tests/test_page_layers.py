@@ -128,8 +128,7 @@ def test_a_population_codes_output_neurons_are_named_by_class_and_vote_by_class(
     """A run with three output neurons a class: the output chart is a grid of all 30, one row a class labelled with
     its spike sum; the caption says how the vote is made, and the vote is the class sums' (the Spike counter's); a
     neuron in the link is named by class; the weights tab shows one row a class."""
-    import json
-
+    import numpy as np
     import plotly.io
 
     other = tmp_path / "home"
@@ -139,11 +138,14 @@ def test_a_population_codes_output_neurons_are_named_by_class_and_vote_by_class(
     assert not at.exception
     written = texts(at)
     assert "one cell each of its 3 neurons" in written and "the sum of a row's spikes" in written
-    output = json.loads(at.get("plotly_chart")[1].proto.spec)
-    assert output["data"][0]["type"] == "heatmap" and len(output["data"][0]["z"]) == 10
-    assert len(output["data"][0]["z"][0]) == 3 and len(output["layout"]["yaxis"]["ticktext"]) == 10
+    output = plotly.io.from_json(at.get("plotly_chart")[1].proto.spec)
+    def shape(array: object) -> tuple[int, ...]:  # a typed array arrives as {"dtype", "bdata", "shape": "10, 3"}
+        return tuple(int(v) for v in str(array["shape"]).split(",")) if isinstance(array, dict) else np.shape(array)
+
+    assert output.data[0].type == "heatmap" and shape(output.data[0].z) == (10, 3)
+    assert len(output.layout.yaxis.ticktext) == 10 and shape(output.data[1].customdata) == (30, 3)  # a cell a neuron
     chosen = open_page(other, monkeypatch, run=run, split="Test", digit="4", sample="1", neuron="output:7")
-    assert "Neuron: output neuron 7 (class 2, its neuron 1)" in chosen.get("plotly_chart")[-1].proto.spec
+    assert "Neuron: class 2's neuron 1 (output 7)" in chosen.get("plotly_chart")[-1].proto.spec
     counter = open_with_home("pages/spike_counter.py", other, monkeypatch, TIMEOUT, run=run, split="Test", digit="4",
                              sample="1")
     assert "3 output neurons a class" in page_text(counter)
