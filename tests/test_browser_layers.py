@@ -46,10 +46,16 @@ MARKER_JS = """([key, k]) => {
 }"""
 
 
-def marker_position(page, key: str, k: int) -> tuple[float, float]:
-    """Where on the page the ``k``-th neuron marker of the chart ``key`` lies (WebGL markers have no DOM element)."""
+def click_neuron(page, key: str, k: int) -> None:
+    """A click on the ``k``-th neuron marker of the chart ``key`` (WebGL markers have no DOM element: the page is
+    asked where it lies), hovering first as a person's mouse would."""
+    page.locator(f".st-key-{key}").scroll_into_view_if_needed()
+    page.wait_for_timeout(300)
     x, y = page.evaluate(MARKER_JS, [key, k])
-    return float(x), float(y)
+    page.mouse.move(x, y)
+    page.wait_for_timeout(300)
+    page.mouse.click(x, y)
+    settle(page)
 
 
 def test_the_slider_and_a_clicked_neuron_are_in_the_url(page, browser, server: str, home: Path) -> None:
@@ -68,13 +74,7 @@ def test_the_slider_and_a_clicked_neuron_are_in_the_url(page, browser, server: s
     assert "Input at step 43" in chart_title(page, "ly_input")
 
     # a click on a neuron of layer 2: map 5, row 2, column 3 (its marker is the 5 * 25 + 2 * 5 + 3 = 138th)
-    page.locator(".st-key-ly_layer2").scroll_into_view_if_needed()
-    page.wait_for_timeout(300)
-    x, y = marker_position(page, "ly_layer2", 138)
-    page.mouse.move(x, y)
-    page.wait_for_timeout(300)
-    page.mouse.click(x, y)
-    settle(page)
+    click_neuron(page, "ly_layer2", 138)
     expect()(page).to_have_url(re.compile(r"neuron=layer2%3A5%3A2%3A3|neuron=layer2:5:2:3"))
     expect()(page.locator(".st-key-ly_membrane .gtitle")).to_have_text("Neuron: layer 2, map 5, row 2, col 3")
     no_exception(page)
@@ -140,11 +140,7 @@ def test_a_population_codes_output_grid_is_readable_and_a_click_on_a_cell_picks_
           return [L.xaxis._length / 4, L.yaxis._length / 10];
         }""")
         assert min(cell) >= 12, cell
-        x, y = marker_position(page, "ly_output", 26)
-        page.mouse.move(x, y)
-        page.wait_for_timeout(300)
-        page.mouse.click(x, y)
-        settle(page)
+        click_neuron(page, "ly_output", 26)
         expect()(page).to_have_url(re.compile(r"neuron=output%3A26|neuron=output:26"))
         expect()(page.locator(".st-key-ly_membrane .gtitle")).to_have_text(
             "Neuron: class 6's neuron 2 (output 26)")

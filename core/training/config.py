@@ -288,7 +288,7 @@ PRESETS: dict[str, TrainConfig] = {
     # time limit, the tutorial's rotation with a 1 px shift on the training frames, and twenty output neurons a
     # class (snnTorch's population code). On a set simulated from MNIST test images 50 to 9,999, the fair real
     # recordings read: without the population code 95.9 % on average over eleven runs, 96 % or more in five; with
-    # ten neurons a class 96.6 % over fifteen, 96 % or more in thirteen; with twenty 97.05 % over twenty-four, 96 %
+    # ten neurons a class 96.6 % over fifteen, 96 % or more in thirteen; with twenty 97.1 % over twenty-seven, 96 %
     # or more in all of them (two at exactly 96.0 %; README, "The default offline set", the ninth and tenth rounds).
     "long": replace(
         _QUICK,
