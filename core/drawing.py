@@ -27,7 +27,7 @@ import numpy as np
 from core.data import read_simulation_info
 from core.events import NMNISTFormatError, decode_nmnist, too_large
 from core.images import DIGIT_BOX, IMAGE_SIZE, center_digit
-from core.inference import Network, run_sample
+from core.inference import Network, run_sample, voters
 from core.limits import check_bytes, limits
 from core.saccade import SimulationConfig, simulate
 
@@ -311,9 +311,7 @@ class Vote:
         if self.predicted is None:
             return "No output neuron spiked: the network makes no guess. Draw larger or bolder strokes."
         top = self.counts[self.predicted]
-        who = (f"Output neuron {self.predicted}" if self.population == 1 else
-               f"Class {self.predicted}'s {self.population} output neurons")
-        text = f"{who} spiked {top} of {self.total} times ({self.confidence:.0%})"
+        text = f"{voters(self.predicted, self.population)} spiked {top} of {self.total} times ({self.confidence:.0%})"
         if self.runner_up is None:
             return text + "; no other neuron spiked."
         second = self.counts[self.runner_up]

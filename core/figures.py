@@ -1200,7 +1200,7 @@ def input_frame_figure(frame: np.ndarray, title: str = "Input frame", height: in
 
 
 def output_layer_figure(mem: np.ndarray, spikes: np.ndarray, counts: np.ndarray, threshold: float,
-                        labels: Sequence[str] = DIGITS, selected: int | None = None, height: int = 300,
+                        selected: int | None = None, height: int = 300,
                         title: str = "Output layer") -> go.Figure:
     """The output neurons at one time step: membrane as bars (red where it spikes now), threshold dashed,
     spikes so far written on each bar. A click on a bar selects that neuron. (A population code's many
@@ -1213,7 +1213,7 @@ def output_layer_figure(mem: np.ndarray, spikes: np.ndarray, counts: np.ndarray,
     high = float(max(threshold, mem.max() if n else 0.0)) * 1.25
     return go.Figure(
         data=[dict(
-            type="bar", x=list(labels)[:n], y=mem,
+            type="bar", x=[str(k) for k in range(n)], y=mem,
             marker=dict(color=colors, line=dict(width=[3 if selected == k else 0 for k in range(n)],
                                                 color=NEURON_SELECTED)),
             customdata=np.stack([np.arange(n), np.asarray(counts, dtype=np.int64)], axis=1),

@@ -435,9 +435,7 @@ class Prediction:
             return "No output neuron spiked, so the network makes no prediction."
         top = self.counts[self.predicted]
         tied = [k for k, c in enumerate(self.counts) if c == top and k != self.predicted]
-        who = (f"Output neuron {self.predicted}" if self.population == 1 else
-               f"Class {self.predicted}'s {self.population} output neurons")
-        text = f"{who} spiked most ({top} {_spikes(top)})"
+        text = f"{voters(self.predicted, self.population)} spiked most ({top} {_spikes(top)})"
         if tied:
             text += f", tied with {', '.join(map(str, tied))}: the lowest label wins, as in training"
         if self.correct:
@@ -445,6 +443,11 @@ class Prediction:
         mine = self.counts[self.label] if 0 <= self.label < len(self.counts) else 0
         whose = "neuron" if self.population == 1 else "neurons"
         return text + f"; the true label's {whose}, {self.label}, spiked {mine} {_spikes(mine, 'time')}."
+
+
+def voters(predicted: int, population: int = 1) -> str:
+    """Who voted for class ``predicted``, as a sentence's subject: its output neuron, or its ``population`` neurons."""
+    return f"Output neuron {predicted}" if population == 1 else f"Class {predicted}'s {population} output neurons"
 
 
 def _spikes(n: int, word: str = "spike") -> str:
