@@ -304,9 +304,11 @@ class Weights:
         """``output`` a class at a time, ``(classes, C2, P2, P2)``: with ``population`` neurons a class, their mean."""
         if population == 1:
             return self.output
+        from core.model import class_membranes
+
         if self.output.shape[0] % population:
             raise LayerViewError(f"{self.output.shape[0]} output neurons are not classes of {population}")
-        return self.output.reshape(-1, population, *self.output.shape[1:]).mean(axis=1)
+        return np.ascontiguousarray(np.moveaxis(class_membranes(np.moveaxis(self.output, 0, -1), population), -1, 0))
 
     def minus(self, other: Weights) -> Weights:
         """The change from ``other`` to these weights."""

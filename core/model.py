@@ -299,8 +299,9 @@ def class_spikes(spk: torch.Tensor | np.ndarray, population: int) -> torch.Tenso
     return spk.reshape(*spk.shape[:-1], -1, population).sum(-1)
 
 
-def class_membranes(mem: torch.Tensor, population: int) -> torch.Tensor:
-    """Output membranes ``(..., classes * population)`` -> each class's mean membrane ``(..., classes)``."""
+def class_membranes(mem: torch.Tensor | np.ndarray, population: int) -> torch.Tensor | np.ndarray:
+    """Output membranes ``(..., classes * population)`` -> each class's mean membrane ``(..., classes)``, grouped as
+    :func:`class_spikes`; a tensor or a numpy array (anything per output neuron on the last axis averages alike)."""
     if population == 1:
         return mem
     return mem.reshape(*mem.shape[:-1], -1, population).mean(-1)
