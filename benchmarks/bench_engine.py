@@ -118,9 +118,10 @@ outside the loop over cells, conv 1 forward took 5.4 against 8.3 us a step on re
 five kernel rows at a time and masked vector adds were measured and not kept (the README's engine section).
 
 Measured again on 2026-12-01 (Emerald Rapids, no code change): reference 7.41 / 8.28 / 7.18 s, events 0.81 / 0.88 /
-0.97 s, 7.4-9.4x: the loop ran faster than on earlier machines. The epoch estimate 8.7 / 10.3 / 10.4 / 9.7 / 9.8 min. On one thread,
-leaving out conv 2's input gradient (timing only) took backward from 1.00-1.35 to 0.44-0.56 s: that kernel is still
-about 40 % of an iteration, and 20x against this loop (0.36-0.41 s) is half the floor estimated above.
+0.97 s, 7.4-9.4x: the loop ran faster than on earlier machines. The epoch estimate 8.7 / 10.3 / 10.4 / 9.7 / 9.8
+min. On one thread, leaving out conv 2's input gradient (timing only) took backward from 1.00-1.35 to 0.44-0.56 s:
+that kernel is still about 40 % of an iteration, and 20x against this loop (0.36-0.41 s) is half the floor
+estimated above.
 """
 
 from __future__ import annotations
