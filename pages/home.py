@@ -137,7 +137,8 @@ for first in range(0, len(PAGES), 2):  # two cards a row: each line of text wrap
 st.subheader("Data set")
 kind, folder = source_ui()
 in_force = choose_source(kind, folder)
-source = require_data(warn=False)
+with first_view:  # on first start the progress of the default set shows here, at the top, where its digits will be
+    source = require_data(warn=False)
 status(in_force, folder, source)
 
 with first_view:

@@ -275,6 +275,9 @@ def test_first_start_generates_the_default_set_with_progress(tmp_path: Path, mon
     at = AppTest.from_file(str(REPO / "app.py"), default_timeout=TIMEOUT).run()
     assert not at.exception, [e.value for e in at.exception]
     assert any("First start" in i.value for i in at.info)
+    # at the top, under the introduction, where the digits will be: not below the page cards, out of sight at 1000 px
+    order = [n.type for n in at.main if n.type in ("info", "page_link")]
+    assert order[0] == "info", order
     _tick_until(at, lambda a: bool(a.get("progress")) and a.get("progress")[0].proto.value == 25, timeout=10)  # 5 of 20
     assert any("First start" in i.value for i in at.info)
     release.set()
