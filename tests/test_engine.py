@@ -163,35 +163,54 @@ def test_other_channel_counts_match_the_tutorial_loop(channels: tuple[int, int],
     assert all(0.0 < r < 1.0 for r in rates), rates
 
 
+@pytest.mark.parametrize("kernel_size", [3, 7])
+def test_other_kernel_sizes_match_the_tutorial_loop(kernel_size: int) -> None:
+    """Conv 2's input gradient takes five kernel rows a call where it can (AVX-512) and the rest one at a time:
+    3 rows go one at a time, 7 as five and two."""
+    config = ModelConfig(channels=(6, 10), kernel_size=kernel_size, learn_beta=True)
+    rates = compare(config, sparse_frames(seed=14))
+    assert all(0.0 < r < 1.0 for r in rates), rates
+
+
+_FIVE_ROWS = engine._weighted_rows_kernel(5)  # the engine's choice on AVX-512; tested on every CPU
+
+
 @numba.njit
-def _weighted_rows(out, dests, n_dests, weight, rows, coefs, n_rows, col, n_valid):  # pragma: no cover - compiled
-    engine._add_weighted_rows(out, dests, n_dests, weight, rows, coefs, n_rows, col, n_valid)
+def _weighted_rows(out, dests, n_dests, weight, rows, coefs, n_rows, col, n_valid, weight_step, out_step, five):  # pragma: no cover - compiled
+    if five:
+        _FIVE_ROWS(out, dests, n_dests, weight, rows, coefs, n_rows, col, n_valid, weight_step, out_step)
+    else:
+        engine._add_weighted_rows(out, dests, n_dests, weight, rows, coefs, n_rows, col, n_valid, weight_step, out_step)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kernel_rows", [1, 5])
 @pytest.mark.parametrize(("n_rows", "n_valid", "n_dests"), [(32, 60, 1), (7, 64, 4), (1, 1, 2), (0, 64, 1)])
-def test_add_weighted_rows_against_numpy(dtype: type, n_rows: int, n_valid: int, n_dests: int) -> None:
-    """The vector kernel of conv 2's input gradient: a weighted sum of weight rows added at each destination, and
-    the lanes past n_valid read and written back bit for bit (here sentinels, one of them NaN)."""
-    rng = np.random.default_rng(n_rows + n_valid)
+def test_add_weighted_rows_against_numpy(dtype: type, kernel_rows: int, n_rows: int, n_valid: int, n_dests: int) -> None:
+    """The vector kernel of conv 2's input gradient, one or five kernel rows a call: for each kernel row r a weighted
+    sum of weight rows (from column col + r * weight_step) added at each destination + r * out_step, and the lanes
+    past n_valid read and written back bit for bit (here sentinels, one of them NaN)."""
+    rng = np.random.default_rng(n_rows + n_valid + kernel_rows)
     block = engine.ROW_BLOCK
-    weight = rng.standard_normal((40, 3 * block)).astype(dtype)
+    weight_step, out_step = 2 * block, 300
+    weight = rng.standard_normal((40, block + kernel_rows * weight_step)).astype(dtype)
     rows = rng.permutation(40)[:max(n_rows, 1)].astype(np.int32)
     coefs = rng.standard_normal(max(n_rows, 1)).astype(dtype)
     col = block
     dests = np.array([0, 3, 150, 200], dtype=np.int64)
-    out = rng.standard_normal(200 + block).astype(dtype)
+    out = rng.standard_normal(200 + (kernel_rows - 1) * out_step + block).astype(dtype)
     expected = out.copy()
-    total = (coefs[:n_rows, None].astype(np.float64) * weight[rows[:n_rows], col : col + block]).sum(0)
-    for d in dests[:n_dests]:
-        expected[d : d + n_valid] += total[:n_valid]
     untouched = np.ones(out.size, dtype=bool)
-    for d in dests[:n_dests]:
-        untouched[d : d + n_valid] = False
+    for r in range(kernel_rows):
+        at = col + r * weight_step
+        total = (coefs[:n_rows, None].astype(np.float64) * weight[rows[:n_rows], at : at + block]).sum(0)
+        for d in dests[:n_dests] + r * out_step:
+            expected[d : d + n_valid] += total[:n_valid]
+            untouched[d : d + n_valid] = False
     if n_valid < block:  # sentinels in the lanes that are read and written back
-        lane = dests[n_dests - 1] + n_valid
+        lane = dests[n_dests - 1] + (kernel_rows - 1) * out_step + n_valid
         out[lane], expected[lane] = np.nan, np.nan
-    _weighted_rows(out, dests, n_dests, weight, rows, coefs, n_rows, col, n_valid)
+    _weighted_rows(out, dests, n_dests, weight, rows, coefs, n_rows, col, n_valid, weight_step, out_step, kernel_rows == 5)
     assert np.array_equal(out[untouched], expected[untouched], equal_nan=True)
     tol = 1e-5 if dtype == np.float32 else 1e-12
     np.testing.assert_allclose(out[~untouched], expected[~untouched], rtol=tol, atol=tol * 10)
@@ -271,6 +290,100 @@ def test_pool_cells_are_torchs_pooling_bit_for_bit(dtype: type) -> None:
                         assert (2 * py + (arg >> 1), 2 * px + (arg & 1)) == divmod(flat, 8)
                     else:
                         assert arg == 0
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n", [1, 12, 16, 17, 33])
+def test_channels_last_cells_in_blocks_of_16(dtype: type, n: int) -> None:
+    """Channels last, a pool cell's channels go 16 at a time in masked vector registers (_cell_max, _cell_unpool,
+    _cell_fill): the same values as torch's pooling and as a plain unpooling, for channel counts that fill part
+    of a block, one, and parts of two and three; nothing outside the cell's n entries read or written."""
+    rng = np.random.default_rng(n)
+    conv_map = rng.standard_normal((2, 2, n)).astype(dtype)  # one cell: (row, column, channel)
+    conv_map[:, :, 0] = 1.5  # a four-way tie: the first maximum wins
+    conv_map[1, 0, n - 1] = np.nan  # NaN wins (in the last block)
+    rows = np.full((2, 2 * n + 9), -3.0, dtype)  # map rows with other cells' values around this one
+    rows[:, 4 : 4 + 2 * n] = conv_map.reshape(2, 2 * n)
+    values, args = np.full(n + 6, -7.0, dtype), np.full(n + 6, 9, np.uint8)
+    engine._max_cell(rows[0], rows[1], 4, n, values, args, 3, 1)
+    ref, ref_arg = torch.nn.functional.max_pool2d(torch.from_numpy(conv_map).permute(2, 0, 1)[None], 2, return_indices=True)
+    assert np.array_equal(values[3 : 3 + n], ref.reshape(n).numpy(), equal_nan=True)
+    assert np.array_equal(args[3 : 3 + n], ref_arg.reshape(n).numpy())  # index into the 2 x 2 map: the argmax
+    assert (np.delete(values, np.s_[3 : 3 + n]) == -7.0).all() and (np.delete(args, np.s_[3 : 3 + n]) == 9).all()
+
+    share = rng.standard_normal(n + 5).astype(dtype)
+    arg = rng.integers(0, 4, n + 5).astype(np.uint8)
+    for kind in ("max", "avg"):
+        out = np.full((2, 2 * n + 9), -3.0, dtype)
+        engine._unpool_cell(share, arg, 2, n, engine._pool(kind, torch.float32 if dtype == np.float32 else torch.float64), out[0], out[1], 4)
+        cell = out[:, 4 : 4 + 2 * n].reshape(2, 2, n)
+        for j in range(4):
+            got = cell[j >> 1, j & 1]
+            expected = share[2 : 2 + n] if kind == "avg" else np.where(arg[2 : 2 + n] == j, share[2 : 2 + n], 0)
+            assert np.array_equal(got, expected), (kind, j)
+        assert (out[:, :4] == -3.0).all() and (out[:, 4 + 2 * n :] == -3.0).all()
+
+
+@numba.njit
+def _grouped(share, arg, rows, coefs, counts, average):  # pragma: no cover - compiled
+    n = share.shape[1]
+    flat_share, flat_arg = share.reshape(share.size), arg.reshape(arg.size)
+    for cell in range(share.shape[0]):
+        engine._group_by_argmax(flat_share, flat_arg, cell * n, n, rows, coefs, counts, cell * 4, average)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n", [1, 7, 16, 32, 33])
+@pytest.mark.parametrize("average", [False, True])
+def test_group_by_argmax_against_a_plain_loop(dtype: type, n: int, average: bool) -> None:
+    """Conv 2's input gradient groups each pool cell's channels by argmax with compressing stores: the same groups,
+    channels ascending, with their shares, as a plain loop; average pooling puts every channel in the first group.
+    Nothing past a group's count is written."""
+    rng = np.random.default_rng(n)
+    cells = 6
+    share = rng.standard_normal((cells, n)).astype(dtype)
+    share[0, 0] = np.nan  # carried, not compared
+    arg = rng.integers(0, 4, (cells, n)).astype(np.uint8)
+    arg[1] = 2  # a cell with one full group and three empty ones
+    rows = np.full(cells * 4 * n, -1, np.int32)
+    coefs = np.full(cells * 4 * n, -7.0, dtype)
+    counts = np.full(cells * 4, -1, np.int64)
+    _grouped(share, arg, rows, coefs, counts, average)
+    for cell in range(cells):
+        for j in range(4):
+            g = cell * 4 + j
+            expected = np.arange(n) if (average and j == 0) else np.array([], int) if average else np.flatnonzero(arg[cell] == j)
+            assert counts[g] == expected.size
+            assert np.array_equal(rows[g * n : g * n + expected.size], expected)
+            assert np.array_equal(coefs[g * n : g * n + expected.size], share[cell, expected], equal_nan=True)
+            assert (rows[g * n + expected.size : (g + 1) * n] == -1).all() and (coefs[g * n + expected.size : (g + 1) * n] == -7.0).all()
+
+
+def test_weight_buffer_starts_on_a_cache_line() -> None:
+    """Conv 2's padded weight, the input gradient's operand, starts on a 64-byte line (misaligned rows cost up to
+    half the kernel's speed) and is zeros of the shape and dtype asked for."""
+    for dtype in (np.float32, np.float64):
+        for _ in range(8):  # numpy alone lands on a line about one time in four
+            array = engine._zeros_on_lines((32, 5, 64), np.dtype(dtype))
+            assert array.ctypes.data % 64 == 0 and array.shape == (32, 5, 64) and array.dtype == dtype
+            assert array.flags.c_contiguous and array.flags.writeable and not array.any()
+
+
+def test_backward_takes_conv2_weight_on_a_cache_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The backward pass builds its padded conv 2 weight with _zeros_on_lines (a plain np.zeros would still give
+    the right gradients, only slower)."""
+    shapes = []
+
+    def spy(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+        shapes.append(shape)
+        return zeros_on_lines(shape, dtype)
+
+    zeros_on_lines = engine._zeros_on_lines
+    monkeypatch.setattr(engine, "_zeros_on_lines", spy)
+    model = build_model(ModelConfig(engine="fast"))
+    spk, _ = model(sparse_frames(t=4, b=2, density=0.05, seed=3))
+    spk.sum().backward()
+    assert shapes == [(32, 5, engine.ROW_BLOCK)]  # C2, K, K * C1 = 60 padded to one block
 
 
 def test_mixed_pooling_is_not_the_tutorial_network() -> None:
