@@ -122,6 +122,18 @@ Measured again on 2026-12-01 (Emerald Rapids, no code change): reference 7.41 / 
 min. On one thread, leaving out conv 2's input gradient (timing only) took backward from 1.00-1.35 to 0.44-0.56 s:
 that kernel is still about 40 % of an iteration, and 20x against this loop (0.36-0.41 s) is half the floor
 estimated above.
+
+The latest session (2026-12-01) found three kernels far from their work: layer 1's pooling ran one of its 12
+channels at a time (now masked 16-lane vectors: ``core.engine._cell_max``, ``_cell_unpool``, ``_cell_fill``; conv 1
+forward 0.26-0.31 -> 0.10-0.11 s, its weight gradient 0.26-0.27 -> 0.12-0.14 s a trained iteration on one thread,
+bit-identical); conv 2's input gradient read its weight across cache lines three times in four (numpy aligns to 16
+bytes; now ``_zeros_on_lines``: the inner loop 3.0-3.7 against 1.6-2.0 G vector multiply-adds a second) and grouped
+its channels with scatters (now compressing stores, ``_group_by_argmax``); five kernel rows a call on AVX-512 then
+pays (8.9 against 11.0 us a step). Trained iteration, one thread: 1.39-1.46 against 1.90-1.99 CPU-s. Here, same
+run: reference 14.50 / 15.17 s, fast 0.675 / 0.829 s (21.5x / 18.3x), events 0.751 / 0.678 s (19.3x / 22.4x);
+the epoch estimate 7.7 / 8.7 min against 9.4-10.4 for the code before, alternating. The floor estimated above was
+too pessimistic (it assumed one vector multiply-add a cycle on a misaligned weight): about 1.15 CPU-s, some 0.6 s
+on two idle cores, is the revised estimate (the README's engine section).
 """
 
 from __future__ import annotations
