@@ -566,7 +566,7 @@ class _Lanes:
     ``llvm.masked.load`` / ``llvm.masked.store``): lanes past the mask are neither read nor written, so no array
     needs room past its end and no other thread's entries are touched."""
 
-    def __init__(self, context: Any, builder: ir.IRBuilder, element: ir.Type, mask: ir.Value) -> None:
+    def __init__(self, builder: ir.IRBuilder, element: ir.Type, mask: ir.Value) -> None:
         self.builder, self.mask = builder, mask
         self.vty = ir.VectorType(element, _LANES)
         name = {"float": "f32", "double": "f64", "i8": "i8"}[str(element)]
@@ -605,7 +605,7 @@ def _check_cell_arrays(name: str, floats: dict[str, Any], arg: Any = None) -> No
         raise wrong(f"{name}: arg must be uint8, got {arg}")
 
 
-def _cell_positions(builder: ir.IRBuilder, i: ir.Value, n: ir.Value) -> list[int | ir.Value]:
+def _cell_positions(builder: ir.IRBuilder, i: ir.Value, n: ir.Value) -> list[ir.Value]:
     """Offsets of a pool cell's four positions (row 0, row 0 + n, row 1, row 1 + n) from i, in argmax order."""
     i, n = _as_i64(builder, i), _as_i64(builder, n)
     shifted = builder.add(i, n)
@@ -624,8 +624,8 @@ def _cell_max(typingctx, r0, r1, i, n, m, out, out_arg, o):
     def codegen(context, builder, signature, args):  # pragma: no cover - runs at compile time
         r0_a, r1_a, out_a, arg_a = (context.make_array(signature.args[k])(context, builder, args[k]) for k in (0, 1, 5, 6))
         mask = _lane_mask(builder, args[4])
-        floats = _Lanes(context, builder, context.get_value_type(signature.args[0].dtype), mask)
-        codes = _Lanes(context, builder, ir.IntType(8), mask)
+        floats = _Lanes(builder, context.get_value_type(signature.args[0].dtype), mask)
+        codes = _Lanes(builder, ir.IntType(8), mask)
         at = _cell_positions(builder, args[2], args[3])
         best = floats.load(r0_a, at[0])
         arg = ir.Constant(codes.vty, [0] * _LANES)
@@ -652,7 +652,7 @@ def _cell_unpool(typingctx, share, arg, s, r0, r1, i, n, m):
         share_a, arg_a, r0_a, r1_a = (context.make_array(signature.args[k])(context, builder, args[k]) for k in (0, 1, 3, 4))
         mask = _lane_mask(builder, args[7])
         fty = context.get_value_type(signature.args[0].dtype)
-        floats, codes = _Lanes(context, builder, fty, mask), _Lanes(context, builder, ir.IntType(8), mask)
+        floats, codes = _Lanes(builder, fty, mask), _Lanes(builder, ir.IntType(8), mask)
         value, arg = floats.load(share_a, args[2]), codes.load(arg_a, args[2])
         zero = ir.Constant(floats.vty, [ir.Constant(fty, 0.0)] * _LANES)
         at = _cell_positions(builder, args[5], args[6])
@@ -673,7 +673,7 @@ def _cell_fill(typingctx, src, s, r0, r1, i, n, m):
 
     def codegen(context, builder, signature, args):  # pragma: no cover - runs at compile time
         src_a, r0_a, r1_a = (context.make_array(signature.args[k])(context, builder, args[k]) for k in (0, 2, 3))
-        floats = _Lanes(context, builder, context.get_value_type(signature.args[0].dtype), _lane_mask(builder, args[6]))
+        floats = _Lanes(builder, context.get_value_type(signature.args[0].dtype), _lane_mask(builder, args[6]))
         value = floats.load(src_a, args[1])
         at = _cell_positions(builder, args[4], args[5])
         for j, rows in enumerate((r0_a, r0_a, r1_a, r1_a)):
@@ -721,8 +721,8 @@ def _group_by_argmax(typingctx, share, arg, s, n, rows, coefs, counts, g0, avera
         with cgutils.for_range(builder, n_blocks) as loop:
             c0 = builder.mul(loop.index, ir.Constant(i64, _LANES))
             valid = _lane_mask(builder, builder.sub(n, c0))
-            values = _Lanes(context, builder, fty, valid).load(share_a, builder.add(s, c0))
-            codes = _Lanes(context, builder, ir.IntType(8), valid).load(arg_a, builder.add(s, c0))
+            values = _Lanes(builder, fty, valid).load(share_a, builder.add(s, c0))
+            codes = _Lanes(builder, ir.IntType(8), valid).load(arg_a, builder.add(s, c0))
             first = builder.insert_element(ir.Constant(ity, ir.Undefined), builder.trunc(c0, i32), ir.Constant(i32, 0))
             channels = builder.add(
                 builder.shuffle_vector(first, ir.Constant(ity, ir.Undefined), ir.Constant(ity, [0] * _LANES)),
