@@ -461,6 +461,13 @@ def _as_i64(builder: ir.IRBuilder, value: ir.Value) -> ir.Value:
     return builder.sext(value, ir.IntType(64)) if value.type.width < 64 else value
 
 
+def _splat(builder: ir.IRBuilder, value: ir.Value, ty: ir.VectorType) -> ir.Value:
+    """``value`` in every lane of a vector of type ``ty``."""
+    i32 = ir.IntType(32)
+    one = builder.insert_element(ir.Constant(ty, ir.Undefined), value, ir.Constant(i32, 0))
+    return builder.shuffle_vector(one, ir.Constant(ty, ir.Undefined), ir.Constant(ir.VectorType(i32, ty.count), [0] * ty.count))
+
+
 def _weighted_rows_kernel(n_kernel_rows: int) -> Any:
     """A numba intrinsic ``(out, dests, n_dests, weight, rows, coefs, n_rows, col, n_valid, weight_step, out_step)``
     for ``n_kernel_rows`` kernel rows at once: for each r < n_kernel_rows,
@@ -495,15 +502,9 @@ def _weighted_rows_kernel(n_kernel_rows: int) -> Any:
             )
             fty = context.get_value_type(signature.args[0].dtype)
             vty = ir.VectorType(fty, _LANES)
-            i32, i64 = ir.IntType(32), ir.IntType(64)
+            i64 = ir.IntType(64)
             fma_name = f"llvm.fma.v{_LANES}{'f32' if isinstance(fty, ir.FloatType) else 'f64'}"
             fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vty, [vty] * 3), fma_name)
-            broadcast = ir.Constant(ir.VectorType(i32, _LANES), [0] * _LANES)
-
-            def splat(value: ir.Value, ty: ir.VectorType) -> ir.Value:
-                one = builder.insert_element(ir.Constant(ty, ir.Undefined), value, ir.Constant(i32, 0))
-                return builder.shuffle_vector(one, ir.Constant(ty, ir.Undefined), broadcast)
-
             def vector_at(data: ir.Value, index: ir.Value) -> ir.Value:
                 return builder.bitcast(builder.gep(data, [index]), vty.as_pointer())
 
@@ -513,7 +514,7 @@ def _weighted_rows_kernel(n_kernel_rows: int) -> Any:
             col = _as_i64(builder, col_v)
             with cgutils.for_range(builder, _as_i64(builder, n_rows_v)) as loop:
                 row = _as_i64(builder, builder.load(builder.gep(rows_a.data, [loop.index])))
-                coef = splat(builder.load(builder.gep(coefs_a.data, [loop.index])), vty)
+                coef = _splat(builder, builder.load(builder.gep(coefs_a.data, [loop.index])), vty)
                 start = builder.add(builder.mul(row, n_cols), col)
                 for r, row_accs in enumerate(accs):
                     at = builder.add(start, builder.mul(weight_step, ir.Constant(i64, r)))
@@ -525,7 +526,7 @@ def _weighted_rows_kernel(n_kernel_rows: int) -> Any:
             n_valid = _as_i64(builder, n_valid_v)
             masks = [
                 builder.icmp_signed(
-                    "<", lanes, splat(builder.sub(n_valid, ir.Constant(i64, i * _LANES)), ir.VectorType(i64, _LANES))
+                    "<", lanes, _splat(builder, builder.sub(n_valid, ir.Constant(i64, i * _LANES)), ir.VectorType(i64, _LANES))
                 )
                 for i in range(_CHUNKS)
             ]
@@ -553,12 +554,8 @@ _add_many_weighted_rows = _weighted_rows_kernel(_MANY_KERNEL_ROWS)
 
 def _lane_mask(builder: ir.IRBuilder, m: ir.Value) -> ir.Value:
     """<16 x i1>: lane < m."""
-    i32, i64 = ir.IntType(32), ir.IntType(64)
-    lanes, ty = ir.Constant(ir.VectorType(i64, _LANES), list(range(_LANES))), ir.VectorType(i64, _LANES)
-    one = builder.insert_element(ir.Constant(ty, ir.Undefined), _as_i64(builder, m), ir.Constant(i32, 0))
-    return builder.icmp_signed(
-        "<", lanes, builder.shuffle_vector(one, ir.Constant(ty, ir.Undefined), ir.Constant(ir.VectorType(i32, _LANES), [0] * _LANES))
-    )
+    ty = ir.VectorType(ir.IntType(64), _LANES)
+    return builder.icmp_signed("<", ir.Constant(ty, list(range(_LANES))), _splat(builder, _as_i64(builder, m), ty))
 
 
 class _Lanes:
@@ -723,11 +720,7 @@ def _group_by_argmax(typingctx, share, arg, s, n, rows, coefs, counts, g0, avera
             valid = _lane_mask(builder, builder.sub(n, c0))
             values = _Lanes(builder, fty, valid).load(share_a, builder.add(s, c0))
             codes = _Lanes(builder, ir.IntType(8), valid).load(arg_a, builder.add(s, c0))
-            first = builder.insert_element(ir.Constant(ity, ir.Undefined), builder.trunc(c0, i32), ir.Constant(i32, 0))
-            channels = builder.add(
-                builder.shuffle_vector(first, ir.Constant(ity, ir.Undefined), ir.Constant(ity, [0] * _LANES)),
-                ir.Constant(ity, list(range(_LANES))),
-            )
+            channels = builder.add(_splat(builder, builder.trunc(c0, i32), ity), ir.Constant(ity, list(range(_LANES))))
             for j in range(4):
                 hit = builder.and_(valid, builder.icmp_unsigned("==", codes, ir.Constant(bty, [j] * _LANES)))
                 hit = builder.select(average, valid if j == 0 else ir.Constant(mty, [0] * _LANES), hit)
