@@ -771,14 +771,8 @@ def _compressing(name: str, compare: Callable[[ir.IRBuilder, ir.Value, ir.Value]
                 f"llvm.masked.compressstore.v{_LANES}i32",
             )
             popcount = cgutils.get_or_insert_function(builder.module, ir.FunctionType(i16, [i16]), "llvm.ctpop.i16")
-            broadcast = ir.Constant(ity, [0] * _LANES)
-
-            def splat(value: ir.Value, ty: ir.VectorType) -> ir.Value:
-                one = builder.insert_element(ir.Constant(ty, ir.Undefined), value, ir.Constant(i32, 0))
-                return builder.shuffle_vector(one, ir.Constant(ty, ir.Undefined), broadcast)
-
             threshold = context.cast(builder, args[1], signature.args[1], signature.args[0].dtype)
-            threshold_v = splat(threshold, vty)
+            threshold_v = _splat(builder, threshold, vty)
             lanes = ir.Constant(ity, list(range(_LANES)))
             n_blocks = builder.sdiv(builder.extract_value(values_a.shape, 0), ir.Constant(i64, _LANES))
             count = cgutils.alloca_once_value(builder, ir.Constant(i64, 0))
@@ -787,7 +781,7 @@ def _compressing(name: str, compare: Callable[[ir.IRBuilder, ir.Value, ir.Value]
                 block = builder.load(builder.bitcast(builder.gep(values_a.data, [base]), vty.as_pointer()), align=4)
                 hits = compare(builder, block, threshold_v)
                 n = builder.load(count)
-                positions = builder.add(splat(builder.trunc(base, i32), ity), lanes)
+                positions = builder.add(_splat(builder, builder.trunc(base, i32), ity), lanes)
                 builder.call(store, [positions, builder.gep(idx_a.data, [n]), hits])
                 found = builder.zext(builder.call(popcount, [builder.bitcast(hits, i16)]), i64)
                 builder.store(builder.add(n, found), count)
