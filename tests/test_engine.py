@@ -216,6 +216,49 @@ def test_add_weighted_rows_against_numpy(dtype: type, kernel_rows: int, n_rows: 
     np.testing.assert_allclose(out[~untouched], expected[~untouched], rtol=tol, atol=tol * 10)
 
 
+@numba.njit
+def _prefetch_both(a):  # pragma: no cover - compiled
+    engine._prefetch_read(a)
+    engine._prefetch_write(a)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.uint8])
+@pytest.mark.parametrize("size", [0, 1, 17, 2700])
+def test_prefetch_changes_nothing(dtype: type, size: int) -> None:
+    """The record prefetches (one step ahead, forward and backward) only ask for cache lines: every size and dtype
+    compiles, the array and its neighbours stay as they were, and a strided array is refused at compile time."""
+    whole = np.arange(size + 64).astype(dtype)
+    before = whole.copy()
+    _prefetch_both(whole[32 : 32 + size])
+    assert np.array_equal(whole, before)
+    with pytest.raises(numba.core.errors.TypingError, match="contiguous 1-D"):
+        _prefetch_both(whole[::2])
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(("classes", "n2"), [(10, 800), (3, 64), (20, 330)])
+def test_linear_back_against_numpy(dtype: type, classes: int, n2: int) -> None:
+    """The linear layer in reverse, its input gradient in vector blocks over the padded weight (800 = five blocks
+    twice and three single ones): dout @ weight into g2, the padding's lanes zero, and dout added to the float64
+    weight gradient's row of every spiking neuron."""
+    rng = np.random.default_rng(n2)
+    weight = rng.standard_normal((classes, n2)).astype(dtype)
+    padded = engine._padded_columns(weight)
+    assert padded.shape[1] % engine.ROW_BLOCK == 0 and padded.ctypes.data % 64 == 0
+    dout = rng.standard_normal(classes).astype(dtype)
+    spikes = np.sort(rng.choice(n2, 7, replace=False)).astype(np.int32)
+    g2 = np.full(padded.shape[1], np.nan, dtype=dtype)
+    dweight = rng.standard_normal((n2, classes))
+    expected = dweight.copy()
+    expected[spikes] += dout
+    engine._linear_back(spikes, spikes.size, padded, dout, np.arange(classes, dtype=np.int32),
+                        np.empty(1, dtype=np.int64), g2, dweight)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    np.testing.assert_allclose(g2[:n2], dout.astype(np.float64) @ weight, rtol=tol, atol=tol * 10)
+    assert (g2[n2:] == 0).all()
+    np.testing.assert_array_equal(dweight, expected)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("size", [0, 1, 15, 16, 17, 47, 800, 2700])
 def test_spikes_are_numpys_positions_above_threshold(dtype: type, size: int) -> None:
@@ -257,7 +300,7 @@ def test_events_are_numpys_nonzero_pixels(dtype: type, shape: tuple[int, int, in
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_pool_cells_are_torchs_pooling_bit_for_bit(dtype: type) -> None:
     """The two 2 x 2 pooling kernels against nn.MaxPool2d (ties, NaN, argmax) and nn.AvgPool2d (summation order),
-    written channels last and channels first."""
+    written channels last and channels first (the argmax always channels last)."""
     rng = np.random.default_rng(14)
     conv_map = (rng.standard_normal((8, 8, 5)) * np.exp(rng.standard_normal((8, 8, 5)) * 3)).astype(dtype)
     conv_map[0:2, 0:2, 0] = 1.5  # a four-way tie: the first maximum wins
@@ -272,17 +315,18 @@ def test_pool_cells_are_torchs_pooling_bit_for_bit(dtype: type) -> None:
             for px in range(4):
                 # channels last (stride 1, as layer 1 keeps them) or first (stride 3 here, as layer 2 does)
                 stride = 1 if (py + px) % 2 else 3
-                values, args = np.full(2 + 5 * stride, -7.0, dtype), np.full(2 + 5 * stride, 9, np.uint8)
+                values, args = np.full(2 + 5 * stride, -7.0, dtype), np.full(9, 9, np.uint8)
                 r0, r1 = rows[2 * py], rows[2 * py + 1]
                 if average:
-                    engine._average_cell(r0, r1, 2 * px * 5, 5, dtype(0.25), values, args, 1, stride)
+                    engine._average_cell(r0, r1, 2 * px * 5, 5, dtype(0.25), values, 1, stride, args, 2)
                 else:
-                    engine._max_cell(r0, r1, 2 * px * 5, 5, values, args, 1, stride)
+                    engine._max_cell(r0, r1, 2 * px * 5, 5, values, 1, stride, args, 2)
                 written = 1 + stride * np.arange(5)
                 others = np.setdiff1d(np.arange(values.size), written)
-                assert (values[others] == -7.0).all() and (args[others] == 9).all()  # only its 5 entries
+                assert (values[others] == -7.0).all()  # only its 5 entries
+                assert (args[:2] == 9).all() and (args[7:] == 9).all()  # the argmax channels last, always
                 for c in range(5):
-                    value, arg = values[written[c]], args[written[c]]
+                    value, arg = values[written[c]], args[2 + c]
                     expected = ref[0, c, py, px].numpy()
                     assert np.array_equal(value, expected, equal_nan=True)
                     if not average:
@@ -305,7 +349,7 @@ def test_channels_last_cells_in_blocks_of_16(dtype: type, n: int) -> None:
     rows = np.full((2, 2 * n + 9), -3.0, dtype)  # map rows with other cells' values around this one
     rows[:, 4 : 4 + 2 * n] = conv_map.reshape(2, 2 * n)
     values, args = np.full(n + 6, -7.0, dtype), np.full(n + 6, 9, np.uint8)
-    engine._max_cell(rows[0], rows[1], 4, n, values, args, 3, 1)
+    engine._max_cell(rows[0], rows[1], 4, n, values, 3, 1, args, 3)
     ref, ref_arg = torch.nn.functional.max_pool2d(torch.from_numpy(conv_map).permute(2, 0, 1)[None], 2, return_indices=True)
     assert np.array_equal(values[3 : 3 + n], ref.reshape(n).numpy(), equal_nan=True)
     assert np.array_equal(args[3 : 3 + n], ref_arg.reshape(n).numpy())  # index into the 2 x 2 map: the argmax
@@ -370,8 +414,8 @@ def test_weight_buffer_starts_on_a_cache_line() -> None:
 
 
 def test_backward_takes_conv2_weight_on_a_cache_line(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The backward pass builds its padded conv 2 weight with _zeros_on_lines (a plain np.zeros would still give
-    the right gradients, only slower)."""
+    """The backward pass builds its padded conv 2 and linear weights with _zeros_on_lines (a plain np.zeros would
+    still give the right gradients, only slower)."""
     shapes = []
 
     def spy(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
@@ -383,7 +427,8 @@ def test_backward_takes_conv2_weight_on_a_cache_line(monkeypatch: pytest.MonkeyP
     model = build_model(ModelConfig(engine="fast"))
     spk, _ = model(sparse_frames(t=4, b=2, density=0.05, seed=3))
     spk.sum().backward()
-    assert shapes == [(32, 5, engine.ROW_BLOCK)]  # C2, K, K * C1 = 60 padded to one block
+    # C2, K, K * C1 = 60 padded to one block; classes, the 800 inputs padded to 13 blocks
+    assert shapes == [(32, 5, engine.ROW_BLOCK), (10, 13 * engine.ROW_BLOCK)]
 
 
 def test_mixed_pooling_is_not_the_tutorial_network() -> None:
