@@ -123,7 +123,7 @@ min. On one thread, leaving out conv 2's input gradient (timing only) took backw
 that kernel is still about 40 % of an iteration, and 20x against this loop (0.36-0.41 s) is half the floor
 estimated above.
 
-The latest session (2026-12-01) found three kernels far from their work: layer 1's pooling ran one of its 12
+The seventh session (2026-12-01) found three kernels far from their work: layer 1's pooling ran one of its 12
 channels at a time (now masked 16-lane vectors: ``core.engine._cell_max``, ``_cell_unpool``, ``_cell_fill``; conv 1
 forward 0.26-0.31 -> 0.10-0.11 s, its weight gradient 0.26-0.27 -> 0.12-0.14 s a trained iteration on one thread,
 bit-identical); conv 2's input gradient read its weight across cache lines three times in four (numpy aligns to 16
@@ -134,6 +134,19 @@ run: reference 14.50 / 15.17 s, fast 0.675 / 0.829 s (21.5x / 18.3x), events 0.7
 the epoch estimate 7.7 / 8.7 min against 9.4-10.4 for the code before, alternating. The floor estimated above was
 too pessimistic (it assumed one vector multiply-add a cycle on a misaligned weight): about 1.15 CPU-s, some 0.6 s
 on two idle cores, is the revised estimate (the README's engine section).
+
+The eighth session (2026-12-01) took the parts that waited on memory or ran one element at a time: the record's rows
+are prefetched one step ahead (``core.engine._prefetch_read``, ``_prefetch_write``: LIF 1 forward 0.080-0.088 ->
+0.040-0.042 s of a trained iteration on one thread, layer 1's spike list in backward 0.054-0.066 -> 0.015 s), layer
+2's argmax is stored cell-major and its pooling runs in vector registers (1.6 against 2.5 us a step), the linear
+layer's input gradient goes through the weighted-rows kernel, the bias gradients sum per neuron. Trained iteration,
+one thread, alternating: 1.03-1.11 CPU-s (one run 1.45) against 1.07-1.27. Here, three runs each the same day:
+reference 20.6-22.5 s, fast 0.504-0.795 s, events 0.484-0.636 s: 28.2-46.5x (the code before: 21.1-43.7x in eight,
+the reference 16.0-28.5 s). The epoch estimate 6.9 / 6.9 min against 8.0 / 6.8 alternating. The reference's own
+time moves most: 7.2-8.3 s one day, 13.1-15.2 s the next, 16-28.5 s on this one; 40-50 % of its CPU is system time
+(1.7-2.2 M page faults an iteration), whose cost depends on the virtual machine. Against a 7.2 s loop this engine
+would be 11-15x. The limit now: about 0.9 CPU-s a trained iteration, 0.6-0.75 s on two threads here (which give
+1.2-1.5 times one thread).
 """
 
 from __future__ import annotations
