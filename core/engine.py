@@ -1156,8 +1156,8 @@ def _conv2_pool(spikes, n_spikes, conv, pool, shape, conv_map, pooled, rest, cur
     and pooled (P2 * P2 * C2) are scratch. Writes cur channels first (C2 * P2 * P2), as the linear layer reads it,
     and arg cell-major (P2 * P2 * C2), as backward reads it. The cells are pooled channels last, in vector registers
     (:func:`_max_cell`), then turned channels first (a step with 10 spikes: 1.6 against 2.5 us pooling channels
-    first, one channel at a time). Without spikes every pooled value is ``rest`` (the
-    pooled bias, channels first) and every argmax 0, which is what pooling the bias gives.
+    first, one channel at a time). Without spikes every pooled value is ``rest`` (the pooled bias, channels first)
+    and every argmax 0, which is what pooling the bias gives.
     """
     k, c1, c2, pw1, ph2, pw2 = shape.k, shape.c1, shape.c2, shape.pw1, shape.ph2, shape.pw2
     oh2, ow2 = 2 * ph2, 2 * pw2
@@ -1248,7 +1248,7 @@ def _unpool_channels_first(d2, pool, shape, share):  # pragma: no cover - compil
         for cell in range(cells2):
             for c in range(c2):
                 share[cell, c] = d2[c * cells2 + cell] * pool.quarter
-    else:  # cells outer: 4 times faster than channels outer with the argmax alongside (250 against 1000 ns)
+    else:  # cells outer, floats only: 250 ns a step (channels outer, the argmax alongside: 1000)
         for cell in range(cells2):
             for c in range(c2):
                 share[cell, c] = d2[c * cells2 + cell]
@@ -1268,12 +1268,12 @@ def _unpool_channels_last(d1, pool, share):  # pragma: no cover - compiled
 def _conv2_back_input(share, arg, weight, pool, shape, g1, rows, coefs, counts, dests):  # pragma: no cover
     """dL/d(spikes of layer 1) into g1 (P1 * P1 * C1, then ROW_BLOCK elements of room) from conv 2's pooled positions.
 
-    share (cells, C2) from :func:`_unpool_channels_first`, arg (cells, C2) as forward keeps it; weight (C2, K * R): for each kernel row ky its K * C1
-    values in [kx][ci] order, zero-padded to R (a multiple of ROW_BLOCK); faster where it starts on a cache line
-    (:func:`_zeros_on_lines`). The channels of one cell are grouped by argmax first (:func:`_group_by_argmax`;
-    average: one group, added at all four positions), so a group adds one K x K x C1 patch: its
-    weighted sum of weight rows, a block at a time in vector registers, five kernel rows a call where the CPU has
-    the registers (:func:`_weighted_rows_kernel`; the rest one row a call). rows (cells * 4, C2) int32, coefs
+    share (cells, C2) from :func:`_unpool_channels_first`, arg (cells, C2) as forward keeps it; weight (C2, K * R):
+    for each kernel row ky its K * C1 values in [kx][ci] order, zero-padded to R (a multiple of ROW_BLOCK); faster
+    where it starts on a cache line (:func:`_zeros_on_lines`). The channels of one cell are grouped by argmax first
+    (:func:`_group_by_argmax`; average: one group, added at all four positions), so a group adds one K x K x C1
+    patch: its weighted sum of weight rows, a block at a time in vector registers, five kernel rows a call where
+    the CPU has the registers (:func:`_weighted_rows_kernel`; the rest one row a call). rows (cells * 4, C2) int32, coefs
     (cells * 4, C2), counts (cells * 4) and dests (4) are scratch. This is backward's one dense part: a transposed
     convolution.
     """
@@ -1321,8 +1321,8 @@ def _conv2_back_weight(spikes, n_spikes, share, arg, pool, shape, share_map, dwe
     """Conv 2's weight gradient (C1, K, K * C2; kernel rows reversed as forward's), gathered at the spikes of
     layer 1 from the pooled positions' share.
 
-    share (cells, C2) from :func:`_unpool_channels_first`, arg (cells, C2) as forward keeps it. share_map (2 P2, 2 P2 * C2, scratch) is filled
-    with what each conv 2 output receives (:func:`_unpool_map`), so that a spike's gradient for one kernel row is
+    share (cells, C2) from :func:`_unpool_channels_first`, arg (cells, C2) as forward keeps it. share_map (2 P2,
+    2 P2 * C2, scratch) is filled with what each conv 2 output receives (:func:`_unpool_map`), so that a spike's gradient for one kernel row is
     one contiguous run, as in forward; up to ``_FEW_SPIKES`` spikes gather from share directly, which costs less
     than filling the map. The two give the same sums in the same order.
     """
