@@ -140,10 +140,11 @@ are prefetched one step ahead (``core.engine._prefetch_read``, ``_prefetch_write
 0.040-0.042 s of a trained iteration on one thread, layer 1's spike list in backward 0.054-0.066 -> 0.015 s), layer
 2's argmax is stored cell-major and its pooling runs in vector registers (1.6 against 2.5 us a step), the linear
 layer's input gradient goes through the weighted-rows kernel, the bias gradients sum per neuron. Trained iteration,
-one thread, alternating: 1.03-1.11 CPU-s (one run 1.45) against 1.07-1.27. Here, three runs each the same day:
+one thread, alternating: 1.03-1.11 CPU-s (one run 1.45) against 1.07-1.27. Here, three runs in the same session:
 reference 20.6-22.5 s, fast 0.504-0.795 s, events 0.484-0.636 s: 28.2-46.5x (the code before: 21.1-43.7x in eight,
 the reference 16.0-28.5 s). The epoch estimate 6.9 / 6.9 min against 8.0 / 6.8 alternating. The reference's own
-time moves most: 7.2-8.3 s one day, 13.1-15.2 s the next, 16-28.5 s on this one; 40-50 % of its CPU is system time
+time moves most: 7.2-8.3 s in an earlier session, 13.1-15.2 s in the seventh, 16-28.5 s in this one (all on this
+kind of machine, 2026-12-01); 40-50 % of its CPU is system time
 (1.7-2.2 M page faults an iteration), whose cost depends on the virtual machine. Against a 7.2 s loop this engine
 would be 11-15x. The limit now: about 0.9 CPU-s a trained iteration, 0.6-0.75 s on two threads here (which give
 1.2-1.5 times one thread).
