@@ -1640,10 +1640,11 @@ def _zeros_on_lines(shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
     return raw[start : start + size].view(dtype).reshape(shape)
 
 
-def _padded_columns(w: np.ndarray) -> np.ndarray:
-    """A 2-D array with its columns zero-padded to a multiple of ROW_BLOCK, starting on a cache line."""
-    padded = _zeros_on_lines((w.shape[0], -(-w.shape[1] // ROW_BLOCK) * ROW_BLOCK), w.dtype)
-    padded[:, : w.shape[1]] = w
+def _padded_last_axis(w: np.ndarray) -> np.ndarray:
+    """``w`` with its last axis zero-padded to a multiple of ROW_BLOCK, starting on a cache line: a weight as
+    :func:`_weighted_rows_kernel` reads it."""
+    padded = _zeros_on_lines((*w.shape[:-1], -(-w.shape[-1] // ROW_BLOCK) * ROW_BLOCK), w.dtype)
+    padded[..., : w.shape[-1]] = w
     return padded
 
 
@@ -1790,14 +1791,10 @@ class HiddenLayers(torch.autograd.Function):
         shape: _Shape = ctx.shape
         dtype = w1.dtype
         need = ctx.needs_input_grad
-        kc = shape.k * shape.c1
-        row = -(-kc // ROW_BLOCK) * ROW_BLOCK
-        conv2_weight = _zeros_on_lines((shape.c2, shape.k, row), _np_dtype(dtype))
-        conv2_weight[:, :, :kc] = _np(w2.permute(0, 2, 3, 1)).reshape(shape.c2, shape.k, kc)
-        conv2_weight = conv2_weight.reshape(shape.c2, shape.k * row)
+        conv2_weight = _padded_last_axis(_np(w2.permute(0, 2, 3, 1)).reshape(shape.c2, shape.k, shape.k * shape.c1))
         net = _NetBack(
-            conv2_weight=conv2_weight,
-            fc_weight=_padded_columns(_np(w3)),
+            conv2_weight=conv2_weight.reshape(shape.c2, -1),
+            fc_weight=_padded_last_axis(_np(w3)),
             lif1=_lif(beta1, thr1, spec, dtype, need[3], need[4]),
             lif2=_lif(beta2, thr2, spec, dtype, need[7], need[8]),
             pool=_pool(ctx.pool, dtype),

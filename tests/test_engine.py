@@ -243,7 +243,7 @@ def test_linear_back_against_numpy(dtype: type, classes: int, n2: int) -> None:
     weight gradient's row of every spiking neuron."""
     rng = np.random.default_rng(n2)
     weight = rng.standard_normal((classes, n2)).astype(dtype)
-    padded = engine._padded_columns(weight)
+    padded = engine._padded_last_axis(weight)
     assert padded.shape[1] % engine.ROW_BLOCK == 0 and padded.ctypes.data % 64 == 0
     dout = rng.standard_normal(classes).astype(dtype)
     spikes = np.sort(rng.choice(n2, 7, replace=False)).astype(np.int32)
