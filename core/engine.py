@@ -402,8 +402,9 @@ class _Record(NamedTuple):
     each frame's events.
 
     Layer 1 is cell-major with channels last (P1 * P1 * C1); layer 2's membranes channels first (C2 * P2 * P2), as
-    nn.Flatten orders them, its argmax cell-major (P2 * P2 * C2), as backward reads it. Layer 1's argmax is written only at the pool cells that a step's events reach (the only ones its
-    backward reads); elsewhere the buffer keeps whatever it held. A frame's event list (:func:`_events`) is kept
+    nn.Flatten orders them, its argmax cell-major (P2 * P2 * C2), as backward reads it. Layer 1's argmax is written
+    only at the pool cells that a step's events reach (the only ones its backward reads); elsewhere the buffer keeps
+    whatever it held. A frame's event list (:func:`_events`) is kept
     where it has at most EVENT_ROOM events: n_events (T, B) is its length, or -1 where backward lists it again.
     """
 
